@@ -1,0 +1,191 @@
+"""``pulltrace agent``: the DaemonSet role. Polls the node's containerd, reports to the collector.
+
+Polling never waits on the collector: while it is down the agent keeps polling, so lifecycle
+transitions stay accurate, and sends only the latest full report once it is back, since each
+report supersedes the one before.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import signal
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from types import FrameType
+
+import httpx
+
+from pulltrace import __version__
+from pulltrace.containerd import ContainerdError, ContentClient
+from pulltrace.model import AgentReport, PullStatus, encode
+from pulltrace.tracker import Tracker
+
+log = logging.getLogger("pulltrace.agent")
+
+MAX_BACKOFF = 30.0
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    server: str
+    node_name: str
+    containerd: str
+    namespace: str
+    interval: float = 1.0
+    token: str = ""
+    stall_timeout: float = 90.0
+
+    @property
+    def report_url(self) -> str:
+        return self.server.rstrip("/") + "/api/v1/report"
+
+
+class Reporter:
+    """Sends reports on change, a heartbeat when idle, and backs off while the collector fails."""
+
+    def __init__(self, config: AgentConfig, client: httpx.Client | None = None) -> None:
+        self.config = config
+        headers = {"Content-Type": "application/json", "User-Agent": f"pulltrace/{__version__}"}
+        if config.token:
+            headers["Authorization"] = f"Bearer {config.token}"
+        self._http = client or httpx.Client(headers=headers, timeout=5.0)
+        self._last_body: bytes | None = None
+        self._last_sent = -1e18
+        self._backoff = 0.0
+        self._retry_at = -1e18
+        self.sent = 0
+        self.failures = 0
+
+    @property
+    def heartbeat(self) -> float:
+        """Under the collector's staleness limit of three intervals."""
+        return 2 * self.config.interval
+
+    def offer(self, pulls: list[PullStatus], now: float) -> bool:
+        body = encode_pulls(pulls)
+        changed = body != self._last_body
+        if now < self._retry_at or not (changed or now - self._last_sent >= self.heartbeat):
+            return False
+        report = AgentReport(
+            node_name=self.config.node_name,
+            timestamp=datetime.now(UTC),
+            pulls=pulls,
+            agent_version=__version__,
+            interval_seconds=self.config.interval,
+        )
+        if self._post(encode(report), now):
+            self._last_body = body
+            self._last_sent = now
+            return True
+        return False
+
+    def _post(self, payload: bytes, now: float) -> bool:
+        try:
+            reply = self._http.post(self.config.report_url, content=payload)
+        except httpx.HTTPError as err:
+            return self._failed(now, f"collector unreachable: {err}")
+        if reply.status_code >= 300:
+            return self._failed(now, f"collector answered {reply.status_code}: {reply.text[:200]}")
+        if self.failures:
+            log.info("collector reachable again", extra={"server": self.config.server})
+        self._backoff = 0.0
+        self.failures = 0
+        self.sent += 1
+        return True
+
+    def _failed(self, now: float, reason: str) -> bool:
+        self.failures += 1
+        self._backoff = min(MAX_BACKOFF, max(self.config.interval, self._backoff * 2))
+        self._retry_at = now + self._backoff * random.uniform(0.8, 1.2)
+        log.warning(reason, extra={"retryIn": round(self._backoff, 1), "failures": self.failures})
+        return False
+
+    def close(self) -> None:
+        self._http.close()
+
+
+def encode_pulls(pulls: list[PullStatus]) -> bytes:
+    return b"[" + b",".join(encode(p) for p in pulls) + b"]"
+
+
+class Agent:
+    def __init__(self, config: AgentConfig) -> None:
+        self.config = config
+        self.client = ContentClient(config.containerd, config.namespace)
+        self.tracker = Tracker(self.client, config.node_name, stall_timeout=config.stall_timeout)
+        self.reporter = Reporter(config)
+        self.stop = threading.Event()
+        self._containerd_ok: bool | None = None
+        self._phases: dict[str, str] = {}
+
+    def poll_once(self) -> list[PullStatus]:
+        try:
+            pulls = self.tracker.poll()
+        except ContainerdError as err:
+            if self._containerd_ok is not False:
+                log.warning(str(err), extra={"containerd": self.client.path})
+            self._containerd_ok = False
+            return self.tracker.statuses()
+        if self._containerd_ok is not True:
+            log.info("polling containerd", extra={"containerd": self.client.path})
+        self._containerd_ok = True
+        self._log_transitions(pulls)
+        return pulls
+
+    def _log_transitions(self, pulls: list[PullStatus]) -> None:
+        seen: dict[str, str] = {}
+        for pull in pulls:
+            seen[pull.id] = pull.phase
+            if self._phases.get(pull.id) != pull.phase:
+                log.info(
+                    f"pull {pull.phase}",
+                    extra={
+                        "pullId": pull.id,
+                        "imageRef": pull.image_ref,
+                        "phase": pull.phase,
+                        "totalBytes": pull.total_bytes,
+                        "error": pull.error,
+                    },
+                )
+        self._phases = seen
+
+    def run(self) -> None:
+        log.info(
+            "agent starting",
+            extra={
+                "version": __version__,
+                "node": self.config.node_name,
+                "server": self.config.server,
+                "interval": self.config.interval,
+            },
+        )
+        next_tick = time.monotonic()
+        try:
+            while not self.stop.is_set():
+                pulls = self.poll_once()
+                self.reporter.offer(pulls, time.monotonic())
+                next_tick += self.config.interval
+                delay = next_tick - time.monotonic()
+                if delay < 0:
+                    next_tick = time.monotonic()
+                    delay = 0
+                self.stop.wait(delay)
+        finally:
+            self.reporter.close()
+            self.client.close()
+            log.info("agent stopped")
+
+
+def run(config: AgentConfig) -> int:
+    agent = Agent(config)
+
+    def _stop(signum: int, frame: FrameType | None) -> None:
+        agent.stop.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    agent.run()
+    return 0

@@ -1,0 +1,188 @@
+"""A small, typed client for containerd's content service over its unix socket.
+
+Only the calls pulltrace needs, made without the generated gRPC service stubs so that any
+grpcio release works; the protobuf messages come from ``pulltrace/_pb``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import grpc
+from google.protobuf.empty_pb2 import Empty
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from pulltrace._pb import content_pb2, version_pb2
+
+DEFAULT_SOCKET = "/run/containerd/containerd.sock"
+K3S_SOCKET = "/run/k3s/containerd/containerd.sock"
+DEFAULT_NAMESPACE = "k8s.io"
+_CONTENT = "/containerd.services.content.v1.Content/"
+_MAX_MANIFEST_BYTES = 4 << 20
+
+
+class ContainerdError(Exception):
+    """containerd could not be reached or refused a call; the message is one line for users."""
+
+
+@dataclass(frozen=True, slots=True)
+class Ingest:
+    """One in-progress download (a ``ctr content active`` row)."""
+
+    ref: str
+    expected: str
+    offset: int
+    total: int
+    started_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class BlobInfo:
+    digest: str
+    size: int
+    created_at: datetime
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+def socket_path(address: str) -> str:
+    """Accepts both the plain path kubelet flags use and the ``unix://`` URL form."""
+    return address.removeprefix("unix://")
+
+
+def _time(ts: Timestamp) -> datetime:
+    return datetime.fromtimestamp(ts.seconds + ts.nanos / 1e9, UTC)
+
+
+def _info(msg: Any) -> BlobInfo:
+    return BlobInfo(
+        digest=msg.digest, size=msg.size, created_at=_time(msg.created_at), labels=dict(msg.labels)
+    )
+
+
+class ContentClient:
+    """Synchronous client: the agent polls once a second, so a thread-free design is simplest."""
+
+    def __init__(
+        self, address: str, namespace: str = DEFAULT_NAMESPACE, timeout: float = 5.0
+    ) -> None:
+        self.path = socket_path(address)
+        self.namespace = namespace
+        self.timeout = timeout
+        self._metadata = (("containerd-namespace", namespace),)
+        # Short reconnect backoff: after a containerd restart the next poll should succeed,
+        # not wait out gRPC's default two-minute backoff.
+        self._channel = grpc.insecure_channel(
+            f"unix://{self.path}",
+            options=[
+                ("grpc.initial_reconnect_backoff_ms", 100),
+                ("grpc.min_reconnect_backoff_ms", 100),
+                ("grpc.max_reconnect_backoff_ms", 1000),
+                ("grpc.max_receive_message_length", 16 << 20),
+            ],
+        )
+        self._list_statuses = self._channel.unary_unary(
+            _CONTENT + "ListStatuses",
+            request_serializer=content_pb2.ListStatusesRequest.SerializeToString,
+            response_deserializer=content_pb2.ListStatusesResponse.FromString,
+        )
+        self._info_call = self._channel.unary_unary(
+            _CONTENT + "Info",
+            request_serializer=content_pb2.InfoRequest.SerializeToString,
+            response_deserializer=content_pb2.InfoResponse.FromString,
+        )
+        self._list = self._channel.unary_stream(
+            _CONTENT + "List",
+            request_serializer=content_pb2.ListContentRequest.SerializeToString,
+            response_deserializer=content_pb2.ListContentResponse.FromString,
+        )
+        self._read = self._channel.unary_stream(
+            _CONTENT + "Read",
+            request_serializer=content_pb2.ReadContentRequest.SerializeToString,
+            response_deserializer=content_pb2.ReadContentResponse.FromString,
+        )
+        self._version = self._channel.unary_unary(
+            "/containerd.services.version.v1.Version/Version",
+            request_serializer=Empty.SerializeToString,
+            response_deserializer=version_pb2.VersionResponse.FromString,
+        )
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> ContentClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def check(self) -> str:
+        """Fails fast with a clear reason when the socket is missing or unreadable."""
+        if not os.path.exists(self.path):
+            raise ContainerdError(f"containerd socket {self.path} does not exist")
+        if not os.access(self.path, os.R_OK | os.W_OK):
+            raise ContainerdError(f"containerd socket {self.path}: permission denied")
+        reply = self._call(self._version, Empty())
+        return str(reply.version)
+
+    def list_statuses(self) -> list[Ingest]:
+        reply = self._call(self._list_statuses, content_pb2.ListStatusesRequest())
+        return [
+            Ingest(
+                ref=s.ref,
+                expected=s.expected,
+                offset=s.offset,
+                total=s.total,
+                started_at=_time(s.started_at),
+                updated_at=_time(s.updated_at),
+            )
+            for s in reply.statuses
+        ]
+
+    def info(self, digest: str) -> BlobInfo | None:
+        try:
+            reply = self._call(self._info_call, content_pb2.InfoRequest(digest=digest))
+        except _NotFound:
+            return None
+        return _info(reply.info)
+
+    def list(self, filters: Iterable[str]) -> list[BlobInfo]:
+        """Filters are OR'ed, containerd's filter syntax within each."""
+        request = content_pb2.ListContentRequest(filters=list(filters))
+        return [_info(i) for reply in self._stream(self._list, request) for i in reply.info]
+
+    def read(self, digest: str, limit: int = _MAX_MANIFEST_BYTES) -> bytes:
+        request = content_pb2.ReadContentRequest(digest=digest, size=limit)
+        chunks = [reply.data for reply in self._stream(self._read, request)]
+        return b"".join(chunks)
+
+    def _call(self, method: Any, request: Any) -> Any:
+        try:
+            return method(request, timeout=self.timeout, metadata=self._metadata)
+        except grpc.RpcError as err:
+            raise _translate(err, self.path) from None
+
+    def _stream(self, method: Any, request: Any) -> Iterator[Any]:
+        try:
+            yield from method(request, timeout=self.timeout, metadata=self._metadata)
+        except grpc.RpcError as err:
+            raise _translate(err, self.path) from None
+
+
+class _NotFound(ContainerdError):
+    pass
+
+
+def _translate(err: grpc.RpcError, path: str) -> ContainerdError:
+    code = err.code() if isinstance(err, grpc.Call) else None
+    details = (err.details() if isinstance(err, grpc.Call) else None) or str(err)
+    if code == grpc.StatusCode.NOT_FOUND:
+        return _NotFound(details)
+    if code == grpc.StatusCode.UNAVAILABLE:
+        return ContainerdError(f"containerd at {path} is unavailable: {details.splitlines()[0]}")
+    name = code.name if code is not None else "error"
+    return ContainerdError(f"containerd at {path}: {name}: {details.splitlines()[0]}")

@@ -1,0 +1,41 @@
+"""JSON Schema files generated from the wire model, so non-Python consumers can validate.
+
+Run ``python -m pulltrace.schema`` after changing ``model.py``; a test fails while the files
+in ``docs/schemas/`` disagree with the model.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from pulltrace.model import SCHEMA_TYPES
+
+SCHEMA_DIR = Path(__file__).resolve().parent.parent / "docs" / "schemas"
+
+
+def schema_for(kind: type[msgspec.Struct]) -> dict[str, Any]:
+    schema: dict[str, Any] = msgspec.json.schema(kind)
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    return schema
+
+
+def render(kind: type[msgspec.Struct]) -> str:
+    return json.dumps(schema_for(kind), indent=2, sort_keys=True) + "\n"
+
+
+def main() -> int:
+    SCHEMA_DIR.mkdir(parents=True, exist_ok=True)
+    for name, kind in SCHEMA_TYPES.items():
+        path = SCHEMA_DIR / f"{name}.v1.json"
+        path.write_text(render(kind))
+        print(path, file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,364 @@
+"""Turns containerd's anonymous ingests into named, per-image pulls with a lifecycle.
+
+One ``poll`` costs one ``ListStatuses``; the content store is scanned only for digests we have
+not seen, and existence checks for layers that finished between two polls are batched into one
+``List``. Everything else is bookkeeping in memory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Literal
+
+from pulltrace.containerd import ContentClient, Ingest
+from pulltrace.manifests import Manifest, ManifestIndex
+from pulltrace.model import LayerStatus, Phase, PullStatus
+from pulltrace.rate import RateWindow, eta_seconds
+
+LayerState = Literal["pending", "active", "done", "cached", "failed"]
+_TERMINAL_LAYER: frozenset[LayerState] = frozenset({"done", "cached", "failed"})
+_REF_KINDS = {
+    "layer": "",
+    "manifest": "application/vnd.oci.image.manifest.v1+json",
+    "index": "application/vnd.oci.image.index.v1+json",
+    "config": "application/vnd.oci.image.config.v1+json",
+}
+
+_METADATA_TYPES = frozenset(t for t in _REF_KINDS.values() if t)
+
+
+def ingest_digest(ingest: Ingest) -> str:
+    """containerd names fetch ingests ``<kind>-<digest>``; ``expected`` is the reliable source."""
+    if ingest.expected:
+        return ingest.expected
+    kind, _, rest = ingest.ref.partition("-")
+    return rest if kind in _REF_KINDS and ":" in rest else ingest.ref
+
+
+def short(digest: str) -> str:
+    return digest.split(":", 1)[-1][:12]
+
+
+@dataclass(slots=True)
+class _Layer:
+    digest: str
+    media_type: str
+    total: int
+    state: LayerState = "pending"
+    offset: int = 0
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    rate: RateWindow = field(default_factory=RateWindow)
+    first_rate: float = 0.0
+
+    def status(self) -> LayerStatus:
+        done = self.state in ("done", "cached")
+        downloaded = self.total if self.state == "done" else self.offset
+        if self.state == "cached":
+            downloaded = 0
+        progress = self.total if done else min(self.offset, self.total)
+        active = self.state == "active"
+        speed = (self.rate.rate() or self.first_rate) if active else 0.0
+        return LayerStatus(
+            digest=self.digest,
+            media_type=self.media_type,
+            total_bytes=self.total,
+            downloaded_bytes=downloaded,
+            bytes_per_sec=speed,
+            percent=100.0 if done else _percent(progress, self.total),
+            started_at=self.started_at,
+            completed_at=self.completed_at,
+            cached=self.state == "cached",
+            total_known=self.total > 0,
+        )
+
+
+@dataclass(slots=True)
+class _Pull:
+    key: str
+    id: str
+    manifest: Manifest | None
+    image_ref: str
+    layers: dict[str, _Layer]
+    started_at: datetime
+    phase: Phase = "pulling"
+    completed_at: datetime | None = None
+    error: str = ""
+    rate: RateWindow = field(default_factory=RateWindow)
+    percent: float = 0.0
+    finished_at: float = 0.0
+
+    def layers_are_metadata(self) -> bool:
+        return all(layer.media_type in _METADATA_TYPES for layer in self.layers.values())
+
+    @property
+    def active(self) -> bool:
+        return self.phase in ("resolving", "pulling")
+
+
+def _percent(part: int, whole: int) -> float:
+    return min(100.0, 100.0 * part / whole) if whole > 0 else 0.0
+
+
+def _pull_id(node: str, key: str, started: datetime) -> str:
+    raw = f"{node}|{key}|{started.isoformat()}".encode()
+    return hashlib.sha256(raw).hexdigest()[:16]
+
+
+class Tracker:
+    """Holds the pulls of one containerd namespace across polls."""
+
+    def __init__(
+        self,
+        client: ContentClient,
+        node_name: str,
+        *,
+        stall_timeout: float = 90.0,
+        retain: float = 60.0,
+        rate_window: float = 5.0,
+    ) -> None:
+        self.client = client
+        self.node_name = node_name
+        self.stall_timeout = stall_timeout
+        self.retain = retain
+        self.rate_window = rate_window
+        self.index = ManifestIndex(client)
+        self._pulls: dict[str, _Pull] = {}
+        self._finished: list[_Pull] = []
+        # Ingests left behind by a download that stalled or died: ignored until they move again.
+        self._dead: dict[str, datetime] = {}
+
+    def poll(self) -> list[PullStatus]:
+        """One sample of the content store; raises ContainerdError when it cannot be read."""
+        ingests = self.client.list_statuses()
+        return self.apply(ingests, datetime.now(UTC), time.monotonic())
+
+    def apply(self, ingests: list[Ingest], now: datetime, mono: float) -> list[PullStatus]:
+        live = self._live_ingests(ingests, now)
+        self.index.resolve(live, mono)
+        for digest, ingest in live.items():
+            owners = self.index.owners(digest)
+            if owners:
+                for manifest_digest in sorted(owners):
+                    self._manifest_pull(manifest_digest, ingest)
+            elif not self.index.is_manifest(digest):
+                self._resolving_pull(digest, ingest)
+        self._advance(live, now, mono)
+        self._finished = [p for p in self._finished if mono - p.finished_at < self.retain]
+        return self.statuses()
+
+    def statuses(self) -> list[PullStatus]:
+        pulls = list(self._pulls.values()) + self._finished
+        return [self._status(p) for p in sorted(pulls, key=lambda p: p.started_at)]
+
+    def _live_ingests(self, ingests: list[Ingest], now: datetime) -> dict[str, Ingest]:
+        live: dict[str, Ingest] = {}
+        refs = {i.ref for i in ingests}
+        for ref in list(self._dead):
+            if ref not in refs:
+                del self._dead[ref]
+        tracked = {d for p in self._pulls.values() for d in p.layers}
+        for ingest in ingests:
+            dead_at = self._dead.get(ingest.ref)
+            if dead_at is not None and ingest.updated_at <= dead_at:
+                continue
+            self._dead.pop(ingest.ref, None)
+            digest = ingest_digest(ingest)
+            idle = (now - ingest.updated_at).total_seconds()
+            if digest not in tracked and idle > self.stall_timeout:
+                # Leftovers of downloads that died before we were watching.
+                self._dead[ingest.ref] = ingest.updated_at
+                continue
+            live[digest] = ingest
+        return live
+
+    def _manifest_pull(self, manifest_digest: str, ingest: Ingest) -> None:
+        if manifest_digest in self._pulls:
+            return
+        manifest = self.index.manifest(manifest_digest)
+        if manifest is None:
+            return
+        index_digest = self.index.index_of(manifest_digest)
+        image_ref = (
+            f"{manifest.repository}@{index_digest or manifest.digest}"
+            if manifest.repository
+            else ""
+        )
+        layers = {
+            layer.digest: _Layer(
+                layer.digest, layer.media_type, layer.size, rate=RateWindow(self.rate_window)
+            )
+            for layer in manifest.layers
+        }
+        present = self._present([d for d in layers if d != ingest_digest(ingest)])
+        for digest, committed in present.items():
+            layer = layers[digest]
+            if committed < manifest.committed_at:
+                layer.state = "cached"
+            else:
+                # Downloaded by this pull before our first look at it.
+                layer.state, layer.offset, layer.completed_at = "done", layer.total, committed
+        pull = _Pull(
+            key=manifest_digest,
+            id=self._new_id(manifest_digest, ingest.started_at),
+            manifest=manifest,
+            image_ref=image_ref,
+            layers=layers,
+            started_at=ingest.started_at,
+            rate=RateWindow(self.rate_window),
+        )
+        self._pulls[manifest_digest] = pull
+
+    def _resolving_pull(self, digest: str, ingest: Ingest) -> None:
+        key = f"ingest:{ingest.ref}"
+        if key in self._pulls:
+            return
+        media_type = _REF_KINDS.get(ingest.ref.partition("-")[0], "")
+        layer = _Layer(digest, media_type, ingest.total, rate=RateWindow(self.rate_window))
+        self._pulls[key] = _Pull(
+            key=key,
+            id=self._new_id(key, ingest.started_at),
+            manifest=None,
+            image_ref="",
+            layers={digest: layer},
+            started_at=ingest.started_at,
+            phase="resolving",
+            rate=RateWindow(self.rate_window),
+        )
+
+    def _new_id(self, key: str, started: datetime) -> str:
+        """Stable across agent restarts; salted when a resumed download follows a failed pull."""
+        pull_id = _pull_id(self.node_name, key, started)
+        if any(p.id == pull_id for p in self._finished):
+            pull_id = _pull_id(self.node_name, key, datetime.now(UTC))
+        return pull_id
+
+    def _present(self, digests: list[str]) -> dict[str, datetime]:
+        """Which of these blobs are committed, with their commit times, in one List call."""
+        if not digests:
+            return {}
+        infos = self.client.list(f'digest=="{d}"' for d in digests)
+        return {i.digest: i.created_at for i in infos}
+
+    def _advance(self, live: dict[str, Ingest], now: datetime, mono: float) -> None:
+        missing = {
+            d
+            for p in self._pulls.values()
+            for d, layer in p.layers.items()
+            if layer.state not in _TERMINAL_LAYER and d not in live
+        }
+        present = self._present(sorted(missing))
+        for pull in list(self._pulls.values()):
+            for digest, layer in pull.layers.items():
+                if layer.state in _TERMINAL_LAYER:
+                    continue
+                ingest = live.get(digest)
+                if ingest is not None:
+                    self._advance_layer(pull, layer, ingest, now)
+                elif digest in present:
+                    layer.state = "done"
+                    layer.offset = layer.total
+                    layer.completed_at = present[digest]
+                elif layer.state == "active":
+                    layer.state = "failed"
+                    pull.error = pull.error or (
+                        f"download of layer {short(digest)} was aborted "
+                        f"at {layer.offset} of {layer.total} bytes"
+                    )
+            self._settle(pull, live, now, mono)
+
+    def _advance_layer(self, pull: _Pull, layer: _Layer, ingest: Ingest, now: datetime) -> None:
+        if layer.state == "pending":
+            layer.state = "active"
+            layer.started_at = ingest.started_at
+            elapsed = (ingest.updated_at - ingest.started_at).total_seconds()
+            layer.first_rate = ingest.offset / elapsed if elapsed > 0 else 0.0
+        layer.offset = ingest.offset
+        if ingest.total > 0:
+            layer.total = ingest.total
+        layer.rate.add(ingest.updated_at.timestamp(), ingest.offset)
+        idle = (now - ingest.updated_at).total_seconds()
+        if idle > self.stall_timeout:
+            layer.state = "failed"
+            self._dead[ingest.ref] = ingest.updated_at
+            pull.error = pull.error or (
+                f"download of layer {short(layer.digest)} stalled for {idle:.0f}s "
+                f"at {ingest.offset} of {layer.total} bytes"
+            )
+
+    def _settle(self, pull: _Pull, live: dict[str, Ingest], now: datetime, mono: float) -> None:
+        layers = pull.layers.values()
+        downloaded = sum(layer.offset for layer in layers if layer.state != "cached")
+        pull.rate.add(mono, downloaded)
+        if any(layer.state == "failed" for layer in layers):
+            pull.phase = "failed"
+            pull.completed_at = now
+        elif all(layer.state in ("done", "cached") for layer in layers):
+            if pull.phase == "resolving" and pull.layers_are_metadata():
+                # A manifest, index or config finished: the image's own pull takes over.
+                del self._pulls[pull.key]
+                return
+            pull.phase = "completed"
+            pull.completed_at = max(
+                (layer.completed_at for layer in layers if layer.completed_at), default=now
+            )
+        if not pull.active:
+            pull.finished_at = mono
+            del self._pulls[pull.key]
+            self._finished.append(pull)
+
+    def _status(self, pull: _Pull) -> PullStatus:
+        layers = [layer.status() for layer in pull.layers.values()]
+        total = sum(layer.total_bytes for layer in layers)
+        cached = sum(layer.total_bytes for layer in layers if layer.cached)
+        downloaded = sum(layer.downloaded_bytes for layer in layers)
+        if pull.active:
+            speed = pull.rate.rate() or sum(layer.bytes_per_sec for layer in layers)
+        else:
+            speed = _average_speed(downloaded, pull.started_at, pull.completed_at)
+        pull.percent = max(pull.percent, _percent(downloaded + cached, total))
+        if pull.phase == "completed":
+            pull.percent = 100.0
+        manifest = pull.manifest
+        return PullStatus(
+            id=pull.id,
+            node_name=self.node_name,
+            image_ref=pull.image_ref,
+            repository=manifest.repository if manifest else "",
+            manifest_digest=manifest.digest if manifest else "",
+            phase=pull.phase,
+            total_bytes=total,
+            downloaded_bytes=downloaded,
+            cached_bytes=cached,
+            bytes_per_sec=speed,
+            eta_seconds=_eta(pull.phase, total - downloaded - cached, speed),
+            percent=pull.percent,
+            layer_count=len(layers),
+            layers_done=sum(
+                1 for layer in pull.layers.values() if layer.state in ("done", "cached")
+            ),
+            layers_cached=sum(1 for layer in layers if layer.cached),
+            started_at=pull.started_at,
+            completed_at=pull.completed_at,
+            error=pull.error,
+            layers=layers,
+            total_known=all(layer.total_known for layer in layers) and bool(layers),
+        )
+
+
+def _eta(phase: Phase, remaining: int, speed: float) -> float | None:
+    if phase == "completed":
+        return 0.0
+    if phase == "failed":
+        return None
+    return eta_seconds(remaining, speed)
+
+
+def _average_speed(downloaded: int, start: datetime, end: datetime | None) -> float:
+    if end is None:
+        return 0.0
+    seconds = (end - start).total_seconds()
+    return downloaded / seconds if seconds > 0 else 0.0
