@@ -10,7 +10,7 @@ import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import grpc
 from google.protobuf.empty_pb2 import Empty
@@ -47,6 +47,16 @@ class BlobInfo:
     size: int
     created_at: datetime
     labels: dict[str, str] = field(default_factory=dict)
+
+
+class ContentStore(Protocol):
+    """What the tracker needs from containerd; the real client and test doubles both fit."""
+
+    def list_statuses(self) -> list[Ingest]: ...
+
+    def list(self, filters: Iterable[str]) -> list[BlobInfo]: ...
+
+    def read(self, digest: str, limit: int = ...) -> bytes: ...
 
 
 def socket_path(address: str) -> str:

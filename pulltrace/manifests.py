@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from pulltrace.containerd import BlobInfo, ContentClient
+from pulltrace.containerd import BlobInfo, ContentStore
 
 GC_LAYER = "containerd.io/gc.ref.content.l."
 GC_CONFIG = "containerd.io/gc.ref.content.config"
@@ -67,7 +67,7 @@ def parse_manifest(info: BlobInfo, raw: bytes) -> Manifest:
 class ManifestIndex:
     """Answers "which manifests own this digest?" with one content-store scan per new digest."""
 
-    def __init__(self, client: ContentClient, rescan_after: float = 5.0) -> None:
+    def __init__(self, client: ContentStore, rescan_after: float = 5.0) -> None:
         self._client = client
         self._rescan_after = rescan_after
         self._owners: dict[str, set[str]] = {}

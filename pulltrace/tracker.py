@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Literal
 
-from pulltrace.containerd import ContentClient, Ingest
+from pulltrace.containerd import ContentStore, Ingest
 from pulltrace.manifests import Manifest, ManifestIndex
 from pulltrace.model import LayerStatus, Phase, PullStatus
 from pulltrace.rate import RateWindow, eta_seconds
@@ -113,7 +113,7 @@ class Tracker:
 
     def __init__(
         self,
-        client: ContentClient,
+        client: ContentStore,
         node_name: str,
         *,
         stall_timeout: float = 90.0,
@@ -143,9 +143,9 @@ class Tracker:
             owners = self.index.owners(digest)
             if owners:
                 for manifest_digest in sorted(owners):
-                    self._manifest_pull(manifest_digest, ingest)
+                    self._manifest_pull(manifest_digest, ingest, now)
             elif not self.index.is_manifest(digest):
-                self._resolving_pull(digest, ingest)
+                self._resolving_pull(digest, ingest, now)
         self._advance(live, now, mono)
         self._finished = [p for p in self._finished if mono - p.finished_at < self.retain]
         return self.statuses()
@@ -175,7 +175,7 @@ class Tracker:
             live[digest] = ingest
         return live
 
-    def _manifest_pull(self, manifest_digest: str, ingest: Ingest) -> None:
+    def _manifest_pull(self, manifest_digest: str, ingest: Ingest, now: datetime) -> None:
         if manifest_digest in self._pulls:
             return
         manifest = self.index.manifest(manifest_digest)
@@ -201,40 +201,43 @@ class Tracker:
             else:
                 # Downloaded by this pull before our first look at it.
                 layer.state, layer.offset, layer.completed_at = "done", layer.total, committed
+        pull_id, started = self._start(manifest_digest, ingest, now)
         pull = _Pull(
             key=manifest_digest,
-            id=self._new_id(manifest_digest, ingest.started_at),
+            id=pull_id,
             manifest=manifest,
             image_ref=image_ref,
             layers=layers,
-            started_at=ingest.started_at,
+            started_at=started,
             rate=RateWindow(self.rate_window),
         )
         self._pulls[manifest_digest] = pull
 
-    def _resolving_pull(self, digest: str, ingest: Ingest) -> None:
+    def _resolving_pull(self, digest: str, ingest: Ingest, now: datetime) -> None:
         key = f"ingest:{ingest.ref}"
         if key in self._pulls:
             return
         media_type = _REF_KINDS.get(ingest.ref.partition("-")[0], "")
         layer = _Layer(digest, media_type, ingest.total, rate=RateWindow(self.rate_window))
+        pull_id, started = self._start(key, ingest, now)
         self._pulls[key] = _Pull(
             key=key,
-            id=self._new_id(key, ingest.started_at),
+            id=pull_id,
             manifest=None,
             image_ref="",
             layers={digest: layer},
-            started_at=ingest.started_at,
+            started_at=started,
             phase="resolving",
             rate=RateWindow(self.rate_window),
         )
 
-    def _new_id(self, key: str, started: datetime) -> str:
-        """Stable across agent restarts; salted when a resumed download follows a failed pull."""
-        pull_id = _pull_id(self.node_name, key, started)
-        if any(p.id == pull_id for p in self._finished):
-            pull_id = _pull_id(self.node_name, key, datetime.now(UTC))
-        return pull_id
+    def _start(self, key: str, ingest: Ingest, now: datetime) -> tuple[str, datetime]:
+        """The pull's id and start: containerd's own start time, so an agent restart keeps the
+        id; but a download resumed after a failed pull is a new pull that starts now."""
+        started = ingest.started_at
+        if any(p.key == key for p in self._finished):
+            started = max(now, started)
+        return _pull_id(self.node_name, key, started), started
 
     def _present(self, digests: list[str]) -> dict[str, datetime]:
         """Which of these blobs are committed, with their commit times, in one List call."""

@@ -1,0 +1,195 @@
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from pulltrace.model import PullStatus
+from pulltrace.tracker import Tracker
+from tests.unit.fakestore import FakeStore, digest_of
+
+
+def blob(size: int) -> bytes:
+    return os.urandom(size)
+
+
+class Clock:
+    def __init__(self, store: FakeStore) -> None:
+        self.store = store
+        self.mono = 1000.0
+
+    def poll(self, tracker: Tracker, seconds: float = 1.0) -> list[PullStatus]:
+        self.store.tick(seconds)
+        self.mono += seconds
+        return tracker.apply(self.store.list_statuses(), self.store.now, self.mono)
+
+
+@pytest.fixture
+def store() -> FakeStore:
+    return FakeStore()
+
+
+def by_repo(pulls: list[PullStatus]) -> dict[str, PullStatus]:
+    return {p.repository: p for p in pulls}
+
+
+def test_two_concurrent_images_are_two_pulls_with_totals_known_at_once(store: FakeStore) -> None:
+    a_layers, b_layers = [blob(3000), blob(5000)], [blob(7000)]
+    a = store.push_manifest(a_layers, "team/a")
+    b = store.push_manifest(b_layers, "team/b")
+    store.write(f"layer-{digest_of(a_layers[0])}", 100, 3000)
+    store.write(f"layer-{digest_of(b_layers[0])}", 200, 7000)
+    pulls = by_repo(Clock(store).poll(Tracker(store, "n1")))
+    assert set(pulls) == {"reg.local:5000/team/a", "reg.local:5000/team/b"}
+    assert pulls["reg.local:5000/team/a"].manifest_digest == a
+    assert pulls["reg.local:5000/team/a"].total_bytes == 8000
+    assert pulls["reg.local:5000/team/a"].image_ref == f"reg.local:5000/team/a@{a}"
+    assert pulls["reg.local:5000/team/b"].manifest_digest == b
+    assert pulls["reg.local:5000/team/b"].total_bytes == 7000
+    assert all(p.phase == "pulling" and p.total_known for p in pulls.values())
+    assert len({p.id for p in pulls.values()}) == 2
+
+
+def test_layers_already_in_store_are_cached(store: FakeStore) -> None:
+    shared = blob(4000)
+    store.commit(shared)
+    store.tick(10)
+    new = blob(1000)
+    store.push_manifest([shared, new], "app")
+    store.write(f"layer-{digest_of(new)}", 10, 1000)
+    (pull,) = Clock(store).poll(Tracker(store, "n1"))
+    assert pull.cached_bytes == 4000
+    assert pull.layers_cached == 1
+    assert pull.layers_done == 1
+    assert [layer.cached for layer in pull.layers] == [True, False]
+    assert pull.percent == pytest.approx(100 * 4010 / 5000)
+
+
+def test_pull_completes_when_all_layers_are_committed(store: FakeStore) -> None:
+    layers = [blob(1000), blob(2000)]
+    store.push_manifest(layers, "app")
+    clock, tracker = Clock(store), Tracker(store, "n1")
+    store.write(f"layer-{digest_of(layers[0])}", 500, 1000)
+    clock.poll(tracker)
+    store.commit(layers[0])
+    store.write(f"layer-{digest_of(layers[1])}", 100, 2000)
+    (pull,) = clock.poll(tracker)
+    assert pull.phase == "pulling" and pull.layers_done == 1
+    store.commit(layers[1])
+    (pull,) = clock.poll(tracker)
+    assert pull.phase == "completed"
+    assert pull.percent == 100.0
+    assert pull.downloaded_bytes == 3000 and pull.cached_bytes == 0
+    assert pull.completed_at == store.blobs[digest_of(layers[1])][2]
+    assert pull.eta_seconds == 0.0
+
+
+def test_small_layer_finished_between_polls_counts_as_downloaded(store: FakeStore) -> None:
+    layers = [blob(1000), blob(2000)]
+    store.push_manifest(layers, "app")
+    store.tick(1)
+    store.commit(layers[0])
+    store.write(f"layer-{digest_of(layers[1])}", 100, 2000)
+    (pull,) = Clock(store).poll(Tracker(store, "n1"))
+    assert pull.layers_cached == 0
+    assert pull.downloaded_bytes == 1100
+
+
+def test_vanished_ingest_without_blob_fails_the_pull(store: FakeStore) -> None:
+    layers = [blob(1000)]
+    store.push_manifest(layers, "app")
+    clock, tracker = Clock(store), Tracker(store, "n1")
+    ref = f"layer-{digest_of(layers[0])}"
+    store.write(ref, 400, 1000)
+    clock.poll(tracker)
+    del store.ingests[ref]
+    (pull,) = clock.poll(tracker)
+    assert pull.phase == "failed"
+    assert "aborted at 400 of 1000 bytes" in pull.error
+    assert pull.eta_seconds is None
+
+
+def test_stalled_ingest_fails_once_then_a_resumed_download_is_a_new_pull(store: FakeStore) -> None:
+    layers = [blob(1000)]
+    store.push_manifest(layers, "app")
+    clock, tracker = Clock(store), Tracker(store, "n1", stall_timeout=5)
+    ref = f"layer-{digest_of(layers[0])}"
+    store.write(ref, 400, 1000)
+    (first,) = clock.poll(tracker)
+    for _ in range(4):  # idle 2..5 s: not yet past the 5 s timeout
+        (pull,) = clock.poll(tracker)
+        assert pull.phase == "pulling"
+    (pull,) = clock.poll(tracker)
+    assert pull.phase == "failed" and "stalled" in pull.error and pull.id == first.id
+    for _ in range(3):
+        assert [p.phase for p in clock.poll(tracker)] == ["failed"]
+    store.write(ref, 600, 1000)
+    pulls = clock.poll(tracker)
+    assert [p.phase for p in pulls] == ["failed", "pulling"]
+    assert pulls[1].id != first.id
+
+
+def test_old_leftover_ingest_is_ignored(store: FakeStore) -> None:
+    layers = [blob(1000)]
+    store.push_manifest(layers, "app")
+    store.write(f"layer-{digest_of(layers[0])}", 400, 1000)
+    store.tick(3600)
+    assert Clock(store).poll(Tracker(store, "n1")) == []
+
+
+def test_unknown_ingest_is_its_own_resolving_pull_and_metadata_is_absorbed(
+    store: FakeStore,
+) -> None:
+    clock, tracker = Clock(store), Tracker(store, "n1")
+    orphan = blob(900)
+    store.write(f"layer-{digest_of(orphan)}", 10, 900)
+    manifest_ref = "manifest-sha256:" + "ab" * 32
+    store.write(manifest_ref, 10, 500)
+    pulls = clock.poll(tracker)
+    assert [p.phase for p in pulls] == ["resolving", "resolving"]
+    assert all(p.manifest_digest == "" for p in pulls)
+    del store.ingests[manifest_ref]
+    store.blobs["sha256:" + "ab" * 32] = (b"{}", {}, store.now)
+    (pull,) = clock.poll(tracker)
+    assert pull.layers[0].digest == digest_of(orphan)
+
+
+def test_shared_ingest_shows_in_both_pulls(store: FakeStore) -> None:
+    shared = blob(5000)
+    store.push_manifest([shared, blob(10)], "one")
+    store.push_manifest([shared, blob(20)], "two")
+    store.write(f"layer-{digest_of(shared)}", 2500, 5000)
+    pulls = Clock(store).poll(Tracker(store, "n1"))
+    assert len(pulls) == 2
+    assert all(p.downloaded_bytes == 2500 for p in pulls)
+
+
+def test_speed_is_steady_across_layer_boundaries(store: FakeStore) -> None:
+    layers = [blob(3000) for _ in range(4)]
+    store.push_manifest(layers, "app")
+    clock, tracker = Clock(store), Tracker(store, "n1")
+    rate, done, speeds = 1000, 0, []
+    for _ in range(11):
+        index = min(done // 3000, 3)
+        for i in range(index):
+            store.commit(layers[i])
+        store.write(f"layer-{digest_of(layers[index])}", done - 3000 * index, 3000)
+        (pull,) = clock.poll(tracker)
+        speeds.append(pull.bytes_per_sec)
+        done += rate
+    assert all(s == pytest.approx(1000, rel=0.01) for s in speeds[1:]), speeds
+
+
+def test_one_poll_costs_one_list_statuses_once_manifests_are_known(store: FakeStore) -> None:
+    layers = [blob(1000), blob(1000)]
+    store.push_manifest(layers, "app")
+    clock, tracker = Clock(store), Tracker(store, "n1")
+    for i, layer in enumerate(layers):
+        store.write(f"layer-{digest_of(layer)}", 10 * (i + 1), 1000)
+    clock.poll(tracker)
+    store.calls.clear()
+    for n in range(3):
+        for i, layer in enumerate(layers):
+            store.write(f"layer-{digest_of(layer)}", 100 * (n + 1) + i, 1000)
+        clock.poll(tracker)
+    assert store.calls == ["ListStatuses"] * 3
