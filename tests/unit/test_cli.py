@@ -1,0 +1,64 @@
+"""Bad input gets one clear line and a non-zero exit, never a traceback."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+
+def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pulltrace.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+
+
+def test_version() -> None:
+    out = run("--version")
+    assert out.returncode == 0 and out.stdout.startswith("pulltrace ")
+
+
+@pytest.mark.parametrize("fmt", [["--json"], ["-o", "wide"], []])
+def test_missing_socket_is_one_line_and_exit_2(fmt: list[str]) -> None:
+    out = run("ls", "--containerd", "/nonexistent/containerd.sock", *fmt)
+    assert out.returncode == 2
+    assert out.stdout == ""
+    assert out.stderr.strip().splitlines() == [
+        "pulltrace: containerd socket /nonexistent/containerd.sock does not exist"
+    ]
+
+
+def test_socket_that_is_not_containerd(tmp_path: object) -> None:
+    out = run("ls", "--containerd", "unix:///dev/null", "--sample", "10ms")
+    assert out.returncode == 2
+    assert len(out.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in out.stderr
+
+
+def test_agent_without_server_is_a_usage_error() -> None:
+    out = run("agent", env={"PATH": "/usr/bin"})
+    assert out.returncode == 2
+    assert "PULLTRACE_SERVER_URL" in out.stderr and "Traceback" not in out.stderr
+
+
+@pytest.mark.parametrize(
+    "args", [["ls", "--bogus"], ["ls", "--sample", "soon"], ["agent", "--interval", "-1"]]
+)
+def test_bad_flags_exit_2(args: list[str]) -> None:
+    out = run(*args)
+    assert out.returncode == 2
+    assert "Traceback" not in out.stderr
+    assert out.stderr.strip().splitlines()[-1].startswith("pulltrace")
+
+
+def test_bad_interval_env_is_a_usage_error() -> None:
+    out = run("agent", "--server", "http://127.0.0.1:9", env={"PULLTRACE_REPORT_INTERVAL": "often"})
+    assert out.returncode == 2
+    assert out.stderr.strip() == (
+        "pulltrace: PULLTRACE_REPORT_INTERVAL: invalid duration 'often' (e.g. 1s, 500ms, 2m)"
+    )
