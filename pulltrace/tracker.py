@@ -31,11 +31,15 @@ _METADATA_TYPES = frozenset(t for t in _REF_KINDS.values() if t)
 
 
 def ingest_digest(ingest: Ingest) -> str:
-    """containerd names fetch ingests ``<kind>-<digest>``; ``expected`` is the reliable source."""
+    """containerd names fetch ingests ``<kind>-[<name>@]<digest>`` (remotes.MakeRefKey).
+
+    ``expected`` would be the reliable source, but containerd 1.6 leaves it empty for fetches.
+    """
     if ingest.expected:
         return ingest.expected
     kind, _, rest = ingest.ref.partition("-")
-    return rest if kind in _REF_KINDS and ":" in rest else ingest.ref
+    digest = rest.rpartition("@")[2]
+    return digest if kind in _REF_KINDS and ":" in digest else ingest.ref
 
 
 def short(digest: str) -> str:

@@ -5,8 +5,9 @@ import os
 import pytest
 
 from pulltrace.model import PullStatus
-from pulltrace.tracker import Tracker
-from tests.unit.fakestore import FakeStore, digest_of
+from pulltrace.containerd import Ingest
+from pulltrace.tracker import Tracker, ingest_digest
+from tests.unit.fakestore import T0, FakeStore, digest_of
 
 
 def blob(size: int) -> bytes:
@@ -193,3 +194,17 @@ def test_one_poll_costs_one_list_statuses_once_manifests_are_known(store: FakeSt
             store.write(f"layer-{digest_of(layer)}", 100 * (n + 1) + i, 1000)
         clock.poll(tracker)
     assert store.calls == ["ListStatuses"] * 3
+
+
+@pytest.mark.parametrize(
+    ("ref", "expected"),
+    [
+        ("layer-sha256:" + "a" * 64, "sha256:" + "a" * 64),
+        ("layer-docker.io/library/nginx:1.25@sha256:" + "b" * 64, "sha256:" + "b" * 64),
+        ("manifest-sha256:" + "c" * 64, "sha256:" + "c" * 64),
+        ("upload-1234", "upload-1234"),
+    ],
+)
+def test_ingest_digest_reads_plain_and_named_refs(ref: str, expected: str) -> None:
+    ingest = Ingest(ref=ref, offset=0, total=0, expected="", started_at=T0, updated_at=T0)
+    assert ingest_digest(ingest) == expected
