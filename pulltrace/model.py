@@ -25,6 +25,7 @@ EventType = Literal[
     "layer.started",
     "layer.progress",
     "layer.completed",
+    "pull.removed",
 ]
 ACTIVE_PHASES: frozenset[str] = frozenset({"resolving", "pulling"})
 
@@ -99,7 +100,8 @@ class PullEvent(_Wire, kw_only=True):
 
 
 class PullList(_Wire, kw_only=True):
-    """What ``pulltrace ls --json`` prints and ``GET /api/v1/pulls`` returns."""
+    """What ``pulltrace ls --json`` prints, ``GET /api/v1/pulls`` returns, and the SSE stream's
+    ``snapshot`` event carries."""
 
     schema_version: Literal["v1"] = SCHEMA_VERSION
     pulls: list[PullStatus]
