@@ -16,6 +16,7 @@ from tests.infra.images import ImagePusher
 from tests.infra.proxy import ThrottleProxy
 from tests.infra.registry import REGISTRY_BIN, Registry
 from tests.infra.util import CTR, MiB, tail
+from tests.report_sink import ReportSink, serve_sink
 
 DEFAULT_THROTTLE = 2 * MiB  # bytes/s: a few-MiB image takes a couple of seconds to pull
 
@@ -81,6 +82,12 @@ def pusher(registry: Registry) -> Iterator[ImagePusher]:
     """Pushes straight to the registry; pull through the proxy with ``image.ref_at(...)``."""
     with ImagePusher(registry.url) as p:
         yield p
+
+
+@pytest.fixture
+def sink() -> Iterator[ReportSink]:
+    """Where an agent under test sends its reports."""
+    yield from serve_sink()
 
 
 @pytest.hookimpl(wrapper=True)

@@ -12,7 +12,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
@@ -85,7 +85,7 @@ def run_ctr(address: str, *args: str, namespace: str = "k8s.io", timeout: float 
     return proc.stdout
 
 
-def terminate_group(proc: subprocess.Popen[bytes], kill: bool = False, grace: float = 10.0) -> None:
+def terminate_group(proc: subprocess.Popen[Any], kill: bool = False, grace: float = 10.0) -> None:
     """Signals the whole process group so helpers a daemon spawned die with it."""
     if proc.poll() is not None:
         return
