@@ -4,8 +4,8 @@ import os
 
 import pytest
 
-from pulltrace.model import PullStatus
 from pulltrace.containerd import Ingest
+from pulltrace.model import PullStatus
 from pulltrace.tracker import Tracker, ingest_digest
 from tests.unit.fakestore import T0, FakeStore, digest_of
 
