@@ -1,0 +1,1 @@
+"""Client side of ``watch``: what a data source yields and the store that applies it."""

@@ -1,0 +1,54 @@
+"""The one interface between where pull data comes from and the views that show it.
+
+A collector's SSE stream, the Kubernetes API proxy, a local containerd socket and the demo all
+yield the same three messages, so the TUI never knows which one it is talking to. A source
+starts with a ``Snapshot`` (after every reconnect too, since events may have been missed) and
+then streams ``Event``s; ``ConnectionState`` tells the header what the user can trust.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+from pulltrace.model import PullEvent, PullStatus
+
+LinkState = Literal["live", "reconnecting", "offline"]
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """Every pull the source knows now; pulls missing from it are gone."""
+
+    pulls: list[PullStatus]
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    event: PullEvent
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionState:
+    state: LinkState
+    detail: str = ""
+
+
+Message = Snapshot | Event | ConnectionState
+
+
+class Source(Protocol):
+    """An async iterable of messages with two labels for the header."""
+
+    @property
+    def description(self) -> str:
+        """Where data comes from, e.g. ``collector http://…``, ``API only``, ``demo``."""
+        ...
+
+    @property
+    def context(self) -> str:
+        """The kube context name, or ``""`` when there is none."""
+        ...
+
+    def __aiter__(self) -> AsyncIterator[Message]: ...
