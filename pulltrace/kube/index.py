@@ -66,9 +66,9 @@ class KubeIndex:
         if manifest_digest:
             # Only a known equal digest narrows: a pod's digest may name the index while the
             # agent reports the platform manifest, so a mismatch alone proves nothing.
-            exact = [w for w in waiting if w.digest == manifest_digest]
+            exact = {w.ref for w in waiting if w.digest == manifest_digest}
             if exact:
-                waiting = exact + [w for w in waiting if not w.digest]
+                waiting = [w for w in waiting if w.ref in exact or w.digest == manifest_digest]
         refs = {w.ref for w in waiting}
         if len(refs) > 1:
             # Several tags of one repository wait on this node: kubelet's own "Pulling" says
