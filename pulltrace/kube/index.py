@@ -43,10 +43,12 @@ def _utcnow() -> datetime:
 
 class KubeIndex:
     def __init__(
-        self, history_ttl: float = DEFAULT_HISTORY_TTL, clock: Callable[[], datetime] = _utcnow
+        self,
+        history_ttl: float = DEFAULT_HISTORY_TTL,
+        clock: Callable[[], datetime] | None = None,
     ) -> None:
         self._ttl = history_ttl
-        self._clock = clock
+        self._clock = clock or _utcnow
         self._lock = threading.Lock()
         self._pods: dict[PodKey, Pod] = {}
         self._waiting: dict[RepoKey, dict[tuple[PodKey, str], _Waiting]] = {}
@@ -54,7 +56,7 @@ class KubeIndex:
         self._obs: dict[ImageKey, set[Observation]] = {}
         self._rows: dict[ImageKey, Row] = {}
         self._active: dict[RepoKey, set[ImageRef]] = {}
-        self._swept = clock()
+        self._swept = self._clock()
 
     # -- readers (event loop) ---------------------------------------------------------------
 

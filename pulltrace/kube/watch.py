@@ -1,0 +1,199 @@
+"""List-then-watch for one resource in one scope, in a daemon thread.
+
+The loop is client-go's reflector, reduced: list to get the state and a resourceVersion; watch
+from that version (asking for bookmarks, so that a quiet watch still moves its version forward
+and survives etcd compaction); resume a broken watch from the last version seen; relist only
+when the API server answers 410 Gone, because the version has been compacted away.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from http import HTTPStatus
+from typing import Any
+
+log = logging.getLogger("pulltrace.kube")
+
+CONNECT_TIMEOUT = 10.0
+LIST_READ_TIMEOUT = 60.0
+WATCH_SECONDS = (300, 600)
+"""The API server ends each watch after a while; like client-go, spread the ends out."""
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    initial: float = 0.5
+    maximum: float = 30.0
+
+
+DEFAULT_BACKOFF = Backoff()
+
+
+@functools.cache
+def _raw_watch_class() -> Any:
+    from kubernetes import watch
+
+    class RawWatch(watch.Watch):  # type: ignore[misc]
+        """Yields events with the wire's dicts: building client models for every Pod would
+        cost more than everything pulltrace does with them."""
+
+        def get_return_type(self, func: Any) -> None:
+            return None
+
+    return RawWatch
+
+
+class ListWatch:
+    def __init__(
+        self,
+        name: str,
+        list_fn: Callable[..., Any],
+        args: tuple[str, ...],
+        on_list: Callable[[list[Mapping[str, Any]]], bool],
+        on_event: Callable[[str, Mapping[str, Any]], bool],
+        on_change: Callable[[], None],
+        *,
+        field_selector: str = "",
+        backoff: Backoff = DEFAULT_BACKOFF,
+    ) -> None:
+        """``on_list`` gets every (re)list, ``on_event`` every watch event; both say whether
+        anything changed, and ``on_change`` is then called from this thread."""
+        self.name = name
+        self._list_fn = list_fn
+        self._args = args
+        self._on_list = on_list
+        self._on_event = on_event
+        self._on_change = on_change
+        self._selector = {"field_selector": field_selector} if field_selector else {}
+        self._backoff = backoff
+        self._delay = backoff.initial
+        self.resource_version: str | None = None
+        self.synced = threading.Event()
+        self._stopping = threading.Event()
+        self._lock = threading.Lock()
+        self._watch: Any = None
+        self._thread = threading.Thread(target=self._run, name=f"pulltrace-{name}", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Interrupts a blocked watch read by shutting its socket; repeated because the read
+        may only just be starting when we first try."""
+        self._stopping.set()
+        deadline = time.monotonic() + timeout
+        while self._thread.is_alive() and time.monotonic() < deadline:
+            with self._lock:
+                current = self._watch
+            if current is not None:
+                current.stop()
+            self._thread.join(0.05)
+
+    def _run(self) -> None:
+        from kubernetes.client.exceptions import ApiException
+
+        while not self._stopping.is_set():
+            try:
+                if self.resource_version is None:
+                    self._list()
+                if self._watch_once():
+                    continue
+                problem = ""
+            except ApiException as exc:
+                if exc.status == HTTPStatus.GONE:
+                    log.info("%s: resourceVersion expired, relisting", self.name)
+                    self.resource_version = None
+                    continue
+                problem = f"HTTP {exc.status} {exc.reason}".strip()
+            except Exception as exc:
+                problem = " ".join(f"{type(exc).__name__}: {exc}".split())
+            if self._stopping.is_set():
+                break
+            if problem:
+                log.warning("%s: %s; retrying in %.1fs", self.name, problem, self._delay)
+            self._stopping.wait(self._delay * random.uniform(0.8, 1.0))
+            self._delay = min(self._delay * 2, self._backoff.maximum)
+
+    def _list(self) -> None:
+        resp = self._list_fn(
+            *self._args,
+            _preload_content=False,
+            _request_timeout=(CONNECT_TIMEOUT, LIST_READ_TIMEOUT),
+            **self._selector,
+        )
+        try:
+            doc = json.loads(resp.data)
+        finally:
+            resp.release_conn()
+        items = [i for i in doc.get("items") or [] if isinstance(i, Mapping)]
+        version = str(doc["metadata"]["resourceVersion"])
+        changed = self._on_list(items)
+        self.resource_version = version
+        self._delay = self._backoff.initial
+        if not self.synced.is_set():
+            log.info("%s: listed %d objects", self.name, len(items))
+            self.synced.set()
+        if changed:
+            self._notify()
+
+    def _watch_once(self) -> bool:
+        """One watch request; True when it delivered anything, so that the next one may
+        start at once."""
+        watch = _raw_watch_class()()
+        with self._lock:
+            if self._stopping.is_set():
+                return False
+            self._watch = watch
+        seconds = random.randint(*WATCH_SECONDS)
+        delivered = False
+        try:
+            for event in watch.stream(
+                self._list_fn,
+                *self._args,
+                resource_version=self.resource_version,
+                allow_watch_bookmarks=True,
+                timeout_seconds=seconds,
+                _request_timeout=(CONNECT_TIMEOUT, seconds + 30),
+                **self._selector,
+            ):
+                delivered = True
+                self._delay = self._backoff.initial
+                self._deliver(event)
+                if self._stopping.is_set():
+                    break
+        finally:
+            with self._lock:
+                self._watch = None
+        return delivered
+
+    def _deliver(self, event: Mapping[str, Any]) -> None:
+        kind, obj = event.get("type"), event.get("raw_object")
+        if not isinstance(obj, Mapping):
+            return
+        meta = obj.get("metadata")
+        version = meta.get("resourceVersion") if isinstance(meta, Mapping) else None
+        if version:
+            self.resource_version = str(version)
+        if kind not in ("ADDED", "MODIFIED", "DELETED"):
+            return  # BOOKMARK: only the version moves
+        try:
+            changed = self._on_event(kind, obj)
+        except Exception:
+            # One object we cannot digest must not stop the watch or repeat forever.
+            log.exception("%s: cannot apply %s event", self.name, kind)
+            return
+        if changed:
+            self._notify()
+
+    def _notify(self) -> None:
+        try:
+            self._on_change()
+        except Exception:
+            log.exception("%s: change listener failed", self.name)
