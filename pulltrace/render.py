@@ -99,7 +99,10 @@ class Palette:
     bar_cached: str
     bar_empty: str
     bar_failed: str
+    bar_finished: str
+    bar_finished_cached: str
     cached_char: str
+    empty_char: str
 
 
 COLOR = Palette(
@@ -113,9 +116,12 @@ COLOR = Palette(
     cached="#af87ff",
     bar_done="#5fafff",
     bar_cached="#af87ff",
-    bar_empty="#3a3f4b",
-    bar_failed="#ff5f5f",
+    bar_empty="#262a33",
+    bar_failed="#d75f5f",
+    bar_finished="#2c4a66",
+    bar_finished_cached="#4a3d66",
     cached_char="█",
+    empty_char="█",
 )
 MONO = Palette(
     dim="dim",
@@ -130,7 +136,10 @@ MONO = Palette(
     bar_cached="dim",
     bar_empty="dim",
     bar_failed="bold",
+    bar_finished="dim",
+    bar_finished_cached="dim",
     cached_char="▓",
+    empty_char="░",
 )
 
 GLYPHS: dict[str, str] = {
@@ -212,17 +221,18 @@ def image_label(pull: PullStatus) -> tuple[str, str, str]:
 
 
 def image_cell(pull: PullStatus, width: int, color: bool) -> Cell:
-    """Registry dimmed, repository plain, tag highlighted. When the column is narrow the registry
-    goes first, then the repository loses its leading path, because the tail of a repository
-    and its tag are what people recognise."""
+    """Registry dimmed, repository plain, tag highlighted. When the column is narrow the
+    registry goes first, then the repository's leading path, because the last path component
+    and the tag are what people recognise; only then is anything cut."""
     p = palette(color)
     registry, repo, tag = image_label(pull)
-    tag = fit(tag, max(8, width // 3))
     if registry and len(registry) + 1 + len(repo) + len(tag) <= width:
         return ((registry + "/", p.muted), (repo, ""), (tag, p.accent))
-    room = width - len(tag)
-    if len(repo) > room:
-        repo = "…" + repo[len(repo) - max(0, room - 1) :] if room > 1 else ""
+    if len(repo) + len(tag) > width:
+        repo = repo.rsplit("/", 1)[-1]
+    if len(repo) + len(tag) > width:
+        tag = fit(tag, max(6, width - len(repo)))
+        repo = fit(repo, width - len(tag))
     return ((repo, ""), (tag, p.accent))
 
 
@@ -239,14 +249,15 @@ def progress_cell(
     pct = max(0.0, min(percent, 100.0))
     filled = round(bar_width * pct / 100)
     cached = min(filled, round(bar_width * max(0.0, min(cached_fraction, 1.0))))
-    done_style = p.bar_failed if phase == "failed" else p.bar_done
+    done_style = {"failed": p.bar_failed, "completed": p.bar_finished}.get(phase, p.bar_done)
+    cached_style = p.bar_cached if phase in ("resolving", "pulling") else p.bar_finished_cached
     spans: list[Span] = []
     if cached:
-        spans.append((p.cached_char * cached, p.bar_cached))
+        spans.append((p.cached_char * cached, cached_style))
     if filled - cached:
         spans.append(("█" * (filled - cached), done_style))
     if bar_width - filled:
-        spans.append(("░" * (bar_width - filled), p.bar_empty))
+        spans.append((p.empty_char * (bar_width - filled), p.bar_empty))
     spans.append((f" {pct:3.0f}%", p.bad if phase == "failed" else ""))
     return tuple(spans)
 

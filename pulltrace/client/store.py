@@ -70,9 +70,10 @@ class ClientStore:
     def pulls(self) -> list[PullStatus]:
         return [v.pull for v in self.views.values()]
 
-    def apply_snapshot(self, pulls: Iterable[PullStatus], at: datetime | None = None) -> None:
+    def apply_snapshot(self, pulls: Iterable[PullStatus]) -> None:
         """Replaces everything but keeps the histories of pulls that survive, so a reconnect
-        does not blank the detail sparkline."""
+        does not blank the detail sparkline. A snapshot carries no time of its own, so it adds
+        no history points: the events after it do."""
         fresh = {p.id: p for p in pulls}
         for pull_id in list(self.views):
             if pull_id not in fresh:
@@ -88,10 +89,6 @@ class ClientStore:
             elif view.pull != pull:
                 view.pull = pull
                 self._touch(pull_id)
-            if at is not None and pull.phase in ACTIVE_PHASES:
-                view.record_speed(at.timestamp(), pull.bytes_per_sec)
-        if at is not None:
-            self.sample(at.timestamp())
 
     def apply_event(self, event: PullEvent) -> None:
         t = event.timestamp.timestamp()

@@ -1,0 +1,180 @@
+"""One pull up close: its layers, its speed over time, who waits for it, and what happened."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, ClassVar
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import DataTable, Sparkline, Static
+
+from pulltrace import render
+from pulltrace.client.store import PullView
+from pulltrace.model import ACTIVE_PHASES, PullStatus
+
+if TYPE_CHECKING:
+    from pulltrace.tui.app import PulltraceApp
+
+LAYER_COLUMNS = (
+    ("digest", "DIGEST", 12),
+    ("type", "TYPE", 9),
+    ("progress", "PROGRESS", 15),
+    ("bytes", "BYTES", 11),
+    ("speed", "SPEED", 7),
+    ("state", "STATE", 7),
+)
+BAR = 10
+
+
+def local_time(t: datetime) -> str:
+    return t.astimezone().strftime("%H:%M:%S")
+
+
+def head_text(pull: PullStatus, now: datetime, color: bool) -> Text:
+    """Three lines: what and where; how far, how big and how fast; layers and since when, or
+    why it failed."""
+    p = render.palette(color)
+    glyph = render.glyph_cell(pull.phase, color)
+    registry, repo, tag = render.image_label(pull)
+    text = Text(no_wrap=True, overflow="ellipsis", end="")
+    text.append_text(Text.assemble(*glyph))
+    text.append(" ")
+    if registry:
+        text.append(registry + "/", style=p.muted)
+    text.append(repo, style="bold")
+    text.append(tag, style=p.accent)
+    text.append(f"  on {pull.node_name}  ", style=p.muted)
+    text.append(f"{pull.phase}\n", style=glyph[0][1])
+    text.append_text(Text.assemble(*render.pull_progress_cell(pull, 16, color)))
+    text.append(f"  {render.size_text(pull, with_cached=True)}")
+    text.append(f"  {render.human_speed(pull.bytes_per_sec)}", style=p.active)
+    if pull.phase != "failed":
+        label = "ETA" if pull.phase in ACTIVE_PHASES else "took"
+        text.append(f"  {label} {render.plain(render.eta_or_elapsed_cell(pull, now, color))}")
+    text.append("\n")
+    layers = f"layers {pull.layers_done}/{pull.layer_count}"
+    if pull.layers_cached:
+        layers += f" ({pull.layers_cached} cached)"
+    text.append(layers, style=p.muted)
+    if pull.error:
+        text.append(f"  ✗ {pull.error}", style=p.bad)
+    elif pull.started_at:
+        ago = render.human_duration((now - pull.started_at).total_seconds())
+        text.append(f"  started {local_time(pull.started_at)} ({ago} ago)", style=p.muted)
+    return text
+
+
+def pods_text(pull: PullStatus, color: bool) -> Text:
+    p = render.palette(color)
+    text = Text(no_wrap=True, overflow="ellipsis", end="")
+    text.append(f"WAITING PODS ({len(pull.pods)})\n", style="bold #ffaf00")
+    if not pull.pods:
+        text.append("none known", style=p.muted)
+    for pod in pull.pods:
+        text.append(f"{pod.namespace}/", style=p.muted)
+        text.append(pod.pod_name)
+        if pod.container:
+            text.append(f" ({pod.container})", style=p.muted)
+        text.append("\n")
+    return text
+
+
+def events_text(view: PullView, rows: int, color: bool) -> Text:
+    """The newest entries that fit: the end of a pull's story is what matters while watching."""
+    p = render.palette(color)
+    styles = {"pull.failed": p.bad, "pull.completed": p.ok, "layer.completed": ""}
+    text = Text(no_wrap=True, overflow="ellipsis", end="")
+    text.append(f"EVENTS ({len(view.log)})", style="bold #ffaf00")
+    for entry in list(view.log)[-max(1, rows - 1) :]:
+        text.append(f"\n{local_time(entry.timestamp)} ", style=p.muted)
+        text.append(entry.type, style=styles.get(entry.type, p.active))
+        if entry.detail:
+            detail = entry.detail
+            if entry.detail.startswith("sha256:"):
+                detail = render.short_digest(detail)
+            text.append(f" {detail}", style=p.muted)
+    return text
+
+
+class DetailScreen(Screen[None]):
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "app.pop_screen", "back"),
+        Binding("question_mark", "app.help", "help"),
+        Binding("q", "app.quit", "quit"),
+    ]
+
+    def __init__(self, pulltrace: PulltraceApp, pull_id: str) -> None:
+        super().__init__(id="detail")
+        self.pt = pulltrace
+        self.pull_id = pull_id
+        self._shown: dict[str, tuple[render.Cell, ...]] = {}
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="detail-box") as box:
+            box.border_title = " pull "
+            yield Static(id="detail-head")
+            with Horizontal(id="speed-row"):
+                yield Static(id="speed-label")
+                yield Sparkline([], id="pull-speed")
+            yield DataTable[Text](id="layers", cursor_type="none", cell_padding=1)
+            with Horizontal(id="detail-bottom"):
+                yield Static(id="pods")
+                yield Static(id="events")
+        yield Static(id="detail-status")
+
+    def on_mount(self) -> None:
+        table = self.query_one("#layers", DataTable)
+        for key, label, width in LAYER_COLUMNS:
+            table.add_column(label, width=width, key=key)
+        table.focus()
+        self.update()
+
+    def on_resize(self) -> None:
+        self.update()
+
+    def update(self) -> None:
+        """Redraws from the store; a removed pull keeps its last picture, marked as gone."""
+        view = self.pt.store.get(self.pull_id)
+        status = Text(no_wrap=True, end="")
+        status.append(" <pulls> ", style="bold #000000 on #5fd7ff")
+        status.append(" <detail> ", style="bold #000000 on #ffaf00")
+        if view is None:
+            status.append("  this pull is gone (removed from the collector's history)")
+            self.query_one("#detail-status", Static).update(status)
+            return
+        self.query_one("#detail-status", Static).update(status)
+        pull, now, color = view.pull, self.pt.now(), self.pt.color
+        box = self.query_one("#detail-box")
+        box.border_title = f" pull {pull.id} "
+        self.query_one("#detail-head", Static).update(head_text(pull, now, color))
+        speeds = list(view.speeds)
+        peak = max(speeds, default=0.0)
+        label = Text.assemble(
+            ("speed ", "bold #ffaf00"),
+            (f"{render.compact_speed(pull.bytes_per_sec):>8}", "bold"),
+            (f"  peak {render.compact_speed(peak)} ", render.palette(color).muted),
+            end="",
+        )
+        self.query_one("#speed-label", Static).update(label)
+        self.query_one("#pull-speed", Sparkline).data = speeds
+        self._sync_layers(pull)
+        self.query_one("#pods", Static).update(pods_text(pull, color))
+        events = self.query_one("#events", Static)
+        events.update(events_text(view, events.size.height or 8, color))
+
+    def _sync_layers(self, pull: PullStatus) -> None:
+        table: DataTable[Text] = self.query_one("#layers", DataTable)
+        for layer in pull.layers:
+            cells = render.layer_cells(layer, BAR, self.pt.color)
+            before = self._shown.get(layer.digest)
+            if before is None:
+                table.add_row(*(Text.assemble(*c, end="") for c in cells), key=layer.digest)
+            else:
+                for (key, _, _), old, new in zip(LAYER_COLUMNS, before, cells, strict=True):
+                    if old != new:
+                        table.update_cell(layer.digest, key, Text.assemble(*new, end=""))
+            self._shown[layer.digest] = cells

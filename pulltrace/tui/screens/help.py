@@ -1,0 +1,87 @@
+"""Every key, in one place, as k9s's ``?`` shows them."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from rich.table import Table
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Static
+
+SECTIONS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
+    (
+        "VIEW",
+        (
+            ("enter", "pull detail"),
+            ("esc", "back, clear filter"),
+            ("/", "filter"),
+            (":", "command"),
+            ("?", "help"),
+            ("q ctrl+c", "quit"),
+            ("↑↓ pgup/dn", "move"),
+        ),
+    ),
+    (
+        "SORT",
+        (
+            ("N", "node"),
+            ("I", "image"),
+            ("S", "speed"),
+            ("P", "progress"),
+            ("E", "ETA"),
+            ("A", "age"),
+            ("again", "reverse"),
+        ),
+    ),
+    (
+        "COMMANDS",
+        (
+            (":node NAME", "one node"),
+            (":ns NAME", "one namespace"),
+            (":active", "pulling only"),
+            (":failed", "failed only"),
+            (":all", "everything"),
+            (":q", "quit"),
+        ),
+    ),
+)
+NOTE = (
+    "/ matches image, node, namespace and pod names. Pulls are node-wide: -n and :ns keep "
+    "those that pods of the namespace wait on, -A shows all. Finished pulls stay, dimmed, "
+    "for the collector's history."
+)
+
+
+def help_table() -> Table:
+    grid = Table.grid(padding=(0, 2))
+    columns = []
+    for title, keys in SECTIONS:
+        width = max(len(key) for key, _ in keys) + 1
+        section = Text(no_wrap=True, end="")
+        section.append(title, style="bold #ffaf00")
+        for key, label in keys:
+            section.append(f"\n{key:<{width}}", style="bold #ff87d7")
+            section.append(label, style="#d0d0d0")
+        grid.add_column()
+        columns.append(section)
+    grid.add_row(*columns)
+    return grid
+
+
+class HelpScreen(ModalScreen[None]):
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "app.pop_screen", "back"),
+        Binding("question_mark", "app.pop_screen", "back", show=False),
+        Binding("q", "app.quit", "quit", show=False),
+    ]
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="help-box") as box:
+            box.border_title = " help "
+            box.border_subtitle = " esc to close "
+            yield Static(help_table(), id="help-keys")
+            yield Static(Text(NOTE, style="#8a8f98"), id="help-note")
