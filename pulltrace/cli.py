@@ -112,7 +112,37 @@ def build_parser() -> argparse.ArgumentParser:
         help="a download that makes no progress this long is failed (default 90s)",
     )
     agent.add_argument("--log-level", default=None, help="debug, info, warning, error")
+    _add_collector(sub)
     return parser
+
+
+def _add_collector(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    collector = sub.add_parser(
+        "collector",
+        help="run the collector (in-cluster Deployment)",
+        description="Aggregate agent reports and serve them to watch, ls and wait. Tokens come "
+        "from PULLTRACE_AGENT_TOKEN and PULLTRACE_READ_TOKEN only.",
+    )
+    collector.add_argument(
+        "--listen", default=":8080", help="API address (default :8080, every interface)"
+    )
+    collector.add_argument(
+        "--metrics-listen", default=":9090", help="address of /metrics (default :9090)"
+    )
+    collector.add_argument(
+        "--history-ttl",
+        default=None,
+        help="keep finished pulls this long (env PULLTRACE_HISTORY_TTL; default 30m)",
+    )
+    collector.add_argument(
+        "--watch-namespaces",
+        default=None,
+        help="comma-separated namespaces whose pods to match (env PULLTRACE_WATCH_NAMESPACES; "
+        "default all)",
+    )
+    collector.add_argument(
+        "--log-level", default=None, help="debug, info, warning, error (env PULLTRACE_LOG_LEVEL)"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -123,6 +153,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _ls(args)
         if args.command == "agent":
             return _agent(args)
+        if args.command == "collector":
+            return _collector(args)
     except UsageError as err:
         print(f"pulltrace: {err}", file=sys.stderr)
         return EXIT_USAGE
@@ -165,6 +197,26 @@ def _agent(args: argparse.Namespace) -> int:
         stall_timeout=args.stall_timeout,
     )
     return run(config)
+
+
+def _collector(args: argparse.Namespace) -> int:
+    from pulltrace import logs
+    from pulltrace.collector.config import CollectorConfig, ConfigError
+
+    try:
+        config = CollectorConfig.from_flags(
+            listen=args.listen,
+            metrics_listen=args.metrics_listen,
+            history_ttl=args.history_ttl,
+            log_level=args.log_level,
+            watch_namespaces=args.watch_namespaces,
+        )
+        logs.setup(config.log_level)
+        from pulltrace.collector.server import run
+
+        return run(config)
+    except ConfigError as err:
+        raise UsageError(str(err)) from None
 
 
 if __name__ == "__main__":

@@ -1,0 +1,194 @@
+"""The collector's ASGI application: the report ingest in front, Starlette's router behind it.
+
+The factory wires the store's events to the broker, the metrics and the lifecycle log, and its
+lifespan runs the ticks: the store's (staleness, history expiry, coalesced progress), the
+broker's fan-out and the heartbeat.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
+from typing import get_args
+
+import msgspec
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from pulltrace.collector import ingest
+from pulltrace.collector.asgi import CHALLENGE, BearerToken, error_body, send_error
+from pulltrace.collector.broker import Broker
+from pulltrace.collector.config import CollectorConfig
+from pulltrace.collector.correlator import Correlator
+from pulltrace.collector.eventlog import log_event
+from pulltrace.collector.metrics import Metrics
+from pulltrace.collector.store import PullStore
+from pulltrace.collector.stream import EventStream
+from pulltrace.model import Phase, PullList, PullStatus, encode
+
+log = logging.getLogger("pulltrace.collector")
+
+PROBES = frozenset({"/healthz", "/readyz"})
+PHASES: tuple[str, ...] = get_args(Phase)
+FILTERS = ("node", "namespace", "image", "phase")
+
+
+def create_app(
+    config: CollectorConfig,
+    store: PullStore,
+    broker: Broker,
+    correlator: Correlator | None = None,
+    metrics: Metrics | None = None,
+    *,
+    limiter_clock: Callable[[], float] = time.monotonic,
+) -> ASGIApp:
+    store.add_listener(broker.publish)
+    store.add_listener(log_event)
+    if metrics is not None:
+        store.add_listener(metrics.on_event)
+        metrics.observe(
+            active_pulls=store.active_count,
+            sse_clients=lambda: broker.client_count,
+            agents=store.connected_agents,
+        )
+    limiter = ingest.NodeRateLimiter(rate=config.reports_per_second, clock=limiter_clock)
+    report = ingest.ReportEndpoint(
+        store,
+        token=config.agent_token,
+        max_bytes=config.max_report_bytes,
+        limiter=limiter,
+        metrics=metrics,
+    )
+
+    async def list_pulls(request: Request) -> Response:
+        params = request.query_params
+        unknown = sorted(set(params) - set(FILTERS))
+        if unknown:
+            return _error(400, f"unknown query parameter {unknown[0]!r} (use {', '.join(FILTERS)})")
+        phase = params.get("phase")
+        if phase is not None and phase not in PHASES:
+            return _error(400, f"phase must be one of {', '.join(PHASES)}, not {phase!r}")
+        node, namespace, image = params.get("node"), params.get("namespace"), params.get("image")
+        pulls = [
+            msgspec.structs.replace(p, layers=[])
+            for p in store.pulls()
+            if (node is None or p.node_name == node)
+            and (phase is None or p.phase == phase)
+            and (namespace is None or any(pod.namespace == namespace for pod in p.pods))
+            and (image is None or image in p.image_ref or image in p.repository)
+        ]
+        return _json(encode(PullList(pulls=pulls)))
+
+    async def get_pull(request: Request) -> Response:
+        pull_id = request.path_params["id"]
+        pull: PullStatus | None = store.get(pull_id)
+        if pull is None:
+            return _error(404, f"no pull with id {pull_id!r}")
+        return _json(encode(pull))
+
+    async def healthz(request: Request) -> Response:
+        return _json(b'{"status":"ok"}')
+
+    async def readyz(request: Request) -> Response:
+        if correlator is not None and not correlator.synced:
+            return _error(503, "not ready: the Kubernetes watches have not synced yet")
+        return _json(b'{"status":"ready"}')
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        loop = asyncio.get_running_loop()
+        if correlator is not None:
+
+            def changed() -> None:
+                loop.call_soon_threadsafe(store.correlation_changed)
+
+            correlator.set_listener(changed)
+        tasks = [
+            loop.create_task(_every(config.tick_interval, store.tick)),
+            loop.create_task(_every(config.fanout_interval, broker.flush)),
+            loop.create_task(_every(config.heartbeat_interval, broker.heartbeat)),
+        ]
+        try:
+            yield
+        finally:
+            broker.close()
+            for task in tasks:
+                task.cancel()
+
+    router = Starlette(
+        routes=[
+            Route("/api/v1/pulls", list_pulls, methods=["GET"]),
+            Route("/api/v1/pulls/{id}", get_pull, methods=["GET"]),
+            Route("/api/v1/events", EventStream(broker), methods=["GET"]),
+            Route("/healthz", healthz, methods=["GET"]),
+            Route("/readyz", readyz, methods=["GET"]),
+        ],
+        exception_handlers={HTTPException: _http_error, Exception: _internal_error},
+        lifespan=lifespan,
+    )
+    return _Dispatch(router, report, config.read_token)
+
+
+class _Dispatch:
+    """Sends reports straight to the ingest and checks the read token before the router."""
+
+    def __init__(self, router: ASGIApp, report: ingest.ReportEndpoint, read_token: str) -> None:
+        self._router = router
+        self._report = report
+        self._read_token = BearerToken(read_token) if read_token else None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            path = scope["path"]
+            if path == ingest.PATH:
+                await self._report(scope, receive, send)
+                return
+            if self._read_token is not None and path not in PROBES:
+                problem = self._read_token.problem(scope)
+                if problem is not None:
+                    await send_error(send, 401, problem, CHALLENGE)
+                    return
+        await self._router(scope, receive, send)
+
+
+async def _every(interval: float, fn: Callable[[], None]) -> None:
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            fn()
+        except Exception:
+            # A bug in one tick must not stop the ticks; it is logged with its traceback.
+            log.exception("periodic task failed", extra={"task": getattr(fn, "__name__", "")})
+
+
+def _json(body: bytes, status: int = 200) -> Response:
+    return Response(body, status_code=status, media_type="application/json")
+
+
+def _error(status: int, message: str, headers: Mapping[str, str] | None = None) -> Response:
+    return Response(
+        error_body(message), status_code=status, media_type="application/json", headers=headers
+    )
+
+
+def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    method, path = request.method, request.url.path
+    if exc.status_code == 404:
+        message = f"no such endpoint: {method} {path}"
+    elif exc.status_code == 405:
+        message = f"method {method} is not allowed on {path}"
+    else:
+        message = exc.detail
+    return _error(exc.status_code, message, exc.headers)
+
+
+def _internal_error(request: Request, exc: Exception) -> Response:
+    return _error(500, "internal error; the collector's log has the details")

@@ -1,0 +1,121 @@
+"""The collector's configuration, from flags with environment fallbacks.
+
+Tokens come only from the environment (a Secret), never from flags, which anyone on the node can
+read in the process list. The tuning fields are not flags: they exist so that tests and the
+benchmark can shorten the ticks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from pulltrace.cli import duration
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+_NAMESPACE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+_ADDRESS = re.compile(r"^(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[^:\[\]]*)):(?P<port>\d{1,5})$")
+
+
+class ConfigError(ValueError):
+    """A bad flag, environment value or listen address: one sentence for the user."""
+
+
+Address = tuple[str, int]
+"""(host, port); host "" means every interface."""
+
+
+@dataclass(frozen=True, slots=True)
+class CollectorConfig:
+    listen: Address = ("", 8080)
+    metrics_listen: Address = ("", 9090)
+    agent_token: str = ""
+    read_token: str = ""
+    watch_namespaces: tuple[str, ...] = ()
+    history_ttl: float = 1800.0
+    log_level: str = "info"
+    max_report_bytes: int = 1 << 20
+    reports_per_second: float = 2.0
+    max_sse_clients: int = 256
+    client_queue_bytes: int = 4 << 20
+    ring_size: int = 16384
+    tick_interval: float = 0.25
+    stale_check_interval: float = 1.0
+    fanout_interval: float = 0.1
+    progress_interval: float = 0.5
+    heartbeat_interval: float = 15.0
+
+    @classmethod
+    def from_flags(
+        cls,
+        *,
+        listen: str = ":8080",
+        metrics_listen: str = ":9090",
+        history_ttl: str | None = None,
+        log_level: str | None = None,
+        watch_namespaces: str | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> CollectorConfig:
+        """A flag left unset (None) falls back to its environment variable, then the default."""
+        env = os.environ if env is None else env
+        ttl, ttl_source = _pick(history_ttl, "--history-ttl", env, "PULLTRACE_HISTORY_TTL", "30m")
+        level, level_source = _pick(log_level, "--log-level", env, "PULLTRACE_LOG_LEVEL", "info")
+        level = level.lower()
+        if level not in LOG_LEVELS:
+            raise ConfigError(
+                f"{level_source}: invalid log level {level!r} (one of {', '.join(LOG_LEVELS)})"
+            )
+        namespaces, ns_source = _pick(
+            watch_namespaces, "--watch-namespaces", env, "PULLTRACE_WATCH_NAMESPACES", ""
+        )
+        return cls(
+            listen=parse_address(listen, "--listen"),
+            metrics_listen=parse_address(metrics_listen, "--metrics-listen"),
+            agent_token=env.get("PULLTRACE_AGENT_TOKEN", ""),
+            read_token=env.get("PULLTRACE_READ_TOKEN", ""),
+            watch_namespaces=parse_namespaces(namespaces, ns_source),
+            history_ttl=_duration(ttl, ttl_source),
+            log_level=level,
+        )
+
+
+def _pick(
+    flag: str | None, flag_name: str, env: Mapping[str, str], env_name: str, default: str
+) -> tuple[str, str]:
+    """The value and where it came from, so that an error names what the user has to fix."""
+    if flag is not None:
+        return flag, flag_name
+    return env.get(env_name) or default, env_name
+
+
+def parse_address(text: str, what: str = "listen address") -> Address:
+    """``:8080`` (every interface), ``127.0.0.1:8080`` or ``[::1]:8080``."""
+    match = _ADDRESS.match(text.strip())
+    port = int(match.group("port")) if match else -1
+    if match is None or port > 65535:
+        raise ConfigError(f"{what}: invalid address {text!r} (e.g. :8080 or 127.0.0.1:8080)")
+    return (match.group("v6") or match.group("host") or "", port)
+
+
+def format_address(address: Address) -> str:
+    host, port = address
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def parse_namespaces(text: str, what: str = "watch namespaces") -> tuple[str, ...]:
+    """Comma-separated; empty means every namespace."""
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    for name in names:
+        if not _NAMESPACE.match(name):
+            raise ConfigError(f"{what}: {name!r} is not a valid namespace name")
+    return names
+
+
+def _duration(text: str, what: str) -> float:
+    try:
+        return duration(text)
+    except argparse.ArgumentTypeError as err:
+        raise ConfigError(f"{what}: {err}") from None

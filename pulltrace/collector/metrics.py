@@ -1,0 +1,98 @@
+"""Prometheus metrics on their own port. Labels are bounded (a report's outcome), never a pull,
+pod or node, so a busy cluster cannot blow up the series count."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_asgi_app
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from pulltrace.collector.asgi import send_error
+from pulltrace.model import PullEvent
+
+DURATION_BUCKETS = (1, 5, 10, 30, 60, 120, 300, 600)
+REPORT_RESULTS = ("accepted", "unauthorized", "too_large", "invalid", "rate_limited")
+
+
+class Metrics:
+    def __init__(self) -> None:
+        # A registry per instance, not the process-wide default, so tests can run several.
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.pulls_active = Gauge(
+            "pulltrace_pulls_active", "Pulls resolving or pulling now", registry=r
+        )
+        self.pulls_total = Counter(
+            "pulltrace_pulls", "Pulls seen since the collector started", registry=r
+        )
+        self.pull_duration = Histogram(
+            "pulltrace_pull_duration_seconds",
+            "Time from a pull's start to its completion",
+            buckets=DURATION_BUCKETS,
+            registry=r,
+        )
+        self.pull_bytes = Counter(
+            "pulltrace_pull_bytes", "Bytes downloaded by pulls (cached layers excluded)", registry=r
+        )
+        self.pull_errors = Counter("pulltrace_pull_errors", "Pulls that failed", registry=r)
+        self.reports = Counter(
+            "pulltrace_agent_reports", "Agent reports received, by outcome", ["result"], registry=r
+        )
+        for result in REPORT_RESULTS:
+            self.reports.labels(result)
+        self.sse_clients = Gauge(
+            "pulltrace_sse_clients_active", "Clients connected to the event stream", registry=r
+        )
+        self.agents_connected = Gauge(
+            "pulltrace_agents_connected", "Nodes whose agent reported recently", registry=r
+        )
+        self._downloaded: dict[str, int] = {}
+
+    def observe(
+        self,
+        *,
+        active_pulls: Callable[[], int],
+        sse_clients: Callable[[], int],
+        agents: Callable[[], int],
+    ) -> None:
+        """Gauges read at scrape time, from the same event loop, so they are never behind."""
+        self.pulls_active.set_function(active_pulls)
+        self.sse_clients.set_function(sse_clients)
+        self.agents_connected.set_function(agents)
+
+    def on_event(self, event: PullEvent) -> None:
+        """A store listener. Bytes are counted from each event's cumulative figure, so the
+        coalescing of progress events loses nothing."""
+        pull = event.pull
+        kind = event.type
+        if kind == "pull.removed":
+            self._downloaded.pop(pull.id, None)
+            return
+        before = self._downloaded.get(pull.id, 0)
+        if pull.downloaded_bytes > before:
+            self.pull_bytes.inc(pull.downloaded_bytes - before)
+            self._downloaded[pull.id] = pull.downloaded_bytes
+        if kind == "pull.started":
+            self.pulls_total.inc()
+        elif kind == "pull.failed":
+            self.pull_errors.inc()
+        elif kind == "pull.completed" and pull.started_at and pull.completed_at:
+            seconds = pull.completed_at.timestamp() - pull.started_at.timestamp()
+            self.pull_duration.observe(max(0.0, seconds))
+
+    def report(self, result: str) -> None:
+        self.reports.labels(result).inc()
+
+    def asgi_app(self) -> ASGIApp:
+        exposition = make_asgi_app(self.registry)
+
+        async def app(scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["type"] != "http":
+                return
+            if scope["path"] != "/metrics":
+                await send_error(send, 404, f"no such endpoint: {scope['path']} (try /metrics)")
+                return
+            await exposition(scope, receive, send)
+
+        return app

@@ -1,0 +1,202 @@
+"""The collector process: the API and the metrics servers, two uvicorn servers on one event loop.
+
+The sockets are bound before anything starts, so a port in use is one clear error, and tests can
+listen on port 0 and read the port back. SIGTERM ends the event streams first and then lets
+uvicorn finish the requests in flight: otherwise its graceful shutdown would wait on streams
+that never end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Literal
+
+import uvicorn
+from starlette.types import ASGIApp
+
+from pulltrace import __version__
+from pulltrace.collector.app import create_app
+from pulltrace.collector.broker import Broker
+from pulltrace.collector.config import Address, CollectorConfig, ConfigError, format_address
+from pulltrace.collector.correlator import Correlator
+from pulltrace.collector.metrics import Metrics
+from pulltrace.collector.store import PullStore
+
+log = logging.getLogger("pulltrace.collector")
+
+GRACEFUL_SHUTDOWN = 5
+"""Seconds for requests in flight once the streams are closed; well inside Kubernetes' 30."""
+
+
+class _Server(uvicorn.Server):
+    """The service handles signals itself, for both servers at once."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+class Service:
+    def __init__(
+        self,
+        config: CollectorConfig,
+        correlator: Correlator | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+        limiter_clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.config = config
+        self.store = PullStore(
+            config.history_ttl,
+            correlator,
+            clock=clock,
+            progress_interval=config.progress_interval,
+            stale_check_interval=config.stale_check_interval,
+        )
+        self.broker = Broker(
+            self.store.pulls,
+            max_clients=config.max_sse_clients,
+            ring_size=config.ring_size,
+            queue_bytes=config.client_queue_bytes,
+        )
+        self.metrics = Metrics()
+        app = create_app(
+            config, self.store, self.broker, correlator, self.metrics, limiter_clock=limiter_clock
+        )
+        self._api_socket = _bind(config.listen, "--listen")
+        try:
+            self._metrics_socket = _bind(config.metrics_listen, "--metrics-listen")
+        except ConfigError:
+            self._api_socket.close()
+            raise
+        self._api = _Server(_uvicorn_config(app, lifespan="on"))
+        self._metrics = _Server(_uvicorn_config(self.metrics.asgi_app(), lifespan="off"))
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def api_port(self) -> int:
+        return int(self._api_socket.getsockname()[1])
+
+    @property
+    def metrics_port(self) -> int:
+        return int(self._metrics_socket.getsockname()[1])
+
+    async def serve(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        handle_signals = threading.current_thread() is threading.main_thread()
+        if handle_signals:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                self._loop.add_signal_handler(sig, self.stop)
+        log.info(
+            "collector listening",
+            extra={
+                "version": __version__,
+                "api": format_address(self.config.listen),
+                "metrics": format_address(self.config.metrics_listen),
+                "historyTtl": self.config.history_ttl,
+            },
+        )
+        try:
+            await asyncio.gather(
+                self._api.serve(sockets=[self._api_socket]),
+                self._metrics.serve(sockets=[self._metrics_socket]),
+            )
+        finally:
+            if handle_signals:
+                for sig in (signal.SIGTERM, signal.SIGINT):
+                    self._loop.remove_signal_handler(sig)
+            log.info("collector stopped")
+
+    def stop(self) -> None:
+        """On the service's loop; from another thread use ``stop_threadsafe``."""
+        self.broker.close()
+        self._api.should_exit = True
+        self._metrics.should_exit = True
+
+    def stop_threadsafe(self) -> None:
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self.stop)
+
+
+def run(config: CollectorConfig) -> int:
+    """Serves until SIGTERM or SIGINT. Raises ConfigError when a port cannot be bound."""
+    if config.log_level != "debug":
+        # Both servers would log their start and stop; "collector listening/stopped" say it once.
+        logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
+    correlator = _connect(list(config.watch_namespaces))
+    service = Service(config, correlator)
+    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+        runner.run(service.serve())
+    return 0
+
+
+def _connect(namespaces: list[str]) -> Correlator | None:
+    try:
+        from pulltrace.kube.correlator import connect
+    except ImportError as err:
+        log.warning(f"Kubernetes correlation off: {err}")
+        return None
+    try:
+        correlator: Correlator | None = connect(namespaces)
+    except Exception as err:
+        # The pulls are worth showing without pod names rather than not at all.
+        log.warning(f"Kubernetes correlation off: {err}")
+        return None
+    if correlator is None:
+        log.warning("Kubernetes correlation off: no Kubernetes API is reachable from here")
+    return correlator
+
+
+def _bind(address: Address, flag: str) -> socket.socket:
+    """Every interface for an empty host: IPv6 and IPv4 together where the kernel allows it."""
+    host, port = address
+    candidates = [(host, socket.AF_INET6 if ":" in host else socket.AF_INET)]
+    if not host:
+        candidates = [("::", socket.AF_INET6), ("0.0.0.0", socket.AF_INET)]
+    error: OSError | None = None
+    for bind_host, family in candidates:
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6 and not host:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+            sock.bind((bind_host, port))
+            sock.listen(2048)
+        except OSError as err:
+            sock.close()
+            error = err
+            continue
+        sock.setblocking(False)
+        return sock
+    reason = error.strerror if error is not None and error.strerror else str(error)
+    raise ConfigError(f"{flag}: cannot listen on {format_address(address)}: {reason}")
+
+
+def _uvicorn_config(app: ASGIApp, *, lifespan: Literal["on", "off"]) -> uvicorn.Config:
+    return uvicorn.Config(
+        app,
+        lifespan=lifespan,
+        # Our JSON logging, not uvicorn's; one access line per agent report would swamp it.
+        log_config=None,
+        access_log=False,
+        proxy_headers=False,
+        server_header=False,
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN,
+        backlog=2048,
+    )
+
+
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop]:
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop
+    loop_factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+    return loop_factory

@@ -1,0 +1,561 @@
+"""Every node's pulls merged into one list with stable ids, collector-side rates and a lifecycle.
+
+Everything here runs synchronously on the event loop, with no awaits and no locks: a report is
+merged and its events are handed to the listeners before the next request is read, so the state
+that a snapshot shows is always exactly the state that the events so far describe (plus progress
+not yet flushed). Fanning events out to clients is the broker's job, not the store's.
+
+Identity. A pull is keyed on its node by manifest digest; a ``resolving`` pull (an ingest whose
+manifest is not committed yet) by its agent id until the manifest arrives, when the agent starts
+a new pull under a new agent id and the collector folds it into the resolving one, so the
+collector's id does not change. Collector ids are the first agent id seen for the pull: an agent
+restart, which can change the agent id of an in-flight pull, keeps the collector's. A pull that
+failed and is then resumed is a new pull with a new id, as the agent says.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Literal
+
+import msgspec
+
+from pulltrace.collector.correlator import Correlator
+from pulltrace.model import (
+    ACTIVE_PHASES,
+    AgentReport,
+    EventType,
+    LayerStatus,
+    PodRef,
+    PullEvent,
+    PullStatus,
+)
+from pulltrace.rate import RateWindow, eta_seconds
+
+STALE_AFTER_INTERVALS = 3
+"""The agent heartbeats every two intervals, so three silent intervals mean it is gone."""
+
+Listener = Callable[[PullEvent], None]
+_TERMINAL = frozenset({"completed", "failed"})
+_replace = msgspec.structs.replace
+
+
+@dataclass(slots=True, eq=False)
+class _Pull:
+    id: str
+    node: str
+    key: str
+    """Manifest digest, or ``ingest:<agent id>`` while resolving, or ``kubelet:<id>``."""
+    base: PullStatus
+    """The source's view with the collector's id, rates and percent, before correlation."""
+    status: PullStatus
+    """What clients see: ``base`` plus pods, tagged reference and kubelet's verdict."""
+    first_seen: float
+    source: Literal["agent", "kubelet"] = "agent"
+    emitted: PullStatus | None = None
+    emitted_at: float = -math.inf
+    reported_at: float = 0.0
+    finished_at: float | None = None
+    agent_ids: set[str] = field(default_factory=set)
+    rate: RateWindow = field(default_factory=RateWindow)
+    layer_rates: dict[str, RateWindow] = field(default_factory=dict)
+    layers_started: set[str] = field(default_factory=set)
+    layers_done: set[str] = field(default_factory=set)
+    pods: list[PodRef] = field(default_factory=list)
+    tagged_ref: str = ""
+    kubelet: dict[str, PullStatus] = field(default_factory=dict)
+    """Kubelet's pulls folded into this one (a kubelet-only row holds its own here)."""
+
+    @property
+    def active(self) -> bool:
+        return self.status.phase in ACTIVE_PHASES
+
+    @property
+    def order(self) -> tuple[bool, float]:
+        started = self.status.started_at
+        return (not self.active, -(started.timestamp() if started else self.first_seen))
+
+
+@dataclass(slots=True, eq=False)
+class _Node:
+    name: str
+    interval: float = 1.0
+    last_seen: float | None = None
+    """None for a node known only from kubelet."""
+    connected: bool = False
+    pulls: dict[str, _Pull] = field(default_factory=dict)
+    by_agent_id: dict[str, _Pull] = field(default_factory=dict)
+    tombstones: set[str] = field(default_factory=set)
+    """Agent ids of finished pulls already removed, ignored while the agent still reports them."""
+
+
+class PullStore:
+    def __init__(
+        self,
+        history_ttl: float = 1800.0,
+        correlator: Correlator | None = None,
+        clock: Callable[[], float] = time.time,
+        progress_interval: float = 0.5,
+        *,
+        stale_check_interval: float = 1.0,
+    ) -> None:
+        self.history_ttl = history_ttl
+        self.progress_interval = progress_interval
+        self.stale_check_interval = stale_check_interval
+        self._correlator = correlator
+        self._clock = clock
+        self._listeners: list[Listener] = []
+        self._pulls: dict[str, _Pull] = {}
+        self._nodes: dict[str, _Node] = {}
+        self._dirty: dict[str, _Pull] = {}
+        self._history: deque[tuple[float, str]] = deque()
+        self._kubelet_home: dict[str, _Pull] = {}
+        self._kubelet_tombstones: set[str] = set()
+        self._correlation_stale = correlator is not None
+        self._next_stale_check = -math.inf
+        self._version = 0
+        self._sorted: tuple[int, list[PullStatus]] = (-1, [])
+        self._now = 0.0
+        self._now_dt: datetime | None = None
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def pulls(self) -> list[PullStatus]:
+        """Active first, then newest; sorted at most once per change."""
+        version, statuses = self._sorted
+        if version != self._version:
+            held = sorted(self._pulls.values(), key=lambda p: p.order)
+            statuses = [p.status for p in held]
+            self._sorted = (self._version, statuses)
+        return list(statuses)
+
+    def get(self, pull_id: str) -> PullStatus | None:
+        pull = self._pulls.get(pull_id)
+        return pull.status if pull else None
+
+    def active_count(self) -> int:
+        return sum(1 for p in self._pulls.values() if p.active)
+
+    def connected_agents(self) -> int:
+        return sum(1 for n in self._nodes.values() if n.connected)
+
+    def add_listener(self, fn: Listener) -> None:
+        self._listeners.append(fn)
+
+    def correlation_changed(self) -> None:
+        """Call on the event loop (the app hops here from the watch thread); the next tick
+        re-matches pods and re-reads kubelet's pulls."""
+        self._correlation_stale = True
+
+    # -- writing ----------------------------------------------------------------------------
+
+    def apply_report(self, report: AgentReport) -> None:
+        """Merge one node's full report. Validation is the caller's: this never rejects."""
+        now = self._begin()
+        node = self._node(report.node_name)
+        node.interval = report.interval_seconds
+        node.last_seen = now
+        node.connected = True
+        ts = report.timestamp.timestamp()
+        reported = {p.id for p in report.pulls}
+        node.tombstones &= reported
+        for p in report.pulls:
+            if p.id in node.tombstones:
+                if p.phase not in ACTIVE_PHASES:
+                    continue
+                # Expired while its node was away, and still downloading: show it again.
+                node.tombstones.discard(p.id)
+            pull = node.by_agent_id.get(p.id) or self._claim(node, p, reported)
+            self._merge(node, pull, p, ts)
+
+    def tick(self) -> None:
+        now = self._begin()
+        if self._correlation_stale and self._correlator is not None:
+            self._correlation_stale = False
+            self._correlate(self._correlator)
+        if now >= self._next_stale_check:
+            self._next_stale_check = now + self.stale_check_interval
+            self._check_nodes(now)
+        due = now - self.progress_interval
+        for pull in [p for p in self._dirty.values() if p.emitted_at <= due]:
+            self._emit("pull.progress", pull)
+        self._expire(now)
+
+    # -- merging agent pulls ----------------------------------------------------------------
+
+    def _claim(self, node: _Node, p: PullStatus, reported: set[str]) -> _Pull:
+        """The collector pull that a new agent id continues, or a new one."""
+        pull = self._continued(node, p, reported) if p.manifest_digest else None
+        if pull is None:
+            key = p.manifest_digest or f"ingest:{p.id}"
+            pull_id = p.id if p.id and p.id not in self._pulls else _fresh_id(node.name, key, p)
+            pull = _Pull(pull_id, node.name, key, p, p, self._now)
+            self._pulls[pull_id] = pull
+            node.pulls[pull_id] = pull
+        else:
+            pull.key = p.manifest_digest
+            pull.source = "agent"
+        pull.agent_ids.add(p.id)
+        node.by_agent_id[p.id] = pull
+        return pull
+
+    def _continued(self, node: _Node, p: PullStatus, reported: set[str]) -> _Pull | None:
+        """An unfinished pull of the same image (the agent restarted, or the node went stale),
+        else a resolving pull this one grew out of, else kubelet's row for the same image."""
+        digests = {p.manifest_digest, p.image_ref.rpartition("@")[2]}
+        digests.update(layer.digest for layer in p.layers)
+        resolving = row = None
+        for pull in node.pulls.values():
+            if pull.status.phase in _TERMINAL:
+                continue
+            if pull.source == "kubelet":
+                if row is None and p.repository and pull.base.repository == p.repository:
+                    row = pull
+            elif pull.key == p.manifest_digest:
+                return pull
+            elif (
+                resolving is None
+                and pull.status.phase == "resolving"
+                and not pull.agent_ids & reported
+                and any(layer.digest in digests for layer in pull.base.layers)
+            ):
+                resolving = pull
+        return resolving or row
+
+    def _merge(self, node: _Node, pull: _Pull, p: PullStatus, ts: float) -> None:
+        pull.reported_at = self._now
+        if pull.status.phase in _TERMINAL and pull.emitted is not None:
+            return  # finished is final: a resumed download is a new pull with a new agent id
+        previous = pull.base
+        pull.base = self._agent_view(pull, p, ts)
+        identity_changed = (previous.repository, previous.manifest_digest) != (
+            p.repository,
+            p.manifest_digest,
+        )
+        if pull.emitted is None or identity_changed:
+            self._match(pull)
+            if p.repository:
+                self._absorb_rows(node, pull)
+        self._refresh(pull)
+
+    def _agent_view(self, pull: _Pull, p: PullStatus, ts: float) -> PullStatus:
+        """Rates from the collector's own windows over the agent's timestamps (immune to network
+        jitter), the agent's figure until two samples exist; percent that never goes back."""
+        phase = p.phase
+        if phase in ACTIVE_PHASES:
+            pull.rate.add(ts, p.downloaded_bytes)
+            speed = pull.rate.rate() or p.bytes_per_sec
+            remaining = p.total_bytes - p.downloaded_bytes - p.cached_bytes
+            eta = eta_seconds(remaining, speed) if phase == "pulling" else None
+            layers = [self._layer_view(pull, layer, ts) for layer in p.layers]
+        else:
+            speed, eta, layers = p.bytes_per_sec, (0.0 if phase == "completed" else None), p.layers
+            pull.layer_rates.clear()
+        if phase == "resolving":
+            # The image's size is not known yet: what the ingest says is about one blob.
+            percent = 0.0
+        elif phase == "completed":
+            percent = 100.0
+        else:
+            percent = max(p.percent, pull.base.percent if pull.emitted is not None else 0.0)
+        return _replace(
+            p,
+            id=pull.id,
+            phase=phase,
+            bytes_per_sec=speed,
+            eta_seconds=eta,
+            percent=percent,
+            layers=layers,
+        )
+
+    @staticmethod
+    def _layer_view(pull: _Pull, layer: LayerStatus, ts: float) -> LayerStatus:
+        if layer.cached or layer.completed_at is not None or layer.started_at is None:
+            pull.layer_rates.pop(layer.digest, None)
+            return layer
+        window = pull.layer_rates.get(layer.digest)
+        if window is None:
+            window = pull.layer_rates[layer.digest] = RateWindow()
+        window.add(ts, layer.downloaded_bytes)
+        speed = window.rate() or layer.bytes_per_sec
+        return layer if speed == layer.bytes_per_sec else _replace(layer, bytes_per_sec=speed)
+
+    # -- correlation ------------------------------------------------------------------------
+
+    def _match(self, pull: _Pull) -> None:
+        if self._correlator is None or not pull.base.repository:
+            return
+        base = pull.base
+        pull.pods, pull.tagged_ref = self._correlator.match(
+            base.node_name, base.repository, base.manifest_digest
+        )
+
+    def _absorb_rows(self, node: _Node, pull: _Pull) -> None:
+        """Kubelet rows shown while the agent had not named the image yet join its pull."""
+        for row in list(node.pulls.values()):
+            if (
+                row.source == "kubelet"
+                and row.active
+                and row.base.repository == pull.base.repository
+                and _overlap(row.base, pull.base)
+            ):
+                self._move_kubelet(row, pull)
+
+    def _move_kubelet(self, row: _Pull, host: _Pull) -> None:
+        for kid, k in row.kubelet.items():
+            host.kubelet[kid] = k
+            self._kubelet_home[kid] = host
+        row.kubelet.clear()
+        self._remove(row, tombstone=False)
+
+    def _correlate(self, correlator: Correlator) -> None:
+        touched: dict[str, _Pull] = {}
+        for pull in self._pulls.values():
+            if pull.source == "agent" and pull.active:
+                self._match(pull)
+                touched[pull.id] = pull
+        seen: set[str] = set()
+        for k in correlator.kubelet_pulls():
+            seen.add(k.id)
+            if k.id not in self._kubelet_tombstones:
+                pull = self._place_kubelet(k)
+                touched[pull.id] = pull
+        for kid in [kid for kid in self._kubelet_home if kid not in seen]:
+            home = self._kubelet_home.pop(kid)
+            home.kubelet.pop(kid, None)
+            if home.source == "kubelet" and home.active:
+                self._remove(home, tombstone=False)
+            else:
+                touched[home.id] = home
+        self._kubelet_tombstones &= seen
+        for pull in touched.values():
+            if pull.id in self._pulls:
+                self._refresh(pull)
+
+    def _place_kubelet(self, k: PullStatus) -> _Pull:
+        """Into the agent pull it describes when there is one, else into a row of its own.
+        Once folded into an agent pull it stays there; an active row moves when an agent pull
+        shows, a finished row stays history."""
+        home = self._kubelet_home.get(k.id)
+        if home is not None and home.source == "agent":
+            home.kubelet[k.id] = k
+            return home
+        host = self._fold_target(k) if home is None or home.active else None
+        if host is None:
+            return self._kubelet_row(home, k)
+        if home is not None:
+            self._move_kubelet(home, host)
+        host.kubelet[k.id] = k
+        self._kubelet_home[k.id] = host
+        return host
+
+    def _fold_target(self, k: PullStatus) -> _Pull | None:
+        """An agent pull on the same node, of the same repository, at the same time: an active
+        one first, else the newest. Without the time check an earlier pull of the image would
+        hide, say, a later one that failed before its first byte."""
+        node = self._nodes.get(k.node_name)
+        if node is None or not k.repository:
+            return None
+        best: _Pull | None = None
+        for pull in node.pulls.values():
+            if (
+                pull.source != "agent"
+                or pull.base.repository != k.repository
+                or not _overlap(pull.base, k)
+            ):
+                continue
+            if pull.active:
+                return pull
+            if best is None or pull.order < best.order:
+                best = pull
+        return best
+
+    def _kubelet_row(self, row: _Pull | None, k: PullStatus) -> _Pull:
+        if row is None:
+            node = self._node(k.node_name)
+            row_id = k.id if k.id and k.id not in self._pulls else _fresh_id(k.node_name, "k", k)
+            row = _Pull(row_id, k.node_name, f"kubelet:{k.id}", k, k, self._now, "kubelet")
+            self._pulls[row_id] = row
+            node.pulls[row_id] = row
+            self._kubelet_home[k.id] = row
+        row.kubelet[k.id] = k
+        if row.status.phase not in _TERMINAL:
+            row.base = _replace(k, id=row.id)
+        return row
+
+    def _overlay(self, pull: _Pull) -> PullStatus:
+        """Correlation on top of the source's view: pods, the tagged reference, and kubelet's
+        failure when the image did not complete."""
+        base = pull.base
+        pods = _union(base.pods, pull.pods, *(k.pods for k in pull.kubelet.values()))
+        ref = pull.tagged_ref or next(
+            (k.image_ref for k in pull.kubelet.values() if k.image_ref), base.image_ref
+        )
+        phase, error = base.phase, base.error
+        if phase != "completed":
+            failed = next((k for k in pull.kubelet.values() if k.phase == "failed"), None)
+            if failed is not None:
+                phase, error = "failed", failed.error or error
+        if pods == base.pods and ref == base.image_ref and phase == base.phase:
+            return base
+        eta = None if phase == "failed" else base.eta_seconds
+        return _replace(base, pods=pods, image_ref=ref, phase=phase, error=error, eta_seconds=eta)
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    def _refresh(self, pull: _Pull) -> None:
+        """Recompute what clients see and emit what changed: lifecycle events at once, progress
+        at most every ``progress_interval`` per pull (a phase change counts as lifecycle)."""
+        status = self._overlay(pull)
+        previous = pull.emitted
+        pull.status = status
+        self._version += 1
+        if previous is None:
+            self._emit("pull.started", pull)
+        if status.phase != "resolving":
+            self._layer_events(pull, status)
+        phase = status.phase
+        if phase in _TERMINAL or phase == "stale":
+            if pull.finished_at is None:
+                pull.finished_at = self._now
+                self._history.append((self._now, pull.id))
+        else:
+            pull.finished_at = None
+        if phase in _TERMINAL and (previous is None or previous.phase not in _TERMINAL):
+            self._emit("pull.completed" if phase == "completed" else "pull.failed", pull)
+        elif pull.emitted is not None and status != pull.emitted:
+            if phase != pull.emitted.phase or self._now - pull.emitted_at >= self.progress_interval:
+                self._emit("pull.progress", pull)
+            else:
+                self._dirty[pull.id] = pull
+
+    def _layer_events(self, pull: _Pull, status: PullStatus) -> None:
+        for layer in status.layers:
+            if layer.cached:
+                continue
+            digest = layer.digest
+            done = layer.completed_at is not None
+            began = done or layer.started_at is not None or layer.downloaded_bytes > 0
+            if began and digest not in pull.layers_started:
+                pull.layers_started.add(digest)
+                self._emit("layer.started", pull, layer)
+            if done and digest not in pull.layers_done:
+                pull.layers_done.add(digest)
+                self._emit("layer.completed", pull, layer)
+
+    def _check_nodes(self, now: float) -> None:
+        """Active pulls of a silent node go stale; so does a pull its live node stopped
+        reporting, except a resolving one, whose metadata finished and whose image pull never
+        followed: that one is removed."""
+        for name in list(self._nodes):
+            node = self._nodes[name]
+            if node.last_seen is None:
+                if not node.pulls:
+                    del self._nodes[name]
+                continue
+            limit = STALE_AFTER_INTERVALS * node.interval
+            silent = now - node.last_seen > limit
+            node.connected = not silent
+            for pull in list(node.pulls.values()):
+                if pull.source != "agent" or not pull.active or now - pull.reported_at <= limit:
+                    continue
+                if not silent and pull.status.phase == "resolving":
+                    self._remove(pull)
+                else:
+                    self._mark_stale(pull)
+            if silent and not node.pulls and now - node.last_seen > limit + self.history_ttl:
+                del self._nodes[name]
+
+    def _mark_stale(self, pull: _Pull) -> None:
+        """Not failed: nobody knows; the node may come back and report it again."""
+        pull.base = _replace(pull.base, phase="stale", bytes_per_sec=0.0, eta_seconds=None)
+        self._refresh(pull)
+
+    def _expire(self, now: float) -> None:
+        history = self._history
+        while history and history[0][0] + self.history_ttl <= now:
+            finished_at, pull_id = history.popleft()
+            pull = self._pulls.get(pull_id)
+            if pull is not None and pull.finished_at == finished_at:
+                self._remove(pull)
+
+    def _remove(self, pull: _Pull, *, tombstone: bool = True) -> None:
+        """Forget a pull and tell clients; its agent and kubelet ids are remembered until their
+        sources stop reporting them, so that a report does not bring it back."""
+        del self._pulls[pull.id]
+        self._dirty.pop(pull.id, None)
+        self._version += 1
+        node = self._nodes.get(pull.node)
+        if node is not None:
+            node.pulls.pop(pull.id, None)
+            for agent_id in pull.agent_ids:
+                node.by_agent_id.pop(agent_id, None)
+                if tombstone:
+                    node.tombstones.add(agent_id)
+        for kid in pull.kubelet:
+            self._kubelet_home.pop(kid, None)
+            if tombstone:
+                self._kubelet_tombstones.add(kid)
+        self._emit("pull.removed", pull)
+
+    def _emit(self, kind: EventType, pull: _Pull, layer: LayerStatus | None = None) -> None:
+        status = pull.status
+        pull.emitted = status
+        pull.emitted_at = self._now
+        self._dirty.pop(pull.id, None)
+        if self._now_dt is None:
+            self._now_dt = datetime.fromtimestamp(self._now, UTC)
+        event = PullEvent(
+            timestamp=self._now_dt, type=kind, node_name=status.node_name, pull=status, layer=layer
+        )
+        for fn in self._listeners:
+            fn(event)
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    def _begin(self) -> float:
+        self._now = self._clock()
+        self._now_dt = None
+        return self._now
+
+    def _node(self, name: str) -> _Node:
+        node = self._nodes.get(name)
+        if node is None:
+            node = self._nodes[name] = _Node(name)
+        return node
+
+
+CLOCK_SLACK = 2.0
+"""Seconds: kubelet's Event times are whole seconds; containerd's are exact."""
+
+
+def _overlap(a: PullStatus, b: PullStatus) -> bool:
+    """Whether two views can be of one pull, by their start and end times; an open end
+    overlaps everything after its start."""
+    a_start, b_start = _ts(a.started_at, -math.inf), _ts(b.started_at, -math.inf)
+    a_end, b_end = _ts(a.completed_at, math.inf), _ts(b.completed_at, math.inf)
+    return a_start <= b_end + CLOCK_SLACK and b_start <= a_end + CLOCK_SLACK
+
+
+def _ts(moment: datetime | None, default: float) -> float:
+    return moment.timestamp() if moment else default
+
+
+def _union(*groups: Iterable[PodRef]) -> list[PodRef]:
+    seen: dict[tuple[str, str, str], PodRef] = {}
+    for group in groups:
+        for pod in group:
+            seen.setdefault((pod.namespace, pod.pod_name, pod.container), pod)
+    return list(seen.values())
+
+
+def _fresh_id(node: str, key: str, p: PullStatus) -> str:
+    """Only when a source's id is empty or already names another pull."""
+    raw = f"{node}|{key}|{p.id}|{time.time_ns()}".encode()
+    return hashlib.sha256(raw).hexdigest()[:16]
