@@ -113,6 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     agent.add_argument("--log-level", default=None, help="debug, info, warning, error")
     _add_collector(sub)
+    _add_watch(sub)
     return parser
 
 
@@ -155,6 +156,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _agent(args)
         if args.command == "collector":
             return _collector(args)
+        if args.command == "watch":
+            return _watch(args)
     except UsageError as err:
         print(f"pulltrace: {err}", file=sys.stderr)
         return EXIT_USAGE
@@ -217,6 +220,42 @@ def _collector(args: argparse.Namespace) -> int:
         return run(config)
     except ConfigError as err:
         raise UsageError(str(err)) from None
+
+
+def _add_watch(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    watch = sub.add_parser(
+        "watch",
+        help="live terminal UI of image pulls",
+        description="Watch image pulls live: which images pull on which nodes, layer by layer, "
+        "how fast, which pods wait. Press ? inside for keys.",
+    )
+    watch.add_argument(
+        "--demo", action="store_true", help="watch a simulated 20-node cluster (no cluster needed)"
+    )
+    watch.add_argument("--seed", type=int, default=7, help="the demo's random seed (default 7)")
+    watch.add_argument(
+        "-n", "--namespace", default=None, help="only pulls that pods of this namespace wait on"
+    )
+    watch.add_argument(
+        "-A", "--all-namespaces", action="store_true", help="pulls for all namespaces (default)"
+    )
+    watch.add_argument("--node", default=None, help="only pulls on this node")
+
+
+def _watch(args: argparse.Namespace) -> int:
+    if not args.demo:
+        raise UsageError("watch needs a source; try --demo")
+    from pulltrace.client.demo import DemoSource
+    from pulltrace.tui.app import PulltraceApp
+
+    app = PulltraceApp(
+        DemoSource(seed=args.seed),
+        namespace=args.namespace,
+        node=args.node,
+        all_namespaces=args.all_namespaces,
+    )
+    app.run()
+    return 0
 
 
 if __name__ == "__main__":
