@@ -161,6 +161,9 @@ def load_api_client(kubeconfig: str | None = None, context: str | None = None) -
         config.load_kube_config(
             config_file=where, context=context, client_configuration=cfg, persist_config=False
         )
+    except (TypeError, AttributeError, KeyError, IndexError) as exc:
+        # The client walks the document assuming kubeconfig's shape.
+        raise KubeConfigError(f"kubeconfig {where}: not a kubeconfig ({_one_line(exc)})") from None
     except Exception as exc:  # YAML, schema, exec plugins, certificates: all one line
         raise KubeConfigError(f"kubeconfig {where}: {_one_line(exc)}") from None
     return client.ApiClient(cfg)
