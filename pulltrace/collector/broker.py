@@ -44,9 +44,11 @@ class Subscription:
         self.closed = False
 
     def offer(self, data: bytes, limit: int) -> None:
+        """An empty queue takes a chunk whatever its size, so that one burst larger than the
+        bound does not resynchronise a client that keeps up."""
         if self.resync or self.closed:
             return  # its snapshot, taken when it next writes, will cover this
-        if self._size + len(data) > limit:
+        if self._chunks and self._size + len(data) > limit:
             self._chunks.clear()
             self._size = 0
             self.resync = True

@@ -79,6 +79,7 @@ class Service:
         self._api = _Server(_uvicorn_config(app, lifespan="on"))
         self._metrics = _Server(_uvicorn_config(self.metrics.asgi_app(), lifespan="off"))
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._serving = threading.Event()
 
     @property
     def api_port(self) -> int:
@@ -90,6 +91,7 @@ class Service:
 
     async def serve(self) -> None:
         self._loop = asyncio.get_running_loop()
+        self._serving.set()
         handle_signals = threading.current_thread() is threading.main_thread()
         if handle_signals:
             for sig in (signal.SIGTERM, signal.SIGINT):
@@ -98,8 +100,8 @@ class Service:
             "collector listening",
             extra={
                 "version": __version__,
-                "api": format_address(self.config.listen),
-                "metrics": format_address(self.config.metrics_listen),
+                "api": format_address((self.config.listen[0], self.api_port)),
+                "metrics": format_address((self.config.metrics_listen[0], self.metrics_port)),
                 "historyTtl": self.config.history_ttl,
             },
         )
@@ -121,8 +123,10 @@ class Service:
         self._metrics.should_exit = True
 
     def stop_threadsafe(self) -> None:
-        if self._loop is not None:
-            self._loop.call_soon_threadsafe(self.stop)
+        """From any thread, once ``serve`` has begun (it waits for that)."""
+        self._serving.wait()
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(self.stop)
 
 
 def run(config: CollectorConfig) -> int:
@@ -138,19 +142,19 @@ def run(config: CollectorConfig) -> int:
 
 
 def _connect(namespaces: list[str]) -> Correlator | None:
+    """Without Kubernetes the pulls are still worth showing, without pod names; a configuration
+    that exists but is broken is the user's to fix, so it stops the collector."""
     try:
-        from pulltrace.kube.correlator import connect
+        from pulltrace.kube.correlator import KubeConfigError, connect
     except ImportError as err:
         log.warning(f"Kubernetes correlation off: {err}")
         return None
     try:
         correlator: Correlator | None = connect(namespaces)
-    except Exception as err:
-        # The pulls are worth showing without pod names rather than not at all.
-        log.warning(f"Kubernetes correlation off: {err}")
-        return None
+    except KubeConfigError as err:
+        raise ConfigError(str(err)) from None
     if correlator is None:
-        log.warning("Kubernetes correlation off: no Kubernetes API is reachable from here")
+        log.warning("Kubernetes correlation off: no in-cluster service account or kubeconfig")
     return correlator
 
 

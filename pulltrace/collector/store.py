@@ -411,7 +411,7 @@ class PullStore:
 
     def _refresh(self, pull: _Pull) -> None:
         """Recompute what clients see and emit what changed: lifecycle events at once, progress
-        at most every ``progress_interval`` per pull (a phase change counts as lifecycle)."""
+        at most every ``progress_interval`` per pull, unless it is news (see ``_news``)."""
         status = self._overlay(pull)
         previous = pull.emitted
         pull.status = status
@@ -430,7 +430,7 @@ class PullStore:
         if phase in _TERMINAL and (previous is None or previous.phase not in _TERMINAL):
             self._emit("pull.completed" if phase == "completed" else "pull.failed", pull)
         elif pull.emitted is not None and status != pull.emitted:
-            if phase != pull.emitted.phase or self._now - pull.emitted_at >= self.progress_interval:
+            if _news(pull.emitted, status) or self._now - pull.emitted_at >= self.progress_interval:
                 self._emit("pull.progress", pull)
             else:
                 self._dirty[pull.id] = pull
@@ -545,6 +545,17 @@ def _overlap(a: PullStatus, b: PullStatus) -> bool:
 
 def _ts(moment: datetime | None, default: float) -> float:
     return moment.timestamp() if moment else default
+
+
+def _news(before: PullStatus, after: PullStatus) -> bool:
+    """Changes that are sent at once rather than coalesced: the phase, and what correlation
+    learns (pods, tagged reference, kubelet's error)."""
+    return (
+        before.phase != after.phase
+        or before.error != after.error
+        or before.image_ref != after.image_ref
+        or before.pods != after.pods
+    )
 
 
 def _union(*groups: Iterable[PodRef]) -> list[PodRef]:
