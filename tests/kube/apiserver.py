@@ -239,14 +239,15 @@ class Request:
             self.handler.connection.shutdown(socket.SHUT_RDWR)
 
     def client_gone(self) -> bool:
-        sock = self.handler.connection
+        sock: socket.socket = self.handler.connection
         readable, _, _ = select.select([sock], [], [], 0)
         if not readable:
             return False
         try:
-            return sock.recv(1, socket.MSG_PEEK) == b""
+            peeked: bytes = sock.recv(1, socket.MSG_PEEK)
         except OSError:
             return True
+        return peeked == b""
 
 
 def status_object(code: int, reason: str, message: str) -> Obj:
