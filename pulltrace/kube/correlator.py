@@ -102,6 +102,8 @@ class KubeCorrelator:
 
     def close(self) -> None:
         for loop in self._loops:
+            loop.signal_stop()
+        for loop in self._loops:
             loop.stop()
         self._api_client.close()
 

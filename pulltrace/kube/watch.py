@@ -74,6 +74,7 @@ class ListWatch:
         self._selector = {"field_selector": field_selector} if field_selector else {}
         self._backoff = backoff
         self._delay = backoff.initial
+        self._last_problem = ""
         self.resource_version: str | None = None
         self.synced = threading.Event()
         self._stopping = threading.Event()
@@ -83,6 +84,9 @@ class ListWatch:
 
     def start(self) -> None:
         self._thread.start()
+
+    def signal_stop(self) -> None:
+        self._stopping.set()
 
     def stop(self, timeout: float = 5.0) -> None:
         """Interrupts a blocked watch read by shutting its socket; repeated because the read
@@ -100,24 +104,30 @@ class ListWatch:
         from kubernetes.client.exceptions import ApiException
 
         while not self._stopping.is_set():
+            problem = ""
             try:
                 if self.resource_version is None:
                     self._list()
                 if self._watch_once():
                     continue
-                problem = ""
             except ApiException as exc:
                 if exc.status == HTTPStatus.GONE:
+                    # Relist after the usual pause: a server that keeps expiring fresh
+                    # versions must not be hammered with lists.
                     log.info("%s: resourceVersion expired, relisting", self.name)
                     self.resource_version = None
-                    continue
-                problem = f"HTTP {exc.status} {exc.reason}".strip()
+                else:
+                    problem = f"HTTP {exc.status} {exc.reason}".strip()
             except Exception as exc:
                 problem = " ".join(f"{type(exc).__name__}: {exc}".split())
             if self._stopping.is_set():
                 break
             if problem:
-                log.warning("%s: %s; retrying in %.1fs", self.name, problem, self._delay)
+                # The same failure every 30 s for hours (RBAC, say) is one warning, not
+                # hundreds.
+                level = logging.DEBUG if problem == self._last_problem else logging.WARNING
+                log.log(level, "%s: %s; retrying in %.1fs", self.name, problem, self._delay)
+            self._last_problem = problem
             self._stopping.wait(self._delay * random.uniform(0.8, 1.0))
             self._delay = min(self._delay * 2, self._backoff.maximum)
 
@@ -136,7 +146,7 @@ class ListWatch:
         version = str(doc["metadata"]["resourceVersion"])
         changed = self._on_list(items)
         self.resource_version = version
-        self._delay = self._backoff.initial
+        self._delay, self._last_problem = self._backoff.initial, ""
         if not self.synced.is_set():
             log.info("%s: listed %d objects", self.name, len(items))
             self.synced.set()
@@ -164,7 +174,7 @@ class ListWatch:
                 **self._selector,
             ):
                 delivered = True
-                self._delay = self._backoff.initial
+                self._delay, self._last_problem = self._backoff.initial, ""
                 self._deliver(event)
                 if self._stopping.is_set():
                     break

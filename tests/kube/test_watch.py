@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 
 import pytest
@@ -186,11 +187,21 @@ def test_close_ends_every_watch(api: ApiServer, start: Start) -> None:
     api.wait_for(lambda: api.open_watches() == 0, "the double to notice the hang-ups", WAIT)
 
 
-def test_unreachable_server_is_retried_until_it_answers(api: ApiServer, start: Start) -> None:
+def test_unreachable_server_is_retried_until_it_answers(
+    api: ApiServer, start: Start, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="pulltrace.kube")
     with api.outage():
         correlator, changes = start(sync=False)
         api.wait_for(lambda: len(api.lists("pods")) >= 3, "retried lists")
         assert not correlator.synced
+        warnings = [
+            r.getMessage()
+            for r in caplog.records
+            if r.levelno == logging.WARNING and r.getMessage().startswith("pods")
+        ]
+        assert len(warnings) == 1, "a repeated failure is one warning"
+        assert warnings[0].startswith("pods (all namespaces): HTTP 503 Service Unavailable;")
         api.add(pending_pod("web", "n1", "nginx:1.25"))
     assert correlator.wait_synced(WAIT)
     changes.wait_until(lambda: pods_for(correlator) == [ref("web")], "pod after the outage")
