@@ -11,7 +11,6 @@ import pytest
 
 from pulltrace.model import PodRef
 from tests.collector.conftest import (
-    NGINX,
     T0,
     Clock,
     FakeCorrelator,

@@ -152,7 +152,7 @@ async def test_resume_with_last_event_id_replays_exactly_what_was_missed(
         await post(http, body("node-a", [pull("a1", layers=[layer(0, done=1000)])], at=1))
         seen = await steady.until(is_event("pull.completed", "a1"))
         missed = seen[[e.id for e in seen].index(last_id) + 1 :]
-        assert [e.event for e in missed][0] == "pull.started"
+        assert missed[0].event == "pull.started"
         async with Reader(url, {"Last-Event-ID": last_id}) as back:
             replay = await back.until(is_event("pull.completed", "a1"))
     assert [(e.id, e.event, e.data) for e in replay] == [(e.id, e.event, e.data) for e in missed]
@@ -206,7 +206,7 @@ async def test_heartbeat_comments(launch: Callable[..., Running]) -> None:
         assert stream.headers["cache-control"] == "no-cache"
         lines = stream.aiter_lines()
         assert (await anext(lines)).startswith("id: ")
-        while (line := await anext(lines)) != ": heartbeat":
+        while await anext(lines) != ": heartbeat":
             pass
 
 
