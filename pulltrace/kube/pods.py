@@ -28,7 +28,7 @@ ObsKind = Literal["pulling", "pulled", "present", "failed", "failed-generic", "b
 
 _FIELD_PATH = re.compile(r"^spec\.(containers|initContainers)\{([^}]+)\}$")
 _QUOTED_IMAGE = re.compile(r'image "([^"]+)"')
-_PULLED_IN = re.compile(r" in ([0-9.]+[a-zµ]+)(?: \(([0-9.]+[a-zµ]+) including waiting\))?")
+_PULLED_IN = re.compile(r'" in ([0-9.a-zµ]+)')
 _GO_DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]*)?)(ns|us|µs|ms|s|m|h)")
 _GO_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 _COMBINED = "(combined from similar events): "
@@ -48,7 +48,6 @@ class PodContainer(NamedTuple):
 @dataclass(frozen=True, slots=True)
 class Container:
     name: str
-    init: bool
     image: str
     """As written in the pod spec."""
     ref: ImageRef | None
@@ -94,7 +93,7 @@ class Observation:
     message: str
     pod: PodContainer
     pull_seconds: float | None = None
-    waited_seconds: float | None = None
+    """From ``Pulled``: how long the download took, to date a pull whose start we missed."""
 
     @property
     def rank(self) -> int:
@@ -131,15 +130,15 @@ def parse_pod(obj: Mapping[str, Any]) -> Pod:
     status = _dict(obj.get("status"))
     pending = status.get("phase") in (None, "", "Pending")
     containers: list[Container] = []
-    for init, spec_key, status_key in (
-        (True, "initContainers", "initContainerStatuses"),
-        (False, "containers", "containerStatuses"),
+    for spec_key, status_key in (
+        ("initContainers", "initContainerStatuses"),
+        ("containers", "containerStatuses"),
     ):
         statuses = {str(s.get("name", "")): s for s in _dicts(status.get(status_key))}
         for c in _dicts(spec.get(spec_key)):
             name = str(c.get("name", ""))
             image = str(c.get("image") or "")
-            containers.append(_container(name, init, image, statuses.get(name), pending))
+            containers.append(_container(name, image, statuses.get(name), pending))
     return Pod(
         uid=str(meta.get("uid") or ""),
         namespace=str(meta.get("namespace") or ""),
@@ -149,9 +148,7 @@ def parse_pod(obj: Mapping[str, Any]) -> Pod:
     )
 
 
-def _container(
-    name: str, init: bool, image: str, status: Mapping[str, Any] | None, pending: bool
-) -> Container:
+def _container(name: str, image: str, status: Mapping[str, Any] | None, pending: bool) -> Container:
     state: ContainerState = "waiting"
     reason = message = ""
     started: datetime | None = None
@@ -170,7 +167,7 @@ def _container(
             reason = str(waiting.get("reason") or "")
             message = str(waiting.get("message") or "")
     digest = repo_digest(str((status or {}).get("imageID") or ""))
-    return Container(name, init, image, try_parse(image), state, reason, message, digest, started)
+    return Container(name, image, try_parse(image), state, reason, message, digest, started)
 
 
 def repo_digest(image_id: str) -> str:
@@ -202,9 +199,7 @@ def parse_event(obj: Mapping[str, Any]) -> KubeletEvent | None:
         str(involved.get("name") or ""),
         field.group(2),
     )
-    pull = waited = None
-    if kind == "pulled":
-        pull, waited = _pulled_durations(message)
+    pull = _pull_seconds(message) if kind == "pulled" else None
     latest = (
         parse_time(obj.get("lastTimestamp"))
         or parse_time(obj.get("eventTime"))
@@ -220,7 +215,7 @@ def parse_event(obj: Mapping[str, Any]) -> KubeletEvent | None:
         pod_uid=str(involved.get("uid") or ""),
         container=field.group(2),
         image=image,
-        observations=tuple(Observation(t, kind, message, pod, pull, waited) for t in times),
+        observations=tuple(Observation(t, kind, message, pod, pull) for t in times),
     )
 
 
@@ -248,11 +243,9 @@ def _classify(reason: str, message: str) -> tuple[ObsKind, str] | None:
     return None
 
 
-def _pulled_durations(message: str) -> tuple[float | None, float | None]:
+def _pull_seconds(message: str) -> float | None:
     m = _PULLED_IN.search(message)
-    if m is None:
-        return None, None
-    return go_duration(m.group(1)), go_duration(m.group(2) or "")
+    return go_duration(m.group(1)) if m else None
 
 
 def go_duration(text: str) -> float | None:

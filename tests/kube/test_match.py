@@ -14,6 +14,7 @@ from tests.kube.objects import (
     running,
     running_pod,
     sha,
+    terminated,
     waiting,
 )
 
@@ -103,7 +104,7 @@ def test_init_container_that_finished_no_longer_matches() -> None:
         "job",
         "n1",
         [C("app", "nginx:1.25", waiting("ContainerCreating"))],
-        init=[C("init", "busybox:1.36", {"terminated": {"exitCode": 0, "reason": "Completed"}})],
+        init=[C("init", "busybox:1.36", terminated())],
     )
     index = index_with(p)
     assert index.match("n1", "docker.io/library/busybox", "") == ([], "")
