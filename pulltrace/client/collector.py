@@ -135,6 +135,8 @@ class CollectorSource:
                     async with aconnect_sse(
                         http, "GET", self.endpoint.url(EVENTS_PATH), headers=headers
                     ) as stream:
+                        if stream.response.is_error:
+                            await stream.response.aread()  # its JSON error explains why
                         stream.response.raise_for_status()
                         failures, backoff = 0, self._first_backoff
                         yield ConnectionState("live", self.endpoint.base_url)

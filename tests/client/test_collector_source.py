@@ -1,0 +1,128 @@
+"""The client side of the collector API over real sockets: REST reads with one-line errors, and
+the SSE source that resumes, reports its connection state and survives a collector restart."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
+
+import httpx
+import pytest
+
+from pulltrace.client.collector import CollectorError, CollectorSource, Endpoint, fetch_pulls
+from pulltrace.client.source import ConnectionState, Event, Message, Snapshot
+from tests.collector.conftest import FAST, Running, body, layer, pull, start
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def port() -> int:
+    return free_port()
+
+
+@pytest.fixture
+def collector(port: int) -> Iterator[Running]:
+    running = start(replace(FAST, listen=("127.0.0.1", port), read_token="reader"))
+    yield running
+    running.stop()
+
+
+def endpoint(port: int, token: str = "reader") -> Endpoint:
+    return Endpoint(f"http://127.0.0.1:{port}", {"Authorization": f"Bearer {token}"})
+
+
+def post(port: int, node: str, progress: int) -> None:
+    pulls = [pull("p1", node=node, layers=[layer(0, 1000, progress)])]
+    httpx.post(
+        f"http://127.0.0.1:{port}/api/v1/report", content=body(node, pulls)
+    ).raise_for_status()
+
+
+async def until(stream: AsyncIterator[Message], wanted: type, timeout: float = 10.0) -> Message:
+    async def find() -> Message:
+        async for message in stream:
+            if isinstance(message, wanted):
+                return message
+        raise AssertionError("stream ended")
+
+    return await asyncio.wait_for(find(), timeout)
+
+
+async def test_fetch_pulls_reads_what_agents_reported(collector: Running, port: int) -> None:
+    await asyncio.to_thread(post, port, "node-a", 400)
+    pulls = await fetch_pulls(endpoint(port))
+    assert [(p.node_name, p.downloaded_bytes) for p in pulls] == [("node-a", 400)]
+    assert await fetch_pulls(endpoint(port), {"node": "node-b"}) == []
+
+
+async def test_fetch_errors_are_one_line(collector: Running, port: int) -> None:
+    with pytest.raises(CollectorError) as refused:
+        await fetch_pulls(endpoint(port, token="wrong"))
+    assert str(refused.value).startswith(f"collector at http://127.0.0.1:{port} refused")
+    assert "401" in str(refused.value)
+
+    closed = free_port()
+    with pytest.raises(CollectorError) as unreachable:
+        await fetch_pulls(endpoint(closed))
+    assert str(unreachable.value).startswith("cannot reach the collector at")
+    for err in (refused.value, unreachable.value):
+        assert "\n" not in str(err)
+
+
+async def test_stream_survives_a_collector_restart(collector: Running, port: int) -> None:
+    source = CollectorSource(endpoint(port), backoff=0.05)
+    stream = aiter(source)
+    try:
+        assert await until(stream, ConnectionState) == ConnectionState(
+            "live", f"http://127.0.0.1:{port}"
+        )
+        first = await until(stream, Snapshot)
+        assert isinstance(first, Snapshot) and first.pulls == []
+
+        await asyncio.to_thread(post, port, "node-a", 400)
+        started = await until(stream, Event)
+        assert isinstance(started, Event) and started.event.type == "pull.started"
+        seen_id = source.last_event_id
+        assert seen_id
+
+        await asyncio.to_thread(collector.stop)
+        lost = await until(stream, ConnectionState)
+        assert isinstance(lost, ConnectionState) and lost.state == "reconnecting"
+
+        restarted = start(replace(FAST, listen=("127.0.0.1", port), read_token="reader"))
+        try:
+            await asyncio.to_thread(post, port, "node-b", 100)
+            assert await until(stream, ConnectionState) == ConnectionState(
+                "live", f"http://127.0.0.1:{port}"
+            )
+            # the new collector cannot replay the old one's ids: a fresh snapshot instead
+            again = await until(stream, Snapshot)
+            assert isinstance(again, Snapshot)
+            assert [p.node_name for p in again.pulls] == ["node-b"]
+            assert source.last_event_id != seen_id
+        finally:
+            restarted.stop()
+    finally:
+        await stream.aclose()  # type: ignore[attr-defined]
+
+
+async def test_wrong_token_goes_offline_without_raising(collector: Running, port: int) -> None:
+    states: list[ConnectionState] = []
+    source = CollectorSource(endpoint(port, token="wrong"), backoff=0.01)
+    stream = aiter(source)
+    try:
+        while len(states) < 3:
+            message = await until(stream, ConnectionState)
+            assert isinstance(message, ConnectionState)
+            states.append(message)
+    finally:
+        await stream.aclose()  # type: ignore[attr-defined]
+    assert [s.state for s in states] == ["reconnecting", "reconnecting", "offline"]
+    assert "refused the credentials (401)" in states[-1].detail
