@@ -7,6 +7,10 @@ client: a client whose queue grows past its byte bound loses the backlog and, wh
 writes, gets a fresh snapshot instead. A ring of recent frames lets a client that reconnects
 with ``Last-Event-ID`` receive exactly what it missed.
 
+A snapshot of thousands of pulls takes tens of milliseconds to encode, so clients that join or
+resynchronise close together share one: a snapshot up to ``snapshot_max_age`` old is sent
+followed by the ring's frames since it, which is exactly the current state.
+
 Ids start at the wall clock in microseconds and count up, so a restarted collector's ids are
 larger than any it handed out before, and a client resuming from an old process is given a
 snapshot rather than somebody else's events.
@@ -97,7 +101,9 @@ class Broker:
         max_clients: int = 256,
         ring_size: int = 16384,
         queue_bytes: int = 4 << 20,
+        snapshot_max_age: float = 1.0,
         first_id: int | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._snapshot = snapshot
         self.max_clients = max_clients
@@ -106,7 +112,9 @@ class Broker:
         self._ring: deque[bytes] = deque(maxlen=ring_size)
         self._pending: list[bytes] = []
         self._clients: dict[Subscription, None] = {}
-        self._cached: tuple[int, bytes] | None = None
+        self.snapshot_max_age = snapshot_max_age
+        self._clock = clock
+        self._cached: tuple[int, float, bytes] | None = None
         self._closed = False
         self.resyncs = 0
         """How many times a client's queue overflowed and it was resynchronised."""
@@ -136,7 +144,7 @@ class Broker:
                 f"too many event stream clients (at most {self.max_clients}); try again later"
             )
         sub = Subscription(self, self._seq)
-        missed = self._missed(last_event_id) if last_event_id is not None else None
+        missed = self._missed(_event_id(last_event_id)) if last_event_id is not None else None
         if missed is not None and len(missed) <= self.queue_bytes:
             sub.resync = False
             if missed:
@@ -171,15 +179,19 @@ class Broker:
             sub.offer(HEARTBEAT, self.queue_bytes)
 
     def snapshot_frame(self) -> tuple[int, bytes]:
-        """The current state as one ``snapshot`` event, built at most once per event id."""
+        """The current state: a ``snapshot`` event, then the events since it was built; and the
+        id of the last event that covers."""
         cached = self._cached
-        if cached is None or cached[0] != self._seq:
-            body = encode(PullList(pulls=self._snapshot()))
-            cached = self._cached = (
-                self._seq,
-                b"id: %d\nevent: snapshot\ndata: %s\n\n" % (self._seq, body),
-            )
-        return cached
+        now = self._clock()
+        if cached is not None and now - cached[1] <= self.snapshot_max_age:
+            seq, _, frame = cached
+            since = self._missed(seq)
+            if since is not None:
+                return self._seq, frame + since if since else frame
+        body = encode(PullList(pulls=self._snapshot()))
+        frame = b"id: %d\nevent: snapshot\ndata: %s\n\n" % (self._seq, body)
+        self._cached = (self._seq, now, frame)
+        return self._seq, frame
 
     def close(self) -> None:
         """Ends every stream, so that a graceful shutdown does not wait on them."""
@@ -187,12 +199,17 @@ class Broker:
         for sub in list(self._clients):
             sub.close()
 
-    def _missed(self, last_event_id: str) -> bytes | None:
-        try:
-            last = int(last_event_id)
-        except ValueError:
-            return None
+    def _missed(self, last: int | None) -> bytes | None:
+        """The frames after ``last``, or None when the ring no longer holds them all."""
         oldest = self._seq - len(self._ring) + 1
-        if not oldest - 1 <= last <= self._seq:
+        if last is None or not oldest - 1 <= last <= self._seq:
             return None
         return b"".join(islice(self._ring, last - oldest + 1, None))
+
+
+def _event_id(text: str) -> int | None:
+    """Ids are ours, so one that is not a number is from elsewhere: a snapshot answers it."""
+    try:
+        return int(text)
+    except ValueError:
+        return None
