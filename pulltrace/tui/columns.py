@@ -40,11 +40,11 @@ def layout(width: int) -> Layout:
     """Narrow terminals drop the size column (the detail screen has it) and shorten the bar;
     wide ones spend the room on the image, the cached share and pod names."""
     wide = width >= 150
-    medium = width >= 100
-    bar = 16 if wide else (10 if medium else 5)
+    medium = width >= 110
+    bar = 16 if wide else (8 if medium else 5)
     fixed = [
         Column("state", " ", 1),
-        Column("node", "NODE", 14 if wide else (12 if medium else 9)),
+        Column("node", "NODE", 14 if wide else (10 if medium else 9)),
         Column("progress", "PROGRESS", bar + 5),
     ]
     if medium:
@@ -52,7 +52,7 @@ def layout(width: int) -> Layout:
     fixed += [
         Column("speed", "SPEED", 7),
         Column("eta", "ETA", 7),
-        Column("pods", "PODS", 32 if wide else (18 if medium else 11)),
+        Column("pods", "PODS", 32 if wide else (16 if medium else 11)),
     ]
     used = sum(c.width + 2 * PADDING for c in fixed) + 2 * PADDING + CHROME
     image = Column("image", "IMAGE", max(14, width - used))

@@ -1,0 +1,362 @@
+"""Every key of ``watch``, driven through Textual's Pilot on the frozen seeded demo."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+import pytest
+from rich.console import Console
+from textual.pilot import Pilot
+from textual.widgets import Input, Static
+
+from pulltrace.client.source import ConnectionState, Message, Snapshot
+from pulltrace.client.store import ACTIVE_PHASES, Query, SortKey, order
+from pulltrace.model import PullStatus
+from pulltrace.tui.app import PulltraceApp
+from pulltrace.tui.screens.detail import DetailScreen
+from pulltrace.tui.screens.help import HelpScreen, help_table
+from pulltrace.tui.screens.main import MainScreen
+from pulltrace.tui.widgets.pull_table import PullTable
+from tests.tui.conftest import START, WARMUP, demo_app, settle
+
+NOW = datetime.fromtimestamp(START + WARMUP, UTC)
+
+
+def table(app: PulltraceApp) -> PullTable:
+    return app.main_screen.query_one(PullTable)
+
+
+def rows(app: PulltraceApp) -> list[PullStatus]:
+    """The pulls in the order the table shows them."""
+    t = table(app)
+    pulls = []
+    for index in range(t.row_count):
+        key = t.coordinate_to_cell_key((index, 0)).row_key.value  # type: ignore[arg-type]
+        assert key is not None
+        view = app.store.get(key)
+        assert view is not None
+        pulls.append(view.pull)
+    return pulls
+
+
+def status_line(app: PulltraceApp) -> str:
+    return str(app.main_screen.query_one("#status", Static).render())
+
+
+async def test_starts_live_with_every_pull_and_active_ones_first() -> None:
+    app = demo_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        shown = rows(app)
+        assert len(shown) == len(app.store) > 30
+        phases = [p.phase in ACTIVE_PHASES for p in shown]
+        assert phases == sorted(phases, reverse=True)
+        assert app.link == "live"
+        info = str(app.main_screen.query_one("#info", Static).render())
+        assert "LIVE" in info and "demo" in info
+
+
+async def test_slash_filters_as_you_type_enter_keeps_it_esc_clears_it() -> None:
+    app = demo_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        total = table(app).row_count
+        await pilot.press("slash")
+        assert app.main_screen.prompt.is_open
+        await pilot.press(*"pytorch")
+        shown = rows(app)
+        assert 0 < len(shown) < total
+        assert all("pytorch" in p.image_ref for p in shown)
+        await pilot.press("enter")
+        assert not app.main_screen.prompt.is_open
+        assert table(app).has_focus
+        assert app.pull_query.text == "pytorch" and table(app).row_count == len(shown)
+        assert "pytorch" in str(table(app).border_subtitle)
+        await pilot.press("escape")
+        assert app.pull_query.text == "" and table(app).row_count == total
+
+
+async def test_esc_while_typing_a_filter_drops_it() -> None:
+    app = demo_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        total = table(app).row_count
+        await pilot.press("slash", *"gpu-01")
+        assert all(p.node_name == "gpu-01" for p in rows(app))
+        await pilot.press("escape")
+        assert not app.main_screen.prompt.is_open
+        assert table(app).row_count == total
+
+
+async def test_filter_matches_namespace_and_pod_names() -> None:
+    app = demo_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        await pilot.press("slash", *"monitoring", "enter")
+        shown = rows(app)
+        assert shown and all(any(p.namespace == "monitoring" for p in s.pods) for s in shown)
+        pod = shown[0].pods[0].pod_name
+        await pilot.press("slash", *["backspace"] * 10, *pod, "enter")
+        assert [p.id for p in rows(app)] == [shown[0].id]
+
+
+async def command(pilot: Pilot[None], line: str) -> None:
+    await pilot.press("colon", *line, "enter")
+
+
+@pytest.mark.parametrize(
+    ("line", "check"),
+    [
+        ("node gpu-01", lambda p: p.node_name == "gpu-01"),
+        ("ns ml", lambda p: any(pod.namespace == "ml" for pod in p.pods)),
+        ("failed", lambda p: p.phase == "failed"),
+        ("active", lambda p: p.phase in ACTIVE_PHASES),
+    ],
+)
+async def test_scope_commands(line: str, check: object) -> None:
+    app = demo_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        total = table(app).row_count
+        await command(pilot, line)
+        shown = rows(app)
+        assert 0 < len(shown) < total
+        assert all(check(p) for p in shown)  # type: ignore[operator]
+        title = str(table(app).border_title)
+        assert line.split()[-1] in title
+        await command(pilot, "all")
+        assert table(app).row_count == total and app.pull_query == Query()
+
+
+async def test_all_also_clears_the_filter_and_scopes_combine() -> None:
+    app = demo_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        await command(pilot, "active")
+        await command(pilot, "node gpu-02")
+        shown = rows(app)
+        assert shown and all(p.node_name == "gpu-02" and p.phase == "pulling" for p in shown)
+        await pilot.press("slash", *"postgres", "enter")
+        await command(pilot, "all")
+        assert app.pull_query == Query()
+
+
+async def test_colon_q_quits() -> None:
+    app = demo_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        await command(pilot, "q")
+        await pilot.pause()
+    assert app.return_code == 0 and not app.is_running
+
+
+async def test_unknown_command_says_so_and_esc_abandons_a_command() -> None:
+    app = demo_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        await command(pilot, "frobnicate")
+        assert "unknown command :frobnicate" in status_line(app)
+        await pilot.press("colon", *"node gpu-01", "escape")
+        assert app.pull_query == Query() and not app.main_screen.prompt.is_open
+
+
+async def test_command_bar_completes_node_names() -> None:
+    app = demo_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        await pilot.press("colon", *"node gpu-0")
+        field = app.main_screen.query_one("#prompt-input", Input)
+        await pilot.pause()
+        assert field._suggestion == "node gpu-01"
+        await pilot.press("right", "enter")
+        assert app.pull_query.node == "gpu-01"
+
+
+@pytest.mark.parametrize(
+    ("key", "sort"),
+    [("N", "node"), ("I", "image"), ("S", "speed"), ("P", "progress"), ("E", "eta"), ("A", "age")],
+)
+async def test_sort_keys_and_again_to_reverse(key: str, sort: SortKey) -> None:
+    app = demo_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        await pilot.press(key)
+        assert app.pull_query.sort == sort and not app.pull_query.reverse
+        expected = order(app.store.pulls(), Query(sort=sort), NOW)
+        assert [p.id for p in rows(app)] == [p.id for p in expected]
+        assert f"sort:{sort}↑" in str(table(app).border_subtitle)
+        await pilot.press(key)
+        assert app.pull_query.reverse
+        expected = order(app.store.pulls(), Query(sort=sort, reverse=True), NOW)
+        assert [p.id for p in rows(app)] == [p.id for p in expected]
+        assert f"sort:{sort}↓" in str(table(app).border_subtitle)
+
+
+async def test_sorting_keeps_the_cursor_on_its_pull() -> None:
+    app = demo_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        await pilot.press("down", "down", "down")
+        chosen = table(app).highlighted_pull()
+        await pilot.press("S")
+        assert table(app).highlighted_pull() == chosen
+
+
+async def test_enter_opens_the_highlighted_pull_and_esc_goes_back() -> None:
+    app = demo_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        await pilot.press("down")
+        chosen = table(app).highlighted_pull()
+        await pilot.press("enter")
+        screen = app.screen
+        assert isinstance(screen, DetailScreen) and screen.pull_id == chosen
+        view = app.store.get(screen.pull_id)
+        assert view is not None
+        layers = screen.query_one("#layers")
+        assert layers.row_count == len(view.pull.layers)  # type: ignore[attr-defined]
+        head = str(screen.query_one("#detail-head", Static).render())
+        assert view.pull.node_name in head
+        pods = str(screen.query_one("#pods", Static).render())
+        assert all(p.pod_name in pods for p in view.pull.pods)
+        events = str(screen.query_one("#events", Static).render())
+        assert "layer.started" in events or "pull.started" in events
+        await pilot.press("escape")
+        assert isinstance(app.screen, MainScreen)
+
+
+async def test_detail_of_a_failed_pull_shows_why() -> None:
+    app = demo_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        await command(pilot, "failed")
+        failed = rows(app)[0]
+        assert failed.error in status_line(app)
+        await pilot.press("enter")
+        head = str(app.screen.query_one("#detail-head", Static).render())
+        assert failed.error in head
+
+
+async def test_question_mark_lists_every_key_and_esc_closes_it() -> None:
+    app = demo_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        await pilot.press("question_mark")
+        assert isinstance(app.screen, HelpScreen)
+        console = Console(width=80, record=True, file=io.StringIO())
+        console.print(help_table())
+        text = console.export_text()
+        for key in ("enter", "esc", "/", ":", "?", "q", "N", "I", "S", "P", "E", "A"):
+            assert key in text
+        for cmd in (":node", ":ns", ":all", ":failed", ":active", ":q"):
+            assert cmd in text
+        await pilot.press("escape")
+        assert isinstance(app.screen, MainScreen)
+
+
+@pytest.mark.parametrize("key", ["q", "ctrl+c"])
+async def test_quit_keys(key: str) -> None:
+    app = demo_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        await pilot.press(key)
+        await pilot.pause()
+    assert not app.is_running
+
+
+async def test_q_while_typing_a_filter_is_text() -> None:
+    app = demo_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        await pilot.press("slash", "q")
+        assert app.is_running and app.pull_query.text == "q"
+
+
+async def test_flags_scope_the_view() -> None:
+    app = demo_app(namespace="shop")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        assert rows(app) and all(any(p.namespace == "shop" for p in s.pods) for s in rows(app))
+    app = demo_app(node="worker-03")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        assert rows(app) and all(p.node_name == "worker-03" for p in rows(app))
+    app = demo_app(namespace="shop", all_namespaces=True)
+    assert app.pull_query.namespace == ""
+
+
+async def test_no_color(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NO_COLOR", "1")
+    app = demo_app()
+    assert not app.color
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        for cells in table(app).shown.values():
+            assert all("#" not in style for cell in cells.values() for _, style in cell)
+
+
+async def test_usable_at_80_by_24() -> None:
+    app = demo_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        t = table(app)
+        assert t.lay is not None
+        assert [c.key for c in t.lay.columns] == [
+            "state",
+            "image",
+            "node",
+            "progress",
+            "speed",
+            "eta",
+            "pods",
+        ]
+        assert t.virtual_size.width <= t.scrollable_content_region.width
+        assert t.scrollable_content_region.height >= 15
+
+
+class Scripted:
+    """A source that says exactly what a test wants and then ends."""
+
+    description = "test"
+    context = "kind-test"
+
+    def __init__(self, *messages: Message) -> None:
+        self.messages = messages
+
+    async def __aiter__(self) -> AsyncIterator[Message]:
+        for message in self.messages:
+            yield message
+
+
+async def test_connection_states_reach_the_header() -> None:
+    app = PulltraceApp(
+        Scripted(
+            ConnectionState("live"),
+            Snapshot([PullStatus(id="a", node_name="n")]),
+            ConnectionState("reconnecting", "collector restarted"),
+        ),
+        flush_interval=3600.0,
+    )
+    async with app.run_test() as pilot:
+        await pilot.pause()
+        app.flush()
+        info = str(app.main_screen.query_one("#info", Static).render())
+        assert "OFFLINE" in info and "source ended" in info and "kind-test" in info
+        assert app.store.get("a") is not None
+
+
+async def test_reconnecting_is_shown() -> None:
+    class Stuck(Scripted):
+        async def __aiter__(self) -> AsyncIterator[Message]:
+            yield ConnectionState("reconnecting", "retry in 2s")
+            await asyncio.Event().wait()
+
+    app = PulltraceApp(Stuck(), flush_interval=3600.0)
+    async with app.run_test() as pilot:
+        await pilot.pause()
+        app.flush()
+        info = str(app.main_screen.query_one("#info", Static).render())
+        assert "RECONNECTING" in info and "retry in 2s" in info
