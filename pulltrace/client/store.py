@@ -12,12 +12,13 @@ from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal, get_args
+from typing import Literal
 
 from pulltrace.model import ACTIVE_PHASES, PullEvent, PullStatus
 
 SortKey = Literal["node", "image", "speed", "progress", "eta", "age"]
-SORT_KEYS: tuple[SortKey, ...] = get_args(SortKey)
+DESCENDING_SORTS: frozenset[str] = frozenset({"speed", "progress"})
+"""Keys whose natural order puts the largest first."""
 
 LIFECYCLE_TYPES = frozenset(
     {"pull.started", "pull.completed", "pull.failed", "layer.started", "layer.completed"}
@@ -170,6 +171,10 @@ class Query:
     phases: frozenset[str] = frozenset()
     sort: SortKey | None = None
     reverse: bool = False
+
+    def sort_arrow(self) -> str:
+        """``↓`` when larger values come first, as a column header shows it."""
+        return "↓" if (self.sort in DESCENDING_SORTS) != self.reverse else "↑"
 
     def scope_label(self) -> str:
         """k9s-style title scope: ``all``, ``node=a``, ``ns=b``, ``failed``..."""

@@ -99,7 +99,7 @@ class MainScreen(Screen[None]):
         if query.text:
             parts.append(f"</{query.text}>")
         if query.sort is not None:
-            parts.append(f"sort:{query.sort}{'↓' if query.reverse else '↑'}")
+            parts.append(f"sort:{query.sort}{query.sort_arrow()}")
         table.border_subtitle = " ".join(parts) or None
         self._status()
 

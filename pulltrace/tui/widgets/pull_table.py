@@ -132,7 +132,7 @@ class PullTable(DataTable[Text]):
     def set_sort_marker(self, query: Query) -> None:
         if self.lay is None:
             return
-        arrow = "↓" if query.reverse else "↑"
+        arrow = query.sort_arrow()
         for column in self.lay.columns:
             label = column.label
             if query.sort is not None and SORT_COLUMNS.get(query.sort) == column.key:
