@@ -100,6 +100,7 @@ class Broker:
         *,
         max_clients: int = 256,
         ring_size: int = 16384,
+        ring_bytes: int = 64 << 20,
         queue_bytes: int = 4 << 20,
         snapshot_max_age: float = 1.0,
         first_id: int | None = None,
@@ -109,7 +110,10 @@ class Broker:
         self.max_clients = max_clients
         self.queue_bytes = queue_bytes
         self._seq = time.time_ns() // 1000 if first_id is None else first_id
-        self._ring: deque[bytes] = deque(maxlen=ring_size)
+        self._ring: deque[bytes] = deque()
+        self._ring_size = ring_size
+        self._ring_bytes = ring_bytes
+        self._ring_used = 0
         self._pending: list[bytes] = []
         self._clients: dict[Subscription, None] = {}
         self.snapshot_max_age = snapshot_max_age
@@ -131,7 +135,11 @@ class Broker:
         """The store's listener: encode once, keep for replay, send on the next flush."""
         self._seq += 1
         frame = b"id: %d\nevent: %s\ndata: %s\n\n" % (self._seq, event.type.encode(), encode(event))
-        self._ring.append(frame)
+        ring = self._ring
+        ring.append(frame)
+        self._ring_used += len(frame)
+        while len(ring) > self._ring_size or (self._ring_used > self._ring_bytes and len(ring) > 1):
+            self._ring_used -= len(ring.popleft())
         self._pending.append(frame)
 
     def subscribe(self, last_event_id: str | None = None) -> Subscription:

@@ -15,7 +15,7 @@ import msgspec
 from starlette.types import Receive, Scope, Send
 
 from pulltrace.collector.asgi import CHALLENGE, BearerToken, Headers, header, send_error
-from pulltrace.collector.metrics import Metrics
+from pulltrace.collector.metrics import Metrics, ReportResult
 from pulltrace.collector.store import PullStore
 from pulltrace.model import AgentReport
 
@@ -146,7 +146,7 @@ class ReportEndpoint:
     async def _reject(
         self,
         send: Send,
-        result: str,
+        result: ReportResult,
         status: int,
         message: str,
         headers: Headers = (),

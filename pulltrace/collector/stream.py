@@ -31,6 +31,10 @@ class EventStream:
         self._broker = broker
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["method"] == "HEAD":
+            await send(_START)
+            await send({"type": "http.response.body", "body": b""})
+            return
         last_id = header(scope, b"last-event-id")
         try:
             sub = self._broker.subscribe(last_id.decode("latin-1") if last_id else None)

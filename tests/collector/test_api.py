@@ -108,6 +108,11 @@ async def test_unknown_path_and_wrong_method(http: httpx.AsyncClient) -> None:
     assert reply.headers["allow"] == "POST"
 
 
+async def test_head_of_the_event_stream_is_only_its_headers(http: httpx.AsyncClient) -> None:
+    reply = await http.head("/api/v1/events")
+    assert reply.status_code == 200 and reply.headers["content-type"] == "text/event-stream"
+
+
 async def test_probes(http: httpx.AsyncClient) -> None:
     assert (await http.get("/healthz")).json() == {"status": "ok"}
     assert (await http.get("/readyz")).json() == {"status": "ready"}  # correlation off

@@ -120,3 +120,14 @@ async def test_heartbeats_limits_and_close() -> None:
     assert await subs[1].next() is None
     with pytest.raises(StreamUnavailable, match="shutting down"):
         feed.broker.subscribe()
+
+
+async def test_the_ring_is_bounded_in_bytes_as_well_as_in_frames() -> None:
+    feed = Feed(ring_bytes=1)  # never less than the newest frame
+    feed.publish("a")
+    feed.publish("b")
+    resumed = feed.broker.subscribe(str(FIRST + 1))
+    feed.broker.flush()
+    assert ids(await resumed.next()) == [FIRST + 2]
+    evicted = await feed.broker.subscribe(str(FIRST)).next()
+    assert kinds(evicted) == ["snapshot"]
