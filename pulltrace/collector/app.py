@@ -104,12 +104,6 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         loop = asyncio.get_running_loop()
-        if correlator is not None:
-
-            def changed() -> None:
-                loop.call_soon_threadsafe(store.correlation_changed)
-
-            correlator.set_listener(changed)
         tasks = [
             loop.create_task(_every(config.tick_interval, store.tick)),
             loop.create_task(_every(config.fanout_interval, broker.flush)),

@@ -15,6 +15,8 @@ failed and is then resumed is a new pull with a new id, as the agent says.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import math
 import time
@@ -118,6 +120,9 @@ class PullStore:
         self._kubelet_home: dict[str, _Pull] = {}
         self._kubelet_tombstones: set[str] = set()
         self._correlation_stale = correlator is not None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        if correlator is not None:
+            correlator.set_listener(self._correlation_listener)
         self._next_stale_check = -math.inf
         self._version = 0
         self._sorted: tuple[int, list[PullStatus]] = (-1, [])
@@ -149,9 +154,20 @@ class PullStore:
         self._listeners.append(fn)
 
     def correlation_changed(self) -> None:
-        """Call on the event loop (the app hops here from the watch thread); the next tick
-        re-matches pods and re-reads kubelet's pulls."""
+        """The next tick re-matches pods and re-reads kubelet's pulls. Call it on the loop that
+        runs the ticks; the correlator's own notifications get there by themselves."""
         self._correlation_stale = True
+
+    def _correlation_listener(self) -> None:
+        """Runs on a watch thread: hops onto the loop the ticks run on. Without one (before the
+        first tick, or a store ticked outside asyncio) it only sets the flag the next tick
+        reads, which is a single atomic store."""
+        loop = self._loop
+        if loop is None:
+            self._correlation_stale = True
+            return
+        with contextlib.suppress(RuntimeError):  # that loop has closed: nothing to update
+            loop.call_soon_threadsafe(self.correlation_changed)
 
     # -- writing ----------------------------------------------------------------------------
 
@@ -176,6 +192,9 @@ class PullStore:
 
     def tick(self) -> None:
         now = self._begin()
+        if self._loop is None:
+            with contextlib.suppress(RuntimeError):  # ticked outside asyncio
+                self._loop = asyncio.get_running_loop()
         if self._correlation_stale and self._correlator is not None:
             self._correlation_stale = False
             self._correlate(self._correlator)

@@ -291,7 +291,7 @@ def test_a_correlation_change_rematches_active_pulls_on_the_next_tick() -> None:
     s.send("node-a", pull("a1", layers=[layer(0, done=10)]))
     assert s.one().pods == []
     corr.pods[("node-a", NGINX)] = ([WEB], "")
-    s.store.correlation_changed()
+    corr.changed()  # the correlator's own notification, as from its watch thread
     s.tick()
     assert s.one().pods == [WEB] and s.one().image_ref == f"{NGINX}@{DIGEST}"
     assert s.events[-1].type == "pull.progress" and s.events[-1].pull.pods == [WEB]
