@@ -252,11 +252,15 @@ class PullStore:
         if pull.status.phase in _TERMINAL and pull.emitted is not None:
             return  # finished is final: a resumed download is a new pull with a new agent id
         previous = pull.base
-        pull.base = self._agent_view(pull, p, ts)
         identity_changed = (previous.repository, previous.manifest_digest) != (
             p.repository,
             p.manifest_digest,
         )
+        if identity_changed:
+            # What the windows measured was another blob (the manifest, while resolving).
+            pull.rate = RateWindow()
+            pull.layer_rates.clear()
+        pull.base = self._agent_view(pull, p, ts)
         if pull.emitted is None or identity_changed:
             self._match(pull)
             if p.repository:
