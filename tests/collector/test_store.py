@@ -134,6 +134,14 @@ def test_resolving_pull_becomes_the_image_pull_without_a_new_id() -> None:
     assert s.types("r1")[-1] == "pull.completed"
 
 
+def test_the_image_pulls_rate_does_not_count_the_resolving_blob() -> None:
+    s = Store()
+    s.send("node-a", resolving("r1", blob=DIGEST))  # 1200 bytes of a manifest
+    for done in (100, 1100):
+        s.send("node-a", pull("a1", layers=[layer(0, total=10_000, done=done)]))
+    assert s.one().bytes_per_sec == pytest.approx(1000.0)
+
+
 def test_resolving_index_is_continued_by_the_platform_manifest_pull() -> None:
     s = Store()
     index = "sha256:" + "1" * 64
