@@ -57,6 +57,7 @@ def create_app(
             active_pulls=store.active_count,
             sse_clients=lambda: broker.client_count,
             agents=store.connected_agents,
+            sse_resyncs=lambda: broker.resyncs,
         )
     limiter = ingest.NodeRateLimiter(rate=config.reports_per_second, clock=limiter_clock)
     report = ingest.ReportEndpoint(

@@ -3,10 +3,12 @@ pod or node, so a busy cluster cannot blow up the series count."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Literal, get_args
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_asgi_app
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from pulltrace.collector.asgi import send_error
@@ -56,11 +58,19 @@ class Metrics:
         active_pulls: Callable[[], int],
         sse_clients: Callable[[], int],
         agents: Callable[[], int],
+        sse_resyncs: Callable[[], int],
     ) -> None:
-        """Gauges read at scrape time, from the same event loop, so they are never behind."""
+        """Values read at scrape time, from the same event loop, so they are never behind."""
         self.pulls_active.set_function(active_pulls)
         self.sse_clients.set_function(sse_clients)
         self.agents_connected.set_function(agents)
+        self.registry.register(
+            _ReadCounter(
+                "pulltrace_sse_resyncs",
+                "Times a client fell too far behind and was sent a snapshot instead",
+                sse_resyncs,
+            )
+        )
 
     def on_event(self, event: PullEvent) -> None:
         """A store listener. Bytes are counted from each event's cumulative figure, so the
@@ -97,3 +107,15 @@ class Metrics:
             await exposition(scope, receive, send)
 
         return app
+
+
+class _ReadCounter(Collector):
+    """A counter kept elsewhere (the broker counts without knowing about metrics)."""
+
+    def __init__(self, name: str, documentation: str, read: Callable[[], int]) -> None:
+        self._name = name
+        self._documentation = documentation
+        self._read = read
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        yield CounterMetricFamily(self._name, self._documentation, value=self._read())

@@ -247,6 +247,7 @@ async def test_metrics_move(collector: Running, http: httpx.AsyncClient) -> None
         before = (await scraper.get(collector.metrics_url)).text
         assert sample(before, "pulltrace_pulls_total") == 0
         assert sample(before, "pulltrace_agents_connected") == 0
+        assert sample(before, "pulltrace_sse_resyncs_total") == 0
         running = pull("a1", layers=[layer(0, done=100)])
         other = pull("b1", node="node-b", repo=REDIS, layers=[layer(0, done=300)])
         await post(http, body("node-a", [running]))

@@ -297,6 +297,9 @@ async def test_a_stalled_client_is_resynchronised_and_never_delays_a_fast_one(
         assert ids == list(range(ids[0], ids[0] + len(ids)))
         assert len(got) == 41 * n
         assert broker.resyncs == 1
+        async with httpx.AsyncClient() as scraper:
+            metrics = (await scraper.get(running.metrics_url)).text
+        assert "\npulltrace_sse_resyncs_total 1.0\n" in metrics
         # Once it reads again, the stalled client is brought up to date with a snapshot.
         stalled.settimeout(WAIT)
         received = b""
