@@ -166,7 +166,11 @@ def _bind(address: Address, flag: str) -> socket.socket:
         candidates = [("::", socket.AF_INET6), ("0.0.0.0", socket.AF_INET)]
     error: OSError | None = None
     for bind_host, family in candidates:
-        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock = socket.socket(family, socket.SOCK_STREAM)
+        except OSError as err:  # a kernel without IPv6
+            error = err
+            continue
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             if family == socket.AF_INET6 and not host:

@@ -113,6 +113,13 @@ async def test_head_of_the_event_stream_is_only_its_headers(http: httpx.AsyncCli
     assert reply.status_code == 200 and reply.headers["content-type"] == "text/event-stream"
 
 
+async def test_an_empty_host_listens_on_every_interface(launch: Callable[..., Running]) -> None:
+    running = launch(listen=("", 0))
+    async with httpx.AsyncClient() as client:
+        reply = await client.get(f"http://127.0.0.1:{running.service.api_port}/healthz")
+    assert reply.status_code == 200
+
+
 async def test_probes(http: httpx.AsyncClient) -> None:
     assert (await http.get("/healthz")).json() == {"status": "ok"}
     assert (await http.get("/readyz")).json() == {"status": "ready"}  # correlation off
