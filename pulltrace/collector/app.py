@@ -73,10 +73,10 @@ def create_app(
         unknown = sorted(set(params) - set(FILTERS))
         if unknown:
             return _error(400, f"unknown query parameter {unknown[0]!r} (use {', '.join(FILTERS)})")
-        phase = params.get("phase")
+        # An empty value is no filter, as with kubectl's flags.
+        node, namespace, image, phase = (params.get(name) or None for name in FILTERS)
         if phase is not None and phase not in PHASES:
             return _error(400, f"phase must be one of {', '.join(PHASES)}, not {phase!r}")
-        node, namespace, image = params.get("node"), params.get("namespace"), params.get("image")
         pulls = [
             msgspec.structs.replace(p, layers=[])
             for p in store.pulls()

@@ -81,6 +81,7 @@ async def test_list_filters(http: httpx.AsyncClient, collector: Running) -> None
     assert await ids("phase=completed") == ["a2"]
     assert await ids("phase=pulling&node=node-a") == ["a1"]
     assert await ids("namespace=nowhere") == []
+    assert await ids("node=&phase=") == ["a1", "a2", "b1"]
 
 
 async def test_list_is_active_first_then_newest(http: httpx.AsyncClient) -> None:
