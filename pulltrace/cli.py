@@ -9,16 +9,27 @@ import re
 import socket
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from pulltrace import __version__
 
+if TYPE_CHECKING:
+    from pulltrace.client.connect import Plan, SourceArgs
+    from pulltrace.client.store import Query
+
 EXIT_USAGE = 2
+EXIT_SOURCE = 2  # ls and watch: nothing to read from (kubectl too uses one code for both)
+EXIT_WAIT_ERROR = 3  # wait keeps 1 and 2 for "a pull failed" and "timed out"
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
 class UsageError(Exception):
     """A bad flag or environment value: reported as one line, exit code 2."""
+
+
+class SourceFailure(Exception):
+    """The data source cannot be reached or read: one line, and the command's error exit."""
 
 
 def duration(text: str) -> float:
@@ -48,7 +59,7 @@ def containerd_socket(flag: str | None) -> str:
     return DEFAULT_SOCKET
 
 
-def _add_containerd_flags(p: argparse.ArgumentParser) -> None:
+def _add_containerd_flags(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
     p.add_argument(
         "--containerd",
         metavar="SOCKET",
@@ -71,8 +82,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"pulltrace {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    ls = sub.add_parser("ls", help="list image pulls", description="List image pulls.")
-    _add_containerd_flags(ls)
+    ls = sub.add_parser(
+        "ls",
+        help="list image pulls",
+        description="List image pulls from the collector, the cluster, a containerd socket or "
+        "the demo.",
+    )
+    _add_source_flags(ls)
+    _add_filter_flags(ls)
     ls.add_argument(
         "-o",
         "--output",
@@ -81,11 +98,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="output format (default table)",
     )
     ls.add_argument("--json", action="store_true", help="same as -o json")
+    ls.add_argument("--phase", default="", help="only pulls in this phase (e.g. failed)")
+    ls.add_argument("--image", default="", help="only images whose reference contains this")
+    ls.add_argument(
+        "-w", "--watch", action="store_true", help="after the listing, print rows as they change"
+    )
     ls.add_argument(
         "--sample",
         type=duration,
         default=1.0,
-        help="time between the two samples that measure speed (default 1s)",
+        help="with --containerd: time between the two samples that measure speed (default 1s)",
     )
 
     agent = sub.add_parser(
@@ -114,7 +136,76 @@ def build_parser() -> argparse.ArgumentParser:
     agent.add_argument("--log-level", default=None, help="debug, info, warning, error")
     _add_collector(sub)
     _add_watch(sub)
+    _add_wait(sub)
     return parser
+
+
+def _add_source_flags(p: argparse.ArgumentParser) -> None:
+    """Where the data comes from; the first that applies wins (see README "Sources")."""
+    group = p.add_argument_group("source (default: PULLTRACE_SERVER, else the kubeconfig context)")
+    group.add_argument(
+        "--server",
+        default="",
+        help="collector URL, e.g. http://localhost:8080 (env PULLTRACE_SERVER)",
+    )
+    group.add_argument("--token", default="", help="collector read token (env PULLTRACE_TOKEN)")
+    group.add_argument("--kubeconfig", default=None, help="kubeconfig file (default as kubectl)")
+    group.add_argument("--context", default=None, help="kubeconfig context (default current)")
+    group.add_argument(
+        "--collector-namespace",
+        default="pulltrace",
+        help="namespace of the collector service (default pulltrace)",
+    )
+    group.add_argument(
+        "--collector-service",
+        default="pulltrace-collector",
+        help="collector service name (default pulltrace-collector)",
+    )
+    _add_containerd_flags(group)
+    group.add_argument(
+        "--demo", action="store_true", help="a simulated 20-node cluster (no cluster needed)"
+    )
+    group.add_argument("--seed", type=int, default=7, help="the demo's random seed (default 7)")
+
+
+def _add_filter_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "-n", "--namespace", default=None, help="only pulls that pods of this namespace wait on"
+    )
+    p.add_argument(
+        "-A", "--all-namespaces", action="store_true", help="pulls for all namespaces (default)"
+    )
+    p.add_argument("--node", default=None, help="only pulls on this node")
+
+
+def _source_args(args: argparse.Namespace) -> SourceArgs:
+    from pulltrace.client.connect import SourceArgs
+
+    return SourceArgs(
+        server=args.server,
+        token=args.token,
+        kubeconfig=args.kubeconfig,
+        context=args.context,
+        collector_namespace=args.collector_namespace,
+        collector_service=args.collector_service,
+        containerd=args.containerd,
+        containerd_namespace=args.containerd_namespace,
+        demo=args.demo,
+        seed=args.seed,
+    )
+
+
+def _plan(args: argparse.Namespace) -> Plan:
+    """Resolves the source, or raises SourceFailure with one line for the user."""
+    import asyncio
+
+    from pulltrace.client.collector import CollectorError
+    from pulltrace.client.connect import ConnectError, resolve
+
+    try:
+        return asyncio.run(resolve(_source_args(args)))
+    except (ConnectError, CollectorError) as err:
+        raise SourceFailure(str(err)) from None
 
 
 def _add_collector(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -158,23 +249,48 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _collector(args)
         if args.command == "watch":
             return _watch(args)
+        if args.command == "wait":
+            return _wait(args)
     except UsageError as err:
         print(f"pulltrace: {err}", file=sys.stderr)
-        return EXIT_USAGE
+        return EXIT_WAIT_ERROR if args.command == "wait" else EXIT_USAGE
+    except SourceFailure as err:
+        print(f"pulltrace: {err}", file=sys.stderr)
+        return EXIT_WAIT_ERROR if args.command == "wait" else EXIT_SOURCE
     except KeyboardInterrupt:
         return 130
     parser.print_help()
     return EXIT_USAGE
 
 
+def _query(args: argparse.Namespace, phase: str = "", text: str = "") -> Query:
+    from pulltrace.client.store import Query
+
+    namespace = "" if args.all_namespaces else args.namespace or ""
+    phases = frozenset(p for p in phase.split(",") if p)
+    return Query(text=text, node=args.node or "", namespace=namespace, phases=phases)
+
+
 def _ls(args: argparse.Namespace) -> int:
-    from pulltrace import local, output
+    import asyncio
+
+    from pulltrace import output
+    from pulltrace.client.collector import CollectorError
+    from pulltrace.containerd import ContainerdError
+    from pulltrace.listing import list_pulls, watch_rows
 
     fmt = "json" if args.json else args.output
-    address = containerd_socket(args.containerd)
-    pulls = local.sample(address, args.containerd_namespace, args.sample)
-    if pulls is None:
-        return EXIT_USAGE
+    query = _query(args, args.phase, args.image)
+    plan = _plan(args)
+    if plan.notice:
+        print(f"pulltrace: {plan.notice}", file=sys.stderr)
+    try:
+        if args.watch:
+            asyncio.run(watch_rows(plan, query, fmt))
+            return 0
+        pulls = asyncio.run(list_pulls(plan, query, args.sample))
+    except (CollectorError, ContainerdError, TimeoutError) as err:
+        raise SourceFailure(str(err)) from None
     sys.stdout.write(output.format_pulls(pulls, fmt))
     return 0
 
@@ -229,33 +345,75 @@ def _add_watch(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         description="Watch image pulls live: which images pull on which nodes, layer by layer, "
         "how fast, which pods wait. Press ? inside for keys.",
     )
-    watch.add_argument(
-        "--demo", action="store_true", help="watch a simulated 20-node cluster (no cluster needed)"
-    )
-    watch.add_argument("--seed", type=int, default=7, help="the demo's random seed (default 7)")
-    watch.add_argument(
-        "-n", "--namespace", default=None, help="only pulls that pods of this namespace wait on"
-    )
-    watch.add_argument(
-        "-A", "--all-namespaces", action="store_true", help="pulls for all namespaces (default)"
-    )
-    watch.add_argument("--node", default=None, help="only pulls on this node")
+    _add_source_flags(watch)
+    _add_filter_flags(watch)
 
 
 def _watch(args: argparse.Namespace) -> int:
-    if not args.demo:
-        raise UsageError("watch needs a source; try --demo")
-    from pulltrace.client.demo import DemoSource
+    plan = _plan(args)
     from pulltrace.tui.app import PulltraceApp
 
+    namespaces = [args.namespace] if args.namespace and not args.all_namespaces else []
     app = PulltraceApp(
-        DemoSource(seed=args.seed),
+        plan.source(namespaces),
         namespace=args.namespace,
         node=args.node,
         all_namespaces=args.all_namespaces,
     )
     app.run()
     return 0
+
+
+def _add_wait(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    wait = sub.add_parser(
+        "wait",
+        help="block until the selected pods' images are pulled (for CI)",
+        description="Wait until every image the selected pods need is on their nodes (an image "
+        "already present counts), printing plain progress lines. Exit codes: 0 all pulled, "
+        "1 a pull failed, 2 timed out, 3 usage or connection error.",
+    )
+    _add_source_flags(wait)
+    wait.add_argument("pods", nargs="*", metavar="POD", help="pod names (or use -l)")
+    wait.add_argument("-n", "--namespace", default=None, help="the pods' namespace")
+    wait.add_argument("-l", "--selector", default="", help="label selector, as kubectl -l")
+    wait.add_argument("--image", default="", help="only images whose reference contains this")
+    wait.add_argument(
+        "--timeout", type=duration, default=600.0, help="give up after this long (default 10m)"
+    )
+    wait.add_argument(
+        "--interval",
+        type=duration,
+        default=5.0,
+        help="at most one progress line per pull this often (default 5s)",
+    )
+
+
+def _wait(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from pulltrace.wait import Printer, Selection, WaitError, wait
+
+    if args.pods and args.selector:
+        raise UsageError("name pods or give -l, not both")
+    plan = _plan(args)
+    namespace = args.namespace or ("" if plan.cluster is None else _current_namespace(args))
+    selection = Selection(namespace, args.selector, tuple(args.pods), args.image)
+    printer = Printer(interval=args.interval, github=os.environ.get("GITHUB_ACTIONS") == "true")
+    try:
+        return asyncio.run(wait(plan, selection, args.timeout, printer))
+    except WaitError as err:
+        raise SourceFailure(str(err)) from None
+
+
+def _current_namespace(args: argparse.Namespace) -> str:
+    """kubectl's default namespace: the context's, else ``default``."""
+    from kubernetes import config
+
+    try:
+        _, active = config.list_kube_config_contexts(config_file=args.kubeconfig)
+    except Exception:  # in-cluster, or no kubeconfig file: kubectl's fallback
+        return "default"
+    return str(((active or {}).get("context") or {}).get("namespace") or "default")
 
 
 if __name__ == "__main__":

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pulltrace import render
 from pulltrace.model import PullList, PullStatus, encode
 
-_TABLE = ("IMAGE", "NODE", "PHASE", "PROGRESS", "SIZE", "SPEED", "ETA")
-_WIDE = (*_TABLE, "LAYERS", "PODS", "STARTED")
+_TABLE = ("IMAGE", "NODE", "PHASE", "PROGRESS", "SIZE", "SPEED", "ETA/TOOK")
+_WIDE = (*_TABLE, "LAYERS", "PODS", "STARTED", "ERROR")
 
 
 def render_json(pulls: list[PullStatus]) -> str:
@@ -17,7 +17,7 @@ def row(pull: PullStatus, wide: bool) -> list[str]:
     cells = [
         render.image_name(pull),
         pull.node_name,
-        pull.phase + (f": {pull.error}" if pull.error else ""),
+        pull.phase + (f" ({render.failure_reason(pull.error)})" if pull.error else ""),
         f"{render.bar(pull.percent, 10)} {pull.percent:5.1f}%",
         render.size_cell(pull),
         render.human_speed(pull.bytes_per_sec),
@@ -28,7 +28,7 @@ def row(pull: PullStatus, wide: bool) -> list[str]:
         layers = f"{pull.layers_done}/{pull.layer_count}"
         if pull.layers_cached:
             layers += f" ({pull.layers_cached} cached)"
-        cells += [layers, render.pods_cell(pull), started]
+        cells += [layers, render.pods_cell(pull), started, pull.error or "-"]
     return cells
 
 

@@ -58,9 +58,10 @@ def size_cell(pull: PullStatus) -> str:
 
 
 def eta_cell(pull: PullStatus) -> str:
+    """Time left while active, time taken once completed."""
     if pull.phase in ("resolving", "pulling"):
         return human_duration(pull.eta_seconds)
-    if pull.started_at and pull.completed_at:
+    if pull.phase == "completed" and pull.started_at and pull.completed_at:
         return human_duration((pull.completed_at - pull.started_at).total_seconds())
     return "-"
 

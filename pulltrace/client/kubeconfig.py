@@ -18,50 +18,45 @@ DEFAULT_SERVICE = "pulltrace-collector"
 DEFAULT_PORT = "http"
 
 
-class KubeConfigError(Exception):
-    """No usable cluster configuration: one line saying which and why."""
-
-
 @dataclass(frozen=True)
 class Cluster:
     context: str  # "" in a pod using its service account
-    configuration: Any  # kubernetes.client.Configuration, for the kubernetes client itself
+    api_client: Any  # kubernetes.client.ApiClient, for list/watch with the kubernetes client
+
+    @property
+    def configuration(self) -> Any:
+        return self.api_client.configuration
 
     @property
     def server(self) -> str:
         return str(self.configuration.host)
 
 
-def load_cluster(kubeconfig: str | None = None, context: str | None = None) -> Cluster:
-    """kubectl's order: ``--kubeconfig``, ``$KUBECONFIG``, ``~/.kube/config``, then the pod's
-    service account."""
-    from kubernetes import client, config
+def load_cluster(kubeconfig: str | None = None, context: str | None = None) -> Cluster | None:
+    """The cluster kubectl would talk to, or None when there is no configuration at all.
 
-    path = kubeconfig or os.environ.get("KUBECONFIG") or os.path.expanduser("~/.kube/config")
-    configuration = client.Configuration()
-    first = path.split(os.pathsep)[0]
-    if not kubeconfig and not os.path.exists(first) and os.environ.get("KUBERNETES_SERVICE_HOST"):
-        try:
-            config.load_incluster_config(client_configuration=configuration)
-        except config.ConfigException as err:
-            raise KubeConfigError(f"in-cluster configuration unusable: {err}") from None
-        return Cluster("", configuration)
-    if not os.path.exists(first):
-        raise KubeConfigError(f"no kubeconfig at {first} (use --kubeconfig or --server)")
+    Raises pulltrace.kube.correlator.KubeConfigError (one line) for a broken one.
+    """
+    from pulltrace.kube.correlator import load_api_client
+
+    api_client = load_api_client(kubeconfig, context)
+    if api_client is None:
+        return None
+    return Cluster(context or _current_context(kubeconfig), api_client)
+
+
+def _current_context(kubeconfig: str | None) -> str:
+    from kubernetes import config
+
+    path = kubeconfig or os.environ.get("KUBECONFIG") or "~/.kube/config"
+    first = os.path.expanduser(path.split(os.pathsep)[0])
+    if not os.path.isfile(first):
+        return ""  # in-cluster
     try:
-        contexts, active = config.list_kube_config_contexts(config_file=path)
-        chosen = context or (active or {}).get("name", "")
-        if context and context not in {c["name"] for c in contexts or []}:
-            raise KubeConfigError(f"context {context!r} not found in {path}")
-        config.load_kube_config(
-            config_file=path, context=chosen or None, client_configuration=configuration
-        )
-    except KubeConfigError:
-        raise
-    except Exception as err:  # the loader raises bare exceptions for broken files too
-        message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise KubeConfigError(f"kubeconfig {path} unusable: {message}") from None
-    return Cluster(chosen, configuration)
+        _, active = config.list_kube_config_contexts(config_file=first)
+    except Exception:  # the loader already accepted the file; a name is only for the header
+        return ""
+    return str((active or {}).get("name", ""))
 
 
 def proxy_endpoint(

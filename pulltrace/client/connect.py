@@ -1,0 +1,160 @@
+"""Which source a command reads, decided once for ``watch``, ``ls`` and ``wait`` alike.
+
+Explicit flags win (``--demo``, ``--containerd``, ``--server``); otherwise, as kubectl would:
+``PULLTRACE_SERVER``, then the current kubeconfig context, where the collector is reached
+through the API server's service proxy, or, when it is not installed, the Kubernetes API alone.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Literal
+
+import httpx
+
+from pulltrace.client.collector import CollectorError, CollectorSource, Endpoint, with_token
+from pulltrace.client.kubeconfig import (
+    DEFAULT_NAMESPACE,
+    DEFAULT_PORT,
+    DEFAULT_SERVICE,
+    Cluster,
+    load_cluster,
+    proxy_endpoint,
+)
+from pulltrace.client.source import Source
+
+Kind = Literal["collector", "proxy", "api", "containerd", "demo"]
+PROBE_TIMEOUT = 5.0
+
+
+class ConnectError(Exception):
+    """Nothing to read from: one line for the user, and a non-zero exit."""
+
+
+@dataclass(frozen=True)
+class SourceArgs:
+    server: str = ""
+    token: str = ""
+    kubeconfig: str | None = None
+    context: str | None = None
+    collector_namespace: str = DEFAULT_NAMESPACE
+    collector_service: str = DEFAULT_SERVICE
+    collector_port: str = DEFAULT_PORT
+    containerd: str | None = None
+    containerd_namespace: str = "k8s.io"
+    demo: bool = False
+    seed: int = 7
+
+
+@dataclass(frozen=True)
+class Plan:
+    kind: Kind
+    endpoint: Endpoint | None = None
+    cluster: Cluster | None = None
+    containerd: str = ""
+    containerd_namespace: str = "k8s.io"
+    seed: int = 7
+    notice: str = ""
+    """Said once to the user (stderr, or the TUI's status line): why this source, what it lacks."""
+
+    def source(self, namespaces: list[str] | None = None) -> Source:
+        if self.kind in ("collector", "proxy"):
+            assert self.endpoint is not None
+            context = self.cluster.context if self.cluster else ""
+            return CollectorSource(self.endpoint, context)
+        if self.kind == "api":
+            from pulltrace.client.kubeapi import ApiOnlySource
+
+            assert self.cluster is not None
+            return ApiOnlySource(self.cluster, namespaces or [])
+        if self.kind == "containerd":
+            from pulltrace.client.local import ContainerdSource
+
+            return ContainerdSource(self.containerd, self.containerd_namespace)
+        from pulltrace.client.demo import DemoSource
+
+        return DemoSource(self.seed)
+
+
+async def resolve(args: SourceArgs) -> Plan:
+    if args.demo:
+        return Plan("demo", seed=args.seed)
+    if args.containerd:
+        return Plan(
+            "containerd",
+            containerd=args.containerd,
+            containerd_namespace=args.containerd_namespace,
+        )
+    server = args.server or os.environ.get("PULLTRACE_SERVER", "")
+    token = args.token or os.environ.get("PULLTRACE_TOKEN", "")
+    if server:
+        return Plan("collector", endpoint=with_token(Endpoint(server), token))
+    from pulltrace.kube.correlator import KubeConfigError
+
+    try:
+        cluster = load_cluster(args.kubeconfig, args.context)
+    except KubeConfigError as err:
+        raise ConnectError(str(err)) from None
+    if cluster is None:
+        from pulltrace.containerd import DEFAULT_SOCKET, K3S_SOCKET
+
+        for socket_path in (DEFAULT_SOCKET, K3S_SOCKET):
+            if os.path.exists(socket_path):  # on a node: its own containerd
+                return Plan(
+                    "containerd",
+                    containerd=socket_path,
+                    containerd_namespace=args.containerd_namespace,
+                )
+        raise ConnectError(
+            "no collector and no cluster: pass --server URL, a kubeconfig (--kubeconfig, "
+            "KUBECONFIG, ~/.kube/config), --containerd SOCKET, or --demo"
+        )
+    # No read token here: the API server authenticates the user and does not forward the
+    # Authorization header, so a collector that demands one is reached with --server.
+    endpoint = proxy_endpoint(
+        cluster, args.collector_namespace, args.collector_service, args.collector_port
+    )
+    reason = await _probe(endpoint, cluster)
+    if reason is None:
+        return Plan("proxy", endpoint=endpoint, cluster=cluster)
+    from pulltrace.client.kubeapi import NOTICE
+
+    return Plan("api", cluster=cluster, notice=f"{reason}; {NOTICE}")
+
+
+async def _probe(endpoint: Endpoint, cluster: Cluster) -> str | None:
+    """None when the collector answers through the proxy, else why the API alone is used."""
+    where = _service_name(endpoint)
+    async with endpoint.client(PROBE_TIMEOUT) as http:
+        try:
+            reply = await http.get(endpoint.url("/healthz"))
+        except httpx.HTTPError as err:
+            raise ConnectError(
+                f"cannot reach the Kubernetes API server at {cluster.server}: "
+                f"{err or type(err).__name__}"
+            ) from None
+    if reply.status_code == 200:
+        return None
+    if reply.status_code == 401:
+        raise ConnectError(
+            f"the Kubernetes API server at {cluster.server} refused your credentials (401)"
+        )
+    if reply.status_code == 403:
+        return f"no permission to reach {where} through the API server (services/proxy)"
+    if reply.status_code == 404:
+        return f"no collector service {where}"
+    if reply.status_code == 503:
+        return f"collector {where} has no ready endpoints"
+    raise CollectorError(f"collector {where} answered {reply.status_code} through the proxy")
+
+
+def _service_name(endpoint: Endpoint) -> str:
+    """``<namespace>/<service>`` out of a service-proxy URL, for messages."""
+    parts = endpoint.base_url.split("/")
+    try:
+        namespace = parts[parts.index("namespaces") + 1]
+        service = parts[parts.index("services") + 1].split(":")[0]
+    except (ValueError, IndexError):
+        return endpoint.base_url
+    return f"{namespace}/{service}"

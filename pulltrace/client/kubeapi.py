@@ -1,0 +1,75 @@
+"""A cluster without a collector: pulls as kubelet reports them (Pulling/Pulled/Failed/BackOff
+events and waiting pods), phase-level only.
+
+The watches are the collector's own (``KubeCorrelator``), so both agree on what a kubelet pull
+is; here they run inside the CLI with the user's credentials.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+
+from pulltrace.client.kubeconfig import Cluster
+from pulltrace.client.source import ConnectionState, Message, Snapshot
+from pulltrace.model import PullStatus
+
+NOTICE = "API only: byte progress, speed and ETA need the pulltrace collector in the cluster"
+SYNC_TIMEOUT = 30.0
+DEBOUNCE = 0.5
+
+
+class ApiOnlySource:
+    def __init__(self, cluster: Cluster, namespaces: Sequence[str] = ()) -> None:
+        self.cluster = cluster
+        self.namespaces = list(namespaces)
+
+    @property
+    def description(self) -> str:
+        return "API only (no collector: phases, no bytes)"
+
+    @property
+    def context(self) -> str:
+        return self.cluster.context
+
+    def __aiter__(self) -> AsyncIterator[Message]:
+        return self._messages()
+
+    async def _messages(self) -> AsyncIterator[Message]:
+        from pulltrace.kube.correlator import KubeCorrelator
+
+        loop = asyncio.get_running_loop()
+        changed = asyncio.Event()
+        correlator = KubeCorrelator(self.cluster.api_client, self.namespaces)
+
+        def notify() -> None:
+            loop.call_soon_threadsafe(changed.set)
+
+        correlator.set_listener(notify)
+        correlator.start()
+        try:
+            yield ConnectionState("reconnecting", f"listing pods and events on {self.context}")
+            if not await asyncio.to_thread(correlator.wait_synced, SYNC_TIMEOUT):
+                yield ConnectionState("offline", f"cannot list pods and events on {self.context}")
+            yield ConnectionState("live", NOTICE)
+            while True:
+                changed.clear()
+                yield Snapshot(correlator.kubelet_pulls())
+                await changed.wait()
+                await asyncio.sleep(DEBOUNCE)  # a burst of watch events becomes one snapshot
+        finally:
+            await asyncio.to_thread(correlator.close)
+
+
+async def list_once(cluster: Cluster, namespaces: Sequence[str] = ()) -> list[PullStatus]:
+    """For ``ls``: list pods and events once, through the same index as the live view."""
+    from pulltrace.kube.correlator import KubeCorrelator
+
+    correlator = KubeCorrelator(cluster.api_client, list(namespaces))
+    correlator.start()
+    try:
+        if not await asyncio.to_thread(correlator.wait_synced, SYNC_TIMEOUT):
+            raise TimeoutError(f"could not list pods and events on {cluster.context} in time")
+        return correlator.kubelet_pulls()
+    finally:
+        await asyncio.to_thread(correlator.close)

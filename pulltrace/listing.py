@@ -1,0 +1,113 @@
+"""``pulltrace ls``: one listing, or with ``--watch`` a kubectl-style stream of changed rows.
+
+Every source is read through the same ``Plan`` as ``watch``; filters are the TUI's own
+(``Query``), so ``ls -n shop`` and ``:ns shop`` agree on what they show.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import TextIO
+
+from pulltrace import output
+from pulltrace.client.collector import fetch_pulls
+from pulltrace.client.connect import Plan
+from pulltrace.client.source import ConnectionState, Event, Snapshot
+from pulltrace.client.store import ClientStore, Query, order
+from pulltrace.model import PullStatus, encode
+
+WATCH_REPRINT = 2.0  # seconds between two progress lines of one pull; phase changes at once
+
+
+async def list_pulls(plan: Plan, query: Query, sample: float) -> list[PullStatus]:
+    if plan.kind in ("collector", "proxy"):
+        assert plan.endpoint is not None
+        params = {"node": query.node} if query.node else {}
+        if query.namespace:
+            params["namespace"] = query.namespace
+        pulls = await fetch_pulls(plan.endpoint, params)
+    elif plan.kind == "api":
+        from pulltrace.client.kubeapi import list_once
+
+        assert plan.cluster is not None
+        namespaces = [query.namespace] if query.namespace else []
+        pulls = await list_once(plan.cluster, namespaces)
+    elif plan.kind == "containerd":
+        from pulltrace import local
+
+        pulls = await asyncio.to_thread(
+            local.sample, plan.containerd, plan.containerd_namespace, sample
+        )
+    else:
+        pulls = await _demo_pulls(plan.seed)
+    return order(pulls, query, datetime.now(UTC))
+
+
+async def _demo_pulls(seed: int) -> list[PullStatus]:
+    """The demo after its warm-up: the same busy cluster ``watch --demo`` opens on."""
+    from pulltrace.client.demo import DemoSource
+
+    source = DemoSource(seed, follow=False)
+    store = ClientStore()
+
+    async def consume() -> None:
+        async for message in source:
+            if isinstance(message, Snapshot):
+                store.apply_snapshot(message.pulls)
+            elif isinstance(message, Event):
+                store.apply_event(message.event)
+
+    task = asyncio.create_task(consume())
+    while not source.warm and not task.done():
+        await asyncio.sleep(0.01)
+    task.cancel()
+    return store.pulls()
+
+
+async def watch_rows(
+    plan: Plan,
+    query: Query,
+    fmt: str,
+    out: TextIO = sys.stdout,
+    err: TextIO = sys.stderr,
+    clock: Callable[[], float] = time.monotonic,
+) -> None:
+    """Prints the table once, then a row for each pull as it changes, like ``kubectl get -w``;
+    JSON output is one PullStatus per line. Runs until interrupted."""
+    store = ClientStore()
+    printed: dict[str, tuple[str, float]] = {}
+    header_done = False
+    namespaces = [query.namespace] if query.namespace else []
+    async for message in plan.source(namespaces):
+        if isinstance(message, ConnectionState):
+            if message.state != "live":
+                print(f"pulltrace: {message.state}: {message.detail}", file=err, flush=True)
+            continue
+        if isinstance(message, Snapshot):
+            store.apply_snapshot(message.pulls)
+        else:
+            store.apply_event(message.event)
+        changed, _ = store.drain()
+        now = clock()
+        rows = []
+        for pull in order(store.pulls(), query, datetime.now(UTC)):
+            if pull.id not in changed and pull.id in printed:
+                continue
+            last_phase, last_at = printed.get(pull.id, ("", -1e18))
+            if pull.phase == last_phase and now - last_at < WATCH_REPRINT:
+                continue
+            printed[pull.id] = (pull.phase, now)
+            rows.append(pull)
+        if not rows:
+            continue
+        if fmt == "json":
+            out.write("".join(encode(p).decode() + "\n" for p in rows))
+        else:
+            table = output.render_table(rows, wide=fmt == "wide").splitlines()
+            out.write("\n".join(table if not header_done else table[1:]) + "\n")
+            header_done = True
+        out.flush()

@@ -1,0 +1,365 @@
+"""``pulltrace wait``: the CI step after ``kubectl apply`` that blocks until the selected pods'
+images are on their nodes, and says in plain lines what it is waiting for.
+
+What each container needs comes from the pods themselves when a cluster is configured (so an
+image already present counts as done the moment the container starts); pulls from any source
+give the progress and the failure reasons. Without a cluster (``--server`` or ``--demo``),
+the needs are the pulls the collector has matched to the selected pods.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal, TextIO
+
+from pulltrace import render
+from pulltrace.client.connect import Plan
+from pulltrace.client.source import ConnectionState, Event, Snapshot
+from pulltrace.client.store import ClientStore
+from pulltrace.model import PullStatus
+
+EXIT_PULLED, EXIT_FAILED, EXIT_TIMEOUT, EXIT_ERROR = 0, 1, 2, 3
+POD_POLL = 2.0
+FAILED_REASONS = frozenset(
+    {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"}
+)
+NeedState = Literal["pending", "pulled", "failed"]
+
+
+class WaitError(Exception):
+    """Cannot even start waiting (no such namespace, no permission): exit code 3."""
+
+
+@dataclass(frozen=True)
+class Selection:
+    namespace: str = ""
+    selector: str = ""
+    pods: tuple[str, ...] = ()
+    image: str = ""  # substring of the image reference
+
+    def describe(self) -> str:
+        what = f"-l {self.selector}" if self.selector else " ".join(self.pods) or "all pods"
+        where = f" in {self.namespace}" if self.namespace else ""
+        image = f", images matching {self.image!r}" if self.image else ""
+        return f"{what}{where}{image}"
+
+
+@dataclass
+class Need:
+    """One container's image on one node."""
+
+    namespace: str
+    pod: str
+    container: str
+    image: str
+    node: str
+    state: NeedState = "pending"
+    reason: str = ""
+    pull: PullStatus | None = None
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.node, self.image)
+
+
+def needs_from_pods(pods: Iterable[Any], selection: Selection) -> list[Need]:
+    """``pods`` are ``pulltrace.kube.pods.Pod``; the state here is what the pod alone says."""
+    needs = []
+    for pod in pods:
+        for c in pod.containers:
+            if selection.image and selection.image not in c.image:
+                continue
+            need = Need(pod.namespace, pod.name, c.name, c.image, pod.node)
+            if c.state in ("running", "terminated") or c.digest:
+                need.state = "pulled"
+            elif c.reason in FAILED_REASONS:
+                need.state, need.reason = "failed", c.message or c.reason
+            elif c.reason and c.reason not in ("ContainerCreating", "PodInitializing"):
+                need.state = "pulled"  # e.g. CreateContainerConfigError: the image is there
+            elif not pod.node:
+                need.reason = "not scheduled yet"
+            needs.append(need)
+    return needs
+
+
+def needs_from_pulls(pulls: Iterable[PullStatus], selection: Selection) -> list[Need]:
+    needs = []
+    for pull in pulls:
+        image = pull.image_ref or pull.repository
+        if selection.image and selection.image not in image:
+            continue
+        for pod in pull.pods:
+            if selection.namespace and pod.namespace != selection.namespace:
+                continue
+            if selection.pods and pod.pod_name not in selection.pods:
+                continue
+            needs.append(Need(pod.namespace, pod.pod_name, pod.container, image, pull.node_name))
+            break
+    return needs
+
+
+def apply_pulls(needs: list[Need], pulls: Sequence[PullStatus]) -> None:
+    """A completed pull of the image on the node satisfies a need; a failed one fails it
+    unless the pod already shows the image (kubelet may have retried successfully)."""
+    from pulltrace.kube.refs import agent_repo_key, repo_key
+
+    by_node: dict[tuple[str, str], list[PullStatus]] = {}
+    for pull in pulls:
+        if pull.repository:
+            by_node.setdefault((pull.node_name, agent_repo_key(pull.repository)), []).append(pull)
+    for need in needs:
+        try:
+            key = (need.node, repo_key(need.image))
+        except ValueError:
+            need.state, need.reason = "failed", f"invalid image reference {need.image!r}"
+            continue
+        candidates = sorted(
+            by_node.get(key, []),
+            key=lambda p: p.started_at or datetime.min.replace(tzinfo=UTC),
+        )
+        if not candidates:
+            continue
+        latest = candidates[-1]
+        need.pull = latest
+        if need.state != "pending":
+            continue
+        if latest.phase == "completed":
+            need.state = "pulled"
+        elif latest.phase == "failed":
+            need.state, need.reason = "failed", latest.error or "pull failed"
+
+
+@dataclass
+class Printer:
+    """Plain lines, at most one per pull every ``interval`` seconds; GitHub Actions markup when
+    running there."""
+
+    out: TextIO = sys.stdout
+    interval: float = 5.0
+    github: bool = False
+    clock: Callable[[], float] = time.monotonic
+    _last: dict[tuple[str, str], float] = field(default_factory=dict)
+    _said: set[tuple[str, str, str]] = field(default_factory=set)
+
+    def line(self, text: str) -> None:
+        stamp = datetime.now(UTC).strftime("%H:%M:%S")
+        self.out.write(f"{stamp} {text}\n")
+        self.out.flush()
+
+    def raw(self, text: str) -> None:
+        self.out.write(text + "\n")
+        self.out.flush()
+
+    def once(self, need: Need, what: str, text: str) -> None:
+        key = (need.node, need.image, what)
+        if key not in self._said:
+            self._said.add(key)
+            self.line(text)
+
+    def progress(self, need: Need) -> None:
+        pull = need.pull
+        if pull is None or pull.phase not in ("pulling", "resolving"):
+            return
+        now = self.clock()
+        if now - self._last.get(need.key, -1e18) < self.interval:
+            return
+        self._last[need.key] = now
+        if pull.total_known:
+            size = f"{render.human_bytes(pull.downloaded_bytes + pull.cached_bytes)}"
+            size += f"/{render.human_bytes(pull.total_bytes)}"
+            detail = (
+                f"{pull.percent:.0f}% {size} {render.human_speed(pull.bytes_per_sec)} "
+                f"ETA {render.human_duration(pull.eta_seconds)}"
+            )
+        else:
+            detail = "pulling (no byte progress without the collector's agent on this node)"
+        self.line(f"pulling {need.image} on {need.node}: {detail}")
+
+
+def report(needs: list[Need], printer: Printer) -> None:
+    for need in needs:
+        where = f"{need.image} on {need.node or '(unscheduled)'}"
+        if need.state == "pulled":
+            pull = need.pull
+            took = ""
+            if pull and pull.phase == "completed" and pull.started_at and pull.completed_at:
+                seconds = (pull.completed_at - pull.started_at).total_seconds()
+                took = f" in {render.human_duration(seconds)}"
+                if pull.total_known:
+                    took += f" ({render.human_bytes(pull.total_bytes)})"
+            printer.once(need, "pulled", f"pulled {where}{took}")
+        elif need.state == "failed":
+            printer.once(need, "failed", f"FAILED {where}: {need.reason}")
+        else:
+            printer.progress(need)
+
+
+def summary_markdown(needs: list[Need], verdict: str) -> str:
+    rows = ["| image | node | pods | state |", "| --- | --- | --- | --- |"]
+    grouped: dict[tuple[str, str], list[Need]] = {}
+    for need in needs:
+        grouped.setdefault(need.key, []).append(need)
+    for (node, image), group in sorted(grouped.items()):
+        pods = ", ".join(sorted({f"{n.namespace}/{n.pod}" for n in group}))
+        state = group[0].state + (f": {group[0].reason}" if group[0].reason else "")
+        rows.append(f"| `{image}` | {node or '-'} | {pods} | {state} |")
+    return f"### pulltrace wait: {verdict}\n\n" + "\n".join(rows) + "\n"
+
+
+def dedupe(needs: list[Need]) -> list[Need]:
+    """One line per image and node, however many pods share it."""
+    seen: dict[tuple[str, str], Need] = {}
+    for need in needs:
+        kept = seen.get(need.key)
+        if kept is None or _worse(need, kept):
+            seen[need.key] = need
+    return list(seen.values())
+
+
+def _worse(a: Need, b: Need) -> bool:
+    order = {"failed": 0, "pending": 1, "pulled": 2}
+    return order[a.state] < order[b.state]
+
+
+class PodLister:
+    """Lists the selected pods with the user's credentials, in a thread (the client is sync)."""
+
+    def __init__(self, api_client: Any, selection: Selection) -> None:
+        from kubernetes import client
+
+        self.core = client.CoreV1Api(api_client)
+        self.selection = selection
+
+    def list(self) -> list[Any]:
+        from kubernetes.client.exceptions import ApiException
+
+        from pulltrace.kube.pods import parse_pod
+
+        ns = self.selection.namespace or "default"
+        try:
+            if self.selection.pods:
+                objs = []
+                for name in self.selection.pods:
+                    try:
+                        resp = self.core.read_namespaced_pod(name, ns, _preload_content=False)
+                    except ApiException as err:
+                        if err.status == 404:
+                            continue  # not created yet: keep waiting for it
+                        raise
+                    objs.append(json.loads(resp.data))
+            else:
+                resp = self.core.list_namespaced_pod(
+                    ns, label_selector=self.selection.selector or None, _preload_content=False
+                )
+                objs = json.loads(resp.data).get("items") or []
+        except ApiException as err:
+            raise WaitError(f"cannot list pods in {ns}: HTTP {err.status} {err.reason}") from None
+        except Exception as err:
+            raise WaitError(f"cannot list pods in {ns}: {' '.join(str(err).split())}") from None
+        return [parse_pod(o) for o in objs]
+
+
+async def wait(
+    plan: Plan,
+    selection: Selection,
+    timeout: float,
+    printer: Printer,
+    clock: Callable[[], float] = time.monotonic,
+) -> int:
+    store = ClientStore()
+    lister = PodLister(plan.cluster.api_client, selection) if plan.cluster else None
+    if lister is None and selection.selector:
+        raise WaitError("-l needs cluster access (a kubeconfig); name pods instead")
+    if plan.endpoint is not None:
+        from pulltrace.client.collector import CollectorError, fetch_pulls
+
+        try:  # fail fast (exit 3) on a collector that is not there at all
+            await fetch_pulls(plan.endpoint, {"node": "-"})
+        except CollectorError as err:
+            raise WaitError(str(err)) from None
+    namespaces = [selection.namespace] if selection.namespace else []
+    link: list[ConnectionState] = []
+    ready = asyncio.Event()
+
+    async def consume() -> None:
+        async for message in plan.source(namespaces):
+            if isinstance(message, ConnectionState):
+                if link and link[-1].state != message.state and message.state != "live":
+                    printer.line(f"source {message.state}: {message.detail}")
+                link.append(message)
+            elif isinstance(message, Snapshot):
+                store.apply_snapshot(message.pulls)
+                ready.set()
+            elif isinstance(message, Event):
+                store.apply_event(message.event)
+
+    github = printer.github
+    if github:
+        printer.raw(f"::group::pulltrace wait: {selection.describe()}")
+    printer.line(f"waiting for the images of {selection.describe()} ({plan.kind} source)")
+    if plan.notice:
+        printer.line(plan.notice)
+    deadline = clock() + timeout
+    consumer = asyncio.create_task(consume())
+    needs: list[Need] = []
+    verdict, code = "timed out", EXIT_TIMEOUT
+    try:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(ready.wait(), max(0.0, deadline - clock()))
+        last_pods: list[Any] = []
+        next_list = 0.0
+        while clock() < deadline:
+            if consumer.done():
+                consumer.result()  # a source that ended by an error: surface it
+                break
+            if lister is not None and clock() >= next_list:
+                last_pods = await asyncio.to_thread(lister.list)
+                next_list = clock() + POD_POLL
+            pulls = store.pulls()
+            if lister is not None:
+                needs = needs_from_pods(last_pods, selection)
+            else:
+                needs = needs_from_pulls(pulls, selection)
+            apply_pulls(needs, pulls)
+            needs = dedupe(needs)
+            report(needs, printer)
+            if any(n.state == "failed" for n in needs):
+                verdict, code = "a pull failed", EXIT_FAILED
+                break
+            if needs and all(n.state == "pulled" for n in needs):
+                verdict, code = "all images pulled", EXIT_PULLED
+                break
+            await asyncio.sleep(min(1.0, max(0.0, deadline - clock())))
+    finally:
+        consumer.cancel()
+    if code == EXIT_TIMEOUT:
+        waiting = [n for n in needs if n.state == "pending"]
+        if not needs:
+            printer.line(f"timed out: nothing matched {selection.describe()}")
+        for need in waiting:
+            pull = need.pull
+            state = f"{pull.phase} {pull.percent:.0f}%" if pull else need.reason or "not started"
+            printer.line(f"timed out: still waiting for {need.image} on {need.node}: {state}")
+    else:
+        printer.line(verdict)
+    if github:
+        printer.raw("::endgroup::")
+        for need in needs:
+            if need.state == "failed":
+                printer.raw(
+                    f"::error title=Image pull failed::{need.image} on {need.node}: "
+                    + need.reason.replace("\n", " ")
+                )
+        summary = os.environ.get("GITHUB_STEP_SUMMARY")
+        if summary:
+            with open(summary, "a", encoding="utf-8") as fh:
+                fh.write(summary_markdown(needs, verdict))
+    return code
