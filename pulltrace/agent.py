@@ -7,16 +7,17 @@ report supersedes the one before.
 
 from __future__ import annotations
 
+import http.client
 import logging
 import random
 import signal
+import ssl
 import threading
 import time
+import urllib.parse
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import FrameType
-
-import httpx
 
 from pulltrace import __version__
 from pulltrace.containerd import ContainerdError, ContentClient
@@ -46,12 +47,13 @@ class AgentConfig:
 class Reporter:
     """Sends reports on change, a heartbeat when idle, and backs off while the collector fails."""
 
-    def __init__(self, config: AgentConfig, client: httpx.Client | None = None) -> None:
+    def __init__(self, config: AgentConfig) -> None:
         self.config = config
         headers = {"Content-Type": "application/json", "User-Agent": f"pulltrace/{__version__}"}
         if config.token:
             headers["Authorization"] = f"Bearer {config.token}"
-        self._http = client or httpx.Client(headers=headers, timeout=5.0)
+        self._headers = headers
+        self._http = _Connection(config.report_url)
         self._last_body: bytes | None = None
         self._last_sent = -1e18
         self._backoff = 0.0
@@ -84,9 +86,9 @@ class Reporter:
 
     def _post(self, payload: bytes, now: float) -> bool:
         try:
-            reply = self._http.post(self.config.report_url, content=payload)
-        except httpx.HTTPError as err:
-            return self._failed(now, f"collector unreachable: {err}")
+            reply = self._http.post(payload, self._headers)
+        except (OSError, http.client.HTTPException) as err:
+            return self._failed(now, f"collector unreachable: {err or type(err).__name__}")
         if reply.status_code >= 300:
             return self._failed(now, f"collector answered {reply.status_code}: {reply.text[:200]}")
         if self.failures:
@@ -109,6 +111,60 @@ class Reporter:
 
 def encode_pulls(pulls: list[PullStatus]) -> bytes:
     return b"[" + b",".join(encode(p) for p in pulls) + b"]"
+
+
+class _Connection:
+    """One keep-alive HTTP/1.1 connection to the collector, reopened after any error.
+
+    The standard library rather than httpx: the agent runs on every node, and httpx with its
+    certificate bundle costs about 5 MiB of resident memory that this one POST does not need.
+    """
+
+    TIMEOUT = 5.0
+
+    def __init__(self, url: str) -> None:
+        parts = urllib.parse.urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"collector URL must be http:// or https://, not {url!r}")
+        self.https = parts.scheme == "https"
+        self.host = parts.hostname
+        self.port = parts.port
+        self.path = parts.path or "/"
+        self._conn: http.client.HTTPConnection | None = None
+
+    def _open(self) -> http.client.HTTPConnection:
+        if self.https:
+            return http.client.HTTPSConnection(
+                self.host, self.port, timeout=self.TIMEOUT, context=ssl.create_default_context()
+            )
+        return http.client.HTTPConnection(self.host, self.port, timeout=self.TIMEOUT)
+
+    def post(self, body: bytes, headers: dict[str, str]) -> _Reply:
+        conn = self._conn or self._open()
+        self._conn = None
+        try:
+            conn.request("POST", self.path, body=body, headers=headers)
+            response = conn.getresponse()
+            text = response.read().decode("utf-8", "replace")
+        except BaseException:
+            conn.close()
+            raise
+        if response.will_close:
+            conn.close()
+        else:
+            self._conn = conn
+        return _Reply(response.status, text)
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+
+@dataclass(frozen=True)
+class _Reply:
+    status_code: int
+    text: str
 
 
 class Agent:

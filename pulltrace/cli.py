@@ -300,6 +300,8 @@ def _agent(args: argparse.Namespace) -> int:
 
     if not args.server:
         raise UsageError("agent needs --server or PULLTRACE_SERVER_URL (the collector's URL)")
+    if not args.server.startswith(("http://", "https://")):
+        raise UsageError(f"--server must be an http:// or https:// URL, not {args.server!r}")
     if not args.node or len(args.node) > 253:
         raise UsageError("agent needs a node name of 1-253 characters (--node)")
     interval = args.interval or _env_duration("PULLTRACE_REPORT_INTERVAL", "1s")
