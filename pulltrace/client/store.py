@@ -59,6 +59,8 @@ class ClientStore:
         self.dirty: set[str] = set()
         self.throughput: deque[float] = deque(maxlen=THROUGHPUT_POINTS)
         self._last_sample = -1
+        self.samples = 0
+        """Throughput points taken so far, so a view redraws the sparkline only when it moved."""
         self.structure_changed = False
         """Pulls were added or removed since the last drain: row order may need recomputing."""
 
@@ -129,6 +131,7 @@ class ClientStore:
             return
         total = self.total_speed()
         self.throughput.extend([total] * missing)
+        self.samples += missing
         self._last_sample = second
 
     def total_speed(self) -> float:

@@ -1,4 +1,5 @@
-"""A thousand live pulls must cost a redraw of what changed, not a rebuild: counted, not timed."""
+"""A thousand live pulls must cost a redraw of what changed and is on screen, never a rebuild:
+counted, not timed."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pytest
 from pulltrace.client.source import ConnectionState, Event, Message, Snapshot
 from pulltrace.model import PodRef, PullEvent, PullStatus
 from pulltrace.tui.app import PulltraceApp
-from pulltrace.tui.widgets.pull_table import PullTable
+from pulltrace.tui.widgets.pull_table import MARGIN, PullTable
 
 T0 = datetime(2026, 1, 15, 9, 40, tzinfo=UTC)
 MiB = 1024 * 1024
@@ -110,15 +111,26 @@ async def test_a_batch_touches_only_changed_cells_of_changed_rows(
             app.inbox.append(Event(event))
         app.flush()
 
-        assert {row for row, _ in calls.updates} == {p.id for p in changed}
+        changed_ids = {p.id for p in changed}
+        window = set(table.order[: table.scrollable_content_region.height + MARGIN])
+        assert {row for row, _ in calls.updates} == changed_ids & window
         assert {column for _, column in calls.updates} <= {"progress", "size", "speed", "eta"}
-        assert len(calls.updates) <= 4 * len(changed)
+        assert table.stale == changed_ids - window, "rows out of sight wait until seen"
         assert calls.rebuilds == 0
         assert table.order == order_before
 
         calls.updates.clear()
         app.flush()
         assert calls.updates == [], "an empty batch redraws nothing"
+
+        await pilot.pause()
+        assert table.max_scroll_y > 0
+        while table.scroll_y < table.max_scroll_y:
+            table.scroll_to(y=table.scroll_y + table.size.height, animate=False, immediate=True)
+            await pilot.pause()
+        assert table.stale == set()
+        assert {row for row, _ in calls.updates} == changed_ids - window
+        assert calls.rebuilds == 0
 
 
 async def test_every_pull_at_2_hz_is_still_cell_updates_only(
@@ -143,5 +155,6 @@ async def test_every_pull_at_2_hz_is_still_cell_updates_only(
             app.flush()
             await pilot.pause()
         assert calls.rebuilds == 0
-        assert len({row for row, _ in calls.updates}) == N
-        assert len(calls.updates) <= 4 * 4 * N
+        window = set(table.order[: table.scrollable_content_region.height + MARGIN])
+        assert {row for row, _ in calls.updates} == window
+        assert len(calls.updates) <= 4 * 4 * len(window)

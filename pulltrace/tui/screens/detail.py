@@ -144,13 +144,13 @@ class DetailScreen(Screen[None]):
         status.append(" <detail> ", style="bold #000000 on #ffaf00")
         if view is None:
             status.append("  this pull is gone (removed from the collector's history)")
-            self.query_one("#detail-status", Static).update(status)
+            self.query_one("#detail-status", Static).update(status, layout=False)
             return
-        self.query_one("#detail-status", Static).update(status)
+        self.query_one("#detail-status", Static).update(status, layout=False)
         pull, now, color = view.pull, self.pt.now(), self.pt.color
         box = self.query_one("#detail-box")
         box.border_title = f" pull {pull.id} "
-        self.query_one("#detail-head", Static).update(head_text(pull, now, color))
+        self.query_one("#detail-head", Static).update(head_text(pull, now, color), layout=False)
         speeds = list(view.speeds)
         peak = max(speeds, default=0.0)
         label = Text.assemble(
@@ -159,12 +159,12 @@ class DetailScreen(Screen[None]):
             (f"  peak {render.compact_speed(peak)} ", render.palette(color).muted),
             end="",
         )
-        self.query_one("#speed-label", Static).update(label)
+        self.query_one("#speed-label", Static).update(label, layout=False)
         self.query_one("#pull-speed", Sparkline).data = speeds
         self._sync_layers(pull)
-        self.query_one("#pods", Static).update(pods_text(pull, color))
+        self.query_one("#pods", Static).update(pods_text(pull, color), layout=False)
         events = self.query_one("#events", Static)
-        events.update(events_text(view, events.size.height or 8, color))
+        events.update(events_text(view, events.size.height or 8, color), layout=False)
 
     def _sync_layers(self, pull: PullStatus) -> None:
         table: DataTable[Text] = self.query_one("#layers", DataTable)

@@ -47,11 +47,13 @@ class MainScreen(Screen[None]):
         super().__init__(id="main")
         self.pt = pulltrace
         self.flash_message = ""
+        self._title = Text()
+        self._status_text = Text()
 
     def compose(self) -> ComposeResult:
         yield PullHeader(self.pt.source.description, self.pt.source.context, self.pt.color)
         yield Prompt(self._names)
-        yield PullTable(color=self.pt.color, id="pulls")
+        yield PullTable(self.pt.store, self.pt.now, color=self.pt.color, id="pulls")
         yield Static(id="status")
 
     @property
@@ -77,13 +79,13 @@ class MainScreen(Screen[None]):
     def redraw(self) -> None:
         """Everything from scratch: on start, layout change and a new filter or scope."""
         self.table.ensure_layout(self.size.width)
-        self.table.rebuild(self.pt.store, self.pt.pull_query, self.pt.now())
+        self.table.rebuild(self.pt.pull_query)
         self.table.set_sort_marker(self.pt.pull_query)
         self._decorate()
 
     def update(self, dirty: set[str], structural: bool) -> None:
         """One batch from the app's timer: only changed rows are touched."""
-        self.table.sync(self.pt.store, self.pt.pull_query, self.pt.now(), dirty, structural)
+        self.table.sync(self.pt.pull_query, dirty, structural)
         self._decorate()
 
     def _decorate(self) -> None:
@@ -94,13 +96,16 @@ class MainScreen(Screen[None]):
             (f"({query.scope_label()})", "bold #ff87d7"),
             (f"[{table.row_count}] ", "bold #ffffff"),
         )
-        table.border_title = title
+        if title != self._title:
+            table.border_title = self._title = title
         parts = []
         if query.text:
             parts.append(f"</{query.text}>")
         if query.sort is not None:
             parts.append(f"sort:{query.sort}{query.sort_arrow()}")
-        table.border_subtitle = " ".join(parts) or None
+        subtitle = " ".join(parts) or None
+        if table.border_subtitle != subtitle:
+            table.border_subtitle = subtitle
         self._status()
 
     def _status(self) -> None:
@@ -114,7 +119,9 @@ class MainScreen(Screen[None]):
             message, style = f"✗ {view.pull.error}", render.palette(self.pt.color).bad
         if message:
             text.append(f" {message}", style=style)
-        self.query_one("#status", Static).update(text)
+        if text != self._status_text:
+            self._status_text = text
+            self.query_one("#status", Static).update(text, layout=False)
 
     def flash(self, message: str) -> None:
         self.flash_message = message

@@ -48,6 +48,8 @@ class PullHeader(Widget):
         self.description = description
         self.context = context
         self.color = color
+        self._shown: dict[str, Text] = {}
+        self._samples = -1
 
     def compose(self) -> ComposeResult:
         with Horizontal():
@@ -77,7 +79,7 @@ class PullHeader(Widget):
         text.append(label, style=style if self.color else "bold")
         if detail:
             text.append(f" {detail}", style="#8a8f98")
-        self.query_one("#info", Static).update(text)
+        self._show("#info", text)
 
     def show_totals(self, store: ClientStore) -> None:
         counts = store.counts()
@@ -90,11 +92,17 @@ class PullHeader(Widget):
         ):
             line.append(f"{n}", style=f"bold {style}")
             line.append(f" {label}  ", style=p.muted)
-        self.query_one("#counts", Static).update(line)
+        self._show("#counts", line)
         speed = render.human_speed(store.total_speed())
-        self.query_one("#rate", Static).update(Text(f"↓ {speed}", style="bold", end=""))
-        self.query_one("#throughput", Sparkline).data = list(store.throughput)
+        self._show("#rate", Text(f"↓ {speed}", style="bold", end=""))
+        if store.samples != self._samples:
+            self._samples = store.samples
+            self.query_one("#throughput", Sparkline).data = list(store.throughput)
         minutes = max(1, len(store.throughput) // 60)
-        self.query_one("#window", Static).update(
-            Text(f"throughput, last {minutes}m", style=p.muted, end="")
-        )
+        self._show("#window", Text(f"throughput, last {minutes}m", style=p.muted, end=""))
+
+    def _show(self, selector: str, text: Text) -> None:
+        """Repaints a line only when it changed: the header is redrawn on every batch."""
+        if self._shown.get(selector) != text:
+            self._shown[selector] = text
+            self.query_one(selector, Static).update(text, layout=False)
