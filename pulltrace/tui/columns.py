@@ -36,27 +36,47 @@ class Layout:
         return next(c.width for c in self.columns if c.key == key)
 
 
+IMAGE_MAX = 46
+"""Past this (or a third of the width) the image column only pads; the room is worth more to
+sizes and pod names."""
+CACHED_EXTRA = 15
+"""What the size column needs beyond ``412M/1.2G`` to add `` (80.0M cached)``."""
+
+
 def layout(width: int) -> Layout:
     """Narrow terminals drop the size column (the detail screen has it) and shorten the bar;
-    wide ones spend the room on the image, the cached share and pod names."""
+    wider ones give the image its room first, then the cached share, then pod names."""
     wide = width >= 150
     medium = width >= 110
     bar = 16 if wide else (8 if medium else 5)
-    fixed = [
-        Column("state", " ", 1),
-        Column("node", "NODE", 14 if wide else (10 if medium else 9)),
-        Column("progress", "PROGRESS", bar + 5),
-    ]
-    if medium:
-        fixed.append(Column("size", "SIZE", 25 if wide else 11))
-    fixed += [
-        Column("speed", "SPEED", 7),
-        Column("eta", "ETA", 7),
-        Column("pods", "PODS", 32 if wide else (16 if medium else 11)),
-    ]
-    used = sum(c.width + 2 * PADDING for c in fixed) + 2 * PADDING + CHROME
-    image = Column("image", "IMAGE", max(14, width - used))
-    return Layout((fixed[0], image, *fixed[1:]), bar, wide)
+    size = 11 if medium else 0
+    pods = 16 if medium else 11
+    node = 14 if wide else (10 if medium else 9)
+
+    def columns(image: int, size: int, pods: int) -> tuple[Column, ...]:
+        chosen = [
+            Column("state", " ", 1),
+            Column("image", "IMAGE", image),
+            Column("node", "NODE", node),
+            Column("progress", "PROGRESS", bar + 5),
+        ]
+        if size:
+            chosen.append(Column("size", "SIZE", size))
+        chosen += [
+            Column("speed", "SPEED", 7),
+            Column("eta", "ETA", 7),
+            Column("pods", "PODS", pods),
+        ]
+        return tuple(chosen)
+
+    used = sum(c.width + 2 * PADDING for c in columns(0, size, pods)) + CHROME
+    image = max(14, min(width - used, IMAGE_MAX, width // 3))
+    extra = width - used - image
+    with_cached = medium and extra >= CACHED_EXTRA
+    if with_cached:
+        size += CACHED_EXTRA
+        extra -= CACHED_EXTRA
+    return Layout(columns(image, size, pods + max(0, extra)), bar, with_cached)
 
 
 def row_cells(pull: PullStatus, lay: Layout, now: datetime, color: bool) -> dict[str, render.Cell]:
