@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import re
 import socket
@@ -240,6 +241,10 @@ def _add_collector(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command in ("ls", "watch", "wait"):
+        # Library warnings (watch retries) must not scribble over tables, the TUI or CI logs;
+        # the commands report what matters themselves.
+        logging.getLogger().addHandler(logging.NullHandler())
     try:
         if args.command == "ls":
             return _ls(args)
@@ -276,6 +281,7 @@ def _ls(args: argparse.Namespace) -> int:
 
     from pulltrace import output
     from pulltrace.client.collector import CollectorError
+    from pulltrace.client.kubeapi import ApiError
     from pulltrace.containerd import ContainerdError
     from pulltrace.listing import list_pulls, watch_rows
 
@@ -289,7 +295,7 @@ def _ls(args: argparse.Namespace) -> int:
             asyncio.run(watch_rows(plan, query, fmt))
             return 0
         pulls = asyncio.run(list_pulls(plan, query, args.sample))
-    except (CollectorError, ContainerdError, TimeoutError) as err:
+    except (CollectorError, ContainerdError, ApiError, TimeoutError) as err:
         raise SourceFailure(str(err)) from None
     sys.stdout.write(output.format_pulls(pulls, fmt))
     return 0

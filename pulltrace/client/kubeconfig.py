@@ -66,10 +66,12 @@ def proxy_endpoint(
     port: str = DEFAULT_PORT,
 ) -> Endpoint:
     conf = cluster.configuration
-    headers: dict[str, str] = {}
-    token = conf.get_api_key_with_prefix("authorization") if conf.api_key else None
-    if token:
-        headers["Authorization"] = token
+    # The client's own auth settings: bearer tokens (refreshed by exec plugins) and basic auth.
+    headers = {
+        str(s["key"]): str(s["value"])
+        for s in conf.auth_settings().values()
+        if s.get("in") == "header" and s.get("value")
+    }
     cert = (conf.cert_file, conf.key_file) if conf.cert_file and conf.key_file else None
     verify: Any = conf.ssl_ca_cert or True
     if not conf.verify_ssl:

@@ -128,6 +128,17 @@ class Selector:
         return all((fields[name] == value) == equal for name, equal, value in self.terms)
 
 
+def _label_terms(text: str) -> dict[str, str]:
+    """Equality label selectors (``app=web,tier=front``), which is all lists here need."""
+    terms = {}
+    for term in filter(None, text.split(",")):
+        m = re.fullmatch(r"([^=!]+)==?(.*)", term)
+        if m is None:
+            raise BadRequest(f"unsupported label selector: {term!r}")
+        terms[m.group(1)] = m.group(2)
+    return terms
+
+
 @dataclass(frozen=True)
 class RequestRecord:
     method: str
@@ -367,6 +378,10 @@ class ApiServer:
             self._requests.append(record)
             self._cond.notify_all()
             down = self._down
+        if self.token and handler.headers.get("Authorization") != f"Bearer {self.token}":
+            # authentication comes before routing: a bad token never learns what exists
+            Request(handler, {}).status(401, "Unauthorized", "Unauthorized")
+            return
         for method, pattern, fn in self._routes:
             m = pattern.fullmatch(url.path)
             if m is None or method != handler.command:
@@ -378,8 +393,6 @@ class ApiServer:
                     "ServiceUnavailable",
                     "the server is currently unable to handle the request",
                 )
-            elif self.token and handler.headers.get("Authorization") != f"Bearer {self.token}":
-                request.status(401, "Unauthorized", "Unauthorized")
             else:
                 try:
                     fn(request)
@@ -512,6 +525,7 @@ class ApiServer:
         kind = KINDS[request.params["resource"]]
         namespace = request.params.get("namespace")
         selector = Selector.parse(kind, request.query.get("fieldSelector", ""))
+        labels = _label_terms(request.query.get("labelSelector", ""))
         if request.query.get("watch") in ("true", "1"):
             self._watch(request, kind, namespace, selector)
             return
@@ -522,6 +536,7 @@ class ApiServer:
                 if resource == kind.resource
                 and namespace in (None, ns)
                 and selector.matches(kind, obj)
+                and labels.items() <= (obj["metadata"].get("labels") or {}).items()
             ]
             rv = self._rv
         request.json(
