@@ -31,7 +31,7 @@ from pulltrace.client.store import ClientStore, Query
 from pulltrace.client.store import order as order_pulls
 from pulltrace.tui.columns import Layout, clocked, layout, row_cells
 
-MARGIN = 5
+MARGIN = 3
 """Rows beyond each edge of the viewport kept current, so a short scroll shows no stale row."""
 _TIME_SORTS = frozenset({"speed", "progress", "eta"})
 """Sorts whose order moves as pulls progress, so every sync may reorder."""
