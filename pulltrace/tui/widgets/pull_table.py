@@ -227,9 +227,46 @@ class PullTable(DataTable[SpanCell]):
         key = (cell, row_index, column_index, base_style, width, cursor, hover, self.has_focus)
         lines = self._cell_cache.get(key)
         if lines is None:
-            lines = super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
+            if isinstance(cell, SpanCell):
+                lines = self._render_span_cell(
+                    cell, row_index, column_index, base_style, width, cursor, hover
+                )
+            else:
+                lines = super()._render_cell(
+                    row_index, column_index, base_style, width, cursor, hover
+                )
             self._cell_cache[key] = lines
         return lines
+
+    def _render_span_cell(
+        self,
+        cell: SpanCell,
+        row_index: int,
+        column_index: int,
+        base_style: Style,
+        width: int,
+        cursor: bool,
+        hover: bool,
+    ) -> list[list[Segment]]:
+        """What DataTable draws for a one-line cell (padding, the cell cropped or padded to
+        the column, cursor and hover styles over it) without a Rich render pass per cell."""
+        fixed = row_index < self.fixed_rows or column_index < self.fixed_columns
+        component, post = self._get_styles_to_render_cell(
+            False,
+            False,
+            fixed,
+            hover,
+            cursor,
+            self.show_cursor,
+            self._show_hover_cursor,
+            self.cursor_foreground_priority == "css",
+            self.cursor_background_priority == "css",
+        )
+        meta = Style.from_meta({"row": row_index, "column": column_index})
+        pad = Segment(" " * self.cell_padding)
+        inner = Segment.adjust_line_length(cell.segments, max(0, width - 2 * self.cell_padding))
+        line = [pad, *inner, pad]
+        return [list(Segment.apply_style(line, base_style + meta + component, post))]
 
     def _texts(self, pull_id: str, cells: dict[str, render.Cell]) -> list[SpanCell]:
         return [SpanCell(cell, pull_id) for cell in cells.values()]
