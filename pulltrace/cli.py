@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import re
 import socket
@@ -198,13 +197,11 @@ def _source_args(args: argparse.Namespace) -> SourceArgs:
 
 def _plan(args: argparse.Namespace) -> Plan:
     """Resolves the source, or raises SourceFailure with one line for the user."""
-    import asyncio
-
-    from pulltrace.client.collector import CollectorError
     from pulltrace.client.connect import ConnectError, resolve
+    from pulltrace.client.rest import CollectorError
 
     try:
-        return asyncio.run(resolve(_source_args(args)))
+        return resolve(_source_args(args))
     except (ConnectError, CollectorError) as err:
         raise SourceFailure(str(err)) from None
 
@@ -241,10 +238,6 @@ def _add_collector(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command in ("ls", "watch", "wait"):
-        # Library warnings (watch retries) must not scribble over tables, the TUI or CI logs;
-        # the commands report what matters themselves.
-        logging.getLogger().addHandler(logging.NullHandler())
     try:
         if args.command == "ls":
             return _ls(args)
@@ -277,25 +270,24 @@ def _query(args: argparse.Namespace, phase: str = "", text: str = "") -> Query:
 
 
 def _ls(args: argparse.Namespace) -> int:
-    import asyncio
-
     from pulltrace import output
-    from pulltrace.client.collector import CollectorError
-    from pulltrace.client.kubeapi import ApiError
-    from pulltrace.containerd import ContainerdError
-    from pulltrace.listing import list_pulls, watch_rows
+    from pulltrace.listing import ListingError, list_pulls
 
     fmt = "json" if args.json else args.output
     query = _query(args, args.phase, args.image)
     plan = _plan(args)
     if plan.notice:
         print(f"pulltrace: {plan.notice}", file=sys.stderr)
+    if args.watch:
+        import asyncio
+
+        from pulltrace.listing import watch_rows
+
+        asyncio.run(watch_rows(plan, query, fmt))
+        return 0
     try:
-        if args.watch:
-            asyncio.run(watch_rows(plan, query, fmt))
-            return 0
-        pulls = asyncio.run(list_pulls(plan, query, args.sample))
-    except (CollectorError, ContainerdError, ApiError, TimeoutError) as err:
+        pulls = list_pulls(plan, query, args.sample)
+    except ListingError as err:
         raise SourceFailure(str(err)) from None
     sys.stdout.write(output.format_pulls(pulls, fmt))
     return 0

@@ -6,7 +6,6 @@ Every source is read through the same ``Plan`` as ``watch``; filters are the TUI
 
 from __future__ import annotations
 
-import asyncio
 import sys
 import time
 from collections.abc import Callable
@@ -14,7 +13,6 @@ from datetime import UTC, datetime
 from typing import TextIO
 
 from pulltrace import output
-from pulltrace.client.collector import fetch_pulls
 from pulltrace.client.connect import Plan
 from pulltrace.client.source import ConnectionState, Event, Snapshot
 from pulltrace.client.store import ClientStore, Query, order
@@ -23,32 +21,53 @@ from pulltrace.model import PullStatus, encode
 WATCH_REPRINT = 2.0  # seconds between two progress lines of one pull; phase changes at once
 
 
-async def list_pulls(plan: Plan, query: Query, sample: float) -> list[PullStatus]:
+class ListingError(Exception):
+    """The source failed while listing: one line for the user."""
+
+
+def list_pulls(plan: Plan, query: Query, sample: float) -> list[PullStatus]:
+    """Synchronous: a collector listing (the common, scripted case) never starts an event loop."""
     if plan.kind in ("collector", "proxy"):
+        from pulltrace.client.rest import CollectorError, get_pulls
+
         assert plan.endpoint is not None
         params = {"node": query.node} if query.node else {}
         if query.namespace:
             params["namespace"] = query.namespace
-        pulls = await fetch_pulls(plan.endpoint, params)
+        try:
+            pulls = get_pulls(plan.endpoint, params)
+        except CollectorError as err:
+            raise ListingError(str(err)) from None
     elif plan.kind == "api":
-        from pulltrace.client.kubeapi import list_once
+        import asyncio
+
+        from pulltrace.client.kubeapi import ApiError, list_once
 
         assert plan.cluster is not None
         namespaces = [query.namespace] if query.namespace else []
-        pulls = await list_once(plan.cluster, namespaces)
+        try:
+            pulls = asyncio.run(list_once(plan.cluster, namespaces))
+        except (ApiError, TimeoutError) as err:
+            raise ListingError(str(err)) from None
     elif plan.kind == "containerd":
         from pulltrace import local
+        from pulltrace.containerd import ContainerdError
 
-        pulls = await asyncio.to_thread(
-            local.sample, plan.containerd, plan.containerd_namespace, sample
-        )
+        try:
+            pulls = local.sample(plan.containerd, plan.containerd_namespace, sample)
+        except ContainerdError as err:
+            raise ListingError(str(err)) from None
     else:
-        pulls = await _demo_pulls(plan.seed)
+        import asyncio
+
+        pulls = asyncio.run(_demo_pulls(plan.seed))
     return order(pulls, query, datetime.now(UTC))
 
 
 async def _demo_pulls(seed: int) -> list[PullStatus]:
     """The demo after its warm-up: the same busy cluster ``watch --demo`` opens on."""
+    import asyncio
+
     from pulltrace.client.demo import DemoSource
 
     source = DemoSource(seed, follow=False)

@@ -279,10 +279,10 @@ async def wait(
     if lister is None and selection.selector:
         raise WaitError("-l needs cluster access (a kubeconfig); name pods instead")
     if plan.endpoint is not None:
-        from pulltrace.client.collector import CollectorError, fetch_pulls
+        from pulltrace.client.rest import CollectorError, get_pulls
 
         try:  # fail fast (exit 3) on a collector that is not there at all
-            await fetch_pulls(plan.endpoint, {"node": "-"})
+            await asyncio.to_thread(get_pulls, plan.endpoint, {"node": "-"})
         except CollectorError as err:
             raise WaitError(str(err)) from None
     namespaces = [selection.namespace] if selection.namespace else []

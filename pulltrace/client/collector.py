@@ -12,68 +12,31 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 import msgspec
 
 from pulltrace import __version__
+from pulltrace.client.rest import Endpoint, explain_status
 from pulltrace.client.source import ConnectionState, Event, LinkState, Message, Snapshot
-from pulltrace.model import PullEvent, PullList, PullStatus, decode
+from pulltrace.model import PullEvent, PullList, decode
 
 EVENTS_PATH = "/api/v1/events"
-PULLS_PATH = "/api/v1/pulls"
 READ_TIMEOUT = 45.0  # three missed 15 s heartbeats: the connection is dead
 MAX_BACKOFF = 10.0
 OFFLINE_AFTER = 3  # failed attempts in a row before the header says OFFLINE
 
 
-class CollectorError(Exception):
-    """One line that says what went wrong talking to the collector."""
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    """Where a collector answers, and how to reach it (token, TLS, proxy credentials)."""
-
-    base_url: str
-    headers: dict[str, str] = field(default_factory=dict)
-    verify: Any = True  # bool, a CA bundle path or an ssl.SSLContext, as httpx takes it
-    cert: tuple[str, str] | None = None
-    label: str = ""  # what the header shows; the base URL when empty
-
-    @property
-    def description(self) -> str:
-        return self.label or f"collector {self.base_url}"
-
-    def url(self, path: str) -> str:
-        return self.base_url.rstrip("/") + path
-
-    def client(self, timeout: httpx.Timeout | float = 10.0) -> httpx.AsyncClient:
-        headers = {"User-Agent": f"pulltrace/{__version__}", **self.headers}
-        return httpx.AsyncClient(
-            headers=headers, verify=self.verify, cert=self.cert, timeout=timeout
-        )
-
-
-def with_token(endpoint: Endpoint, token: str) -> Endpoint:
-    if not token:
-        return endpoint
-    headers = {**endpoint.headers, "Authorization": f"Bearer {token}"}
-    return Endpoint(endpoint.base_url, headers, endpoint.verify, endpoint.cert, endpoint.label)
+def async_client(endpoint: Endpoint, timeout: httpx.Timeout | float = 10.0) -> httpx.AsyncClient:
+    headers = {"User-Agent": f"pulltrace/{__version__}", **endpoint.headers}
+    verify = endpoint.ssl_context() if endpoint.base_url.startswith("https:") else True
+    return httpx.AsyncClient(headers=headers, verify=verify, timeout=timeout)
 
 
 def _explain(endpoint: Endpoint, err: Exception) -> str:
     if isinstance(err, httpx.HTTPStatusError):
-        status = err.response.status_code
-        try:
-            reason = str(err.response.json().get("error", ""))
-        except (ValueError, AttributeError):
-            reason = err.response.text.strip().splitlines()[0][:200] if err.response.text else ""
-        if status in (401, 403):
-            return f"collector at {endpoint.base_url} refused the credentials ({status}): {reason}"
-        return f"collector at {endpoint.base_url} answered {status}: {reason}".rstrip(": ")
+        return explain_status(endpoint, err.response.status_code, err.response.content)
     if isinstance(err, httpx.TimeoutException):
         return f"collector at {endpoint.base_url} did not answer in time"
     if isinstance(err, httpx.HTTPError):
@@ -81,17 +44,6 @@ def _explain(endpoint: Endpoint, err: Exception) -> str:
     if isinstance(err, msgspec.ValidationError | msgspec.DecodeError):
         return f"collector at {endpoint.base_url} sent data pulltrace cannot read: {err}"
     return str(err)
-
-
-async def fetch_pulls(endpoint: Endpoint, params: dict[str, str] | None = None) -> list[PullStatus]:
-    """One ``GET /api/v1/pulls``; raises CollectorError with one clear line."""
-    async with endpoint.client() as http:
-        try:
-            reply = await http.get(endpoint.url(PULLS_PATH), params=params or {})
-            reply.raise_for_status()
-            return decode(reply.content, PullList).pulls
-        except (httpx.HTTPError, msgspec.MsgspecError) as err:
-            raise CollectorError(_explain(endpoint, err)) from None
 
 
 class CollectorSource:
@@ -128,7 +80,7 @@ class CollectorSource:
         timeout = httpx.Timeout(10.0, read=READ_TIMEOUT)
         failures = 0
         backoff = self._first_backoff
-        async with self.endpoint.client(timeout) as http:
+        async with async_client(self.endpoint, timeout) as http:
             while True:
                 headers = {"Last-Event-ID": self.last_event_id} if self.last_event_id else {}
                 try:

@@ -11,9 +11,6 @@ import os
 from dataclasses import dataclass
 from typing import Literal
 
-import httpx
-
-from pulltrace.client.collector import CollectorError, CollectorSource, Endpoint, with_token
 from pulltrace.client.kubeconfig import (
     DEFAULT_NAMESPACE,
     DEFAULT_PORT,
@@ -22,6 +19,7 @@ from pulltrace.client.kubeconfig import (
     load_cluster,
     proxy_endpoint,
 )
+from pulltrace.client.rest import CollectorError, Endpoint, get, with_token
 from pulltrace.client.source import Source
 
 Kind = Literal["collector", "proxy", "api", "containerd", "demo"]
@@ -61,6 +59,8 @@ class Plan:
     def source(self, namespaces: list[str] | None = None) -> Source:
         if self.kind in ("collector", "proxy"):
             assert self.endpoint is not None
+            from pulltrace.client.collector import CollectorSource
+
             context = self.cluster.context if self.cluster else ""
             return CollectorSource(self.endpoint, context)
         if self.kind == "api":
@@ -77,7 +77,8 @@ class Plan:
         return DemoSource(self.seed)
 
 
-async def resolve(args: SourceArgs) -> Plan:
+def resolve(args: SourceArgs) -> Plan:
+    """Synchronous, and without asyncio or httpx, so that ``ls --server`` starts fast."""
     if args.demo:
         return Plan("demo", seed=args.seed)
     if args.containerd:
@@ -90,8 +91,13 @@ async def resolve(args: SourceArgs) -> Plan:
     token = args.token or os.environ.get("PULLTRACE_TOKEN", "")
     if server:
         return Plan("collector", endpoint=with_token(Endpoint(server), token))
+    import logging
+
     from pulltrace.kube.correlator import KubeConfigError
 
+    # The kubernetes client and our watches log retries as warnings; they must not scribble
+    # over tables, the TUI or CI logs: the commands report what matters themselves.
+    logging.getLogger().addHandler(logging.NullHandler())
     try:
         cluster = load_cluster(args.kubeconfig, args.context)
     except KubeConfigError as err:
@@ -115,7 +121,7 @@ async def resolve(args: SourceArgs) -> Plan:
     endpoint = proxy_endpoint(
         cluster, args.collector_namespace, args.collector_service, args.collector_port
     )
-    reason = await _probe(endpoint, cluster)
+    reason = _probe(endpoint, cluster)
     if reason is None:
         return Plan("proxy", endpoint=endpoint, cluster=cluster)
     from pulltrace.client.kubeapi import NOTICE
@@ -123,30 +129,29 @@ async def resolve(args: SourceArgs) -> Plan:
     return Plan("api", cluster=cluster, notice=f"{reason}; {NOTICE}")
 
 
-async def _probe(endpoint: Endpoint, cluster: Cluster) -> str | None:
+def _probe(endpoint: Endpoint, cluster: Cluster) -> str | None:
     """None when the collector answers through the proxy, else why the API alone is used."""
     where = _service_name(endpoint)
-    async with endpoint.client(PROBE_TIMEOUT) as http:
-        try:
-            reply = await http.get(endpoint.url("/healthz"))
-        except httpx.HTTPError as err:
-            raise ConnectError(
-                f"cannot reach the Kubernetes API server at {cluster.server}: "
-                f"{err or type(err).__name__}"
-            ) from None
-    if reply.status_code == 200:
+    try:
+        status, _ = get(endpoint, "/healthz", timeout=PROBE_TIMEOUT)
+    except CollectorError as err:
+        reason = str(err).partition(": ")[2] or str(err)
+        raise ConnectError(
+            f"cannot reach the Kubernetes API server at {cluster.server}: {reason}"
+        ) from None
+    if status == 200:
         return None
-    if reply.status_code == 401:
+    if status == 401:
         raise ConnectError(
             f"the Kubernetes API server at {cluster.server} refused your credentials (401)"
         )
-    if reply.status_code == 403:
+    if status == 403:
         return f"no permission to reach {where} through the API server (services/proxy)"
-    if reply.status_code == 404:
+    if status == 404:
         return f"no collector service {where}"
-    if reply.status_code == 503:
+    if status == 503:
         return f"collector {where} has no ready endpoints"
-    raise CollectorError(f"collector {where} answered {reply.status_code} through the proxy")
+    raise ConnectError(f"collector {where} answered {status} through the API server's proxy")
 
 
 def _service_name(endpoint: Endpoint) -> str:

@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from pulltrace.client.collector import Endpoint
+from pulltrace.client.rest import Endpoint
 
 DEFAULT_NAMESPACE = "pulltrace"
 DEFAULT_SERVICE = "pulltrace-collector"

@@ -86,12 +86,12 @@ async def test_kubeconfig_reaches_the_collector_through_the_service_proxy(
     api: ApiServer, kubeconfig: Path, collector: Running
 ) -> None:
     ServiceProxy(api).expose(*SERVICE, collector.url)
-    plan = await resolve(SourceArgs(kubeconfig=str(kubeconfig)))
+    plan = await asyncio.to_thread(resolve, SourceArgs(kubeconfig=str(kubeconfig)))
     assert plan.kind == "proxy" and plan.notice == ""
     assert plan.source().description == "collector pulltrace/pulltrace-collector via double"
     await asyncio.to_thread(post, collector, 200)
 
-    listed = await list_pulls(plan, Query(), 1.0)
+    listed = await asyncio.to_thread(list_pulls, plan, Query(), 1.0)
     assert [(p.id, p.image_ref, p.pods[0].pod_name) for p in listed] == [("p1", IMAGE, "web")]
 
     stream = aiter(plan.source())
@@ -124,10 +124,10 @@ async def test_without_a_collector_the_api_alone_gives_phase_rows(
     api.add(pod)
     api.add(objects.pulling(pod, objects.at(1)))
 
-    plan = await resolve(SourceArgs(kubeconfig=str(kubeconfig)))
+    plan = await asyncio.to_thread(resolve, SourceArgs(kubeconfig=str(kubeconfig)))
     assert plan.kind == "api"
     assert plan.notice.startswith("no collector service pulltrace/pulltrace-collector")
-    (row,) = await list_pulls(plan, Query(), 1.0)
+    (row,) = await asyncio.to_thread(list_pulls, plan, Query(), 1.0)
     assert (row.node_name, row.phase, row.total_known, row.image_ref) == (
         "node-b",
         "pulling",
@@ -136,7 +136,7 @@ async def test_without_a_collector_the_api_alone_gives_phase_rows(
     )
 
     proxy.expose(*SERVICE, None)
-    plan = await resolve(SourceArgs(kubeconfig=str(kubeconfig)))
+    plan = await asyncio.to_thread(resolve, SourceArgs(kubeconfig=str(kubeconfig)))
     assert plan.kind == "api" and "has no ready endpoints" in plan.notice
 
     out = await asyncio.to_thread(pulltrace, "ls", "--kubeconfig", str(kubeconfig))

@@ -11,7 +11,8 @@ from dataclasses import replace
 import httpx
 import pytest
 
-from pulltrace.client.collector import CollectorError, CollectorSource, Endpoint, fetch_pulls
+from pulltrace.client.collector import CollectorSource
+from pulltrace.client.rest import CollectorError, Endpoint, get_pulls
 from pulltrace.client.source import ConnectionState, Event, Message, Snapshot
 from tests.collector.conftest import FAST, Running, body, layer, pull, start
 
@@ -57,20 +58,20 @@ async def until(stream: AsyncIterator[Message], wanted: type, timeout: float = 1
 
 async def test_fetch_pulls_reads_what_agents_reported(collector: Running, port: int) -> None:
     await asyncio.to_thread(post, port, "node-a", 400)
-    pulls = await fetch_pulls(endpoint(port))
+    pulls = await asyncio.to_thread(get_pulls, endpoint(port))
     assert [(p.node_name, p.downloaded_bytes) for p in pulls] == [("node-a", 400)]
-    assert await fetch_pulls(endpoint(port), {"node": "node-b"}) == []
+    assert await asyncio.to_thread(get_pulls, endpoint(port), {"node": "node-b"}) == []
 
 
 async def test_fetch_errors_are_one_line(collector: Running, port: int) -> None:
     with pytest.raises(CollectorError) as refused:
-        await fetch_pulls(endpoint(port, token="wrong"))
+        await asyncio.to_thread(get_pulls, endpoint(port, token="wrong"))
     assert str(refused.value).startswith(f"collector at http://127.0.0.1:{port} refused")
     assert "401" in str(refused.value)
 
     closed = free_port()
     with pytest.raises(CollectorError) as unreachable:
-        await fetch_pulls(endpoint(closed))
+        await asyncio.to_thread(get_pulls, endpoint(closed))
     assert str(unreachable.value).startswith("cannot reach the collector at")
     for err in (refused.value, unreachable.value):
         assert "\n" not in str(err)

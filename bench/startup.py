@@ -1,0 +1,144 @@
+"""Start-up cost of the commands people type most, beside kubectl's in the same run.
+
+`pulltrace --version` is the interpreter plus the CLI module; `pulltrace ls --json` against a
+loopback collector adds the source resolution, one REST call and the output. Both are compared
+with `kubectl version --client`, which a Kubernetes user runs without thinking about it. Runs
+are interleaved so that load on the machine hits all three alike. Target: <= 1.5 x kubectl.
+
+    python bench/startup.py [--runs 30]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from pulltrace.model import AgentReport, LayerStatus, PullStatus, encode
+
+TARGET = 1.5
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_collector(port: int) -> subprocess.Popen[bytes]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PULLTRACE_", "KUBE"))}
+    env["KUBECONFIG"] = "/nonexistent"  # correlation off: this measures the client
+    cmd = [sys.executable, "-m", "pulltrace.cli", "collector", "--listen", f"127.0.0.1:{port}"]
+    cmd += ["--metrics-listen", f"127.0.0.1:{free_port()}"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return proc
+        except OSError:
+            time.sleep(0.05)
+    proc.kill()
+    raise SystemExit("bench: the collector did not start")
+
+
+def seed_pulls(port: int, nodes: int = 20) -> None:
+    """A realistic listing: one pull of a few layers per node."""
+    import httpx
+
+    now = datetime.now(UTC)
+    for n in range(nodes):
+        layers = [
+            LayerStatus(
+                digest=f"sha256:{n:04d}{i:060d}",
+                total_bytes=50_000_000,
+                downloaded_bytes=10_000_000 * i,
+                total_known=True,
+            )
+            for i in range(5)
+        ]
+        pull = PullStatus(
+            id=f"pull-{n}",
+            node_name=f"node-{n}",
+            image_ref=f"docker.io/library/app{n}@sha256:{n:064d}",
+            repository=f"docker.io/library/app{n}",
+            manifest_digest=f"sha256:{n:064d}",
+            total_bytes=250_000_000,
+            downloaded_bytes=100_000_000,
+            percent=40.0,
+            layer_count=5,
+            started_at=now,
+            layers=layers,
+            total_known=True,
+        )
+        report = AgentReport(node_name=f"node-{n}", timestamp=now, pulls=[pull])
+        httpx.post(f"http://127.0.0.1:{port}/api/v1/report", content=encode(report))
+
+
+def timed(cmd: Sequence[str]) -> float:
+    started = time.perf_counter()
+    done = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    elapsed = time.perf_counter() - started
+    if done.returncode != 0:
+        raise SystemExit(f"bench: {' '.join(cmd)} failed: {done.stderr.decode().strip()}")
+    return elapsed * 1000
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=30)
+    args = parser.parse_args(argv)
+    kubectl = shutil.which("kubectl")
+    pulltrace = shutil.which("pulltrace")
+    if not kubectl or not pulltrace:
+        raise SystemExit("bench: needs kubectl and the pulltrace command on PATH")
+    # As pip does on install: without bytecode every run would compile the modules it imports
+    # (this environment sets PYTHONDONTWRITEBYTECODE, and editable installs ship no .pyc).
+    package = Path(__file__).resolve().parents[1] / "pulltrace"
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(package)], check=True)
+    port = free_port()
+    collector = start_collector(port)
+    try:
+        seed_pulls(port)
+        commands = {
+            "kubectl version --client": [kubectl, "version", "--client"],
+            "pulltrace --version": [pulltrace, "--version"],
+            "pulltrace ls --json": [pulltrace, "ls", "--json", "--server", f"http://127.0.0.1:{port}"],
+        }
+        for cmd in commands.values():
+            timed(cmd)  # warm the page cache
+        samples: dict[str, list[float]] = {name: [] for name in commands}
+        for _ in range(args.runs):
+            for name, cmd in commands.items():
+                samples[name].append(timed(cmd))
+    finally:
+        collector.terminate()
+        collector.wait(10)
+    base = statistics.median(samples["kubectl version --client"])
+    print(f"start-up, median of {args.runs} interleaved runs (ms)")
+    print(f"{'command':<28}{'median':>8}{'p90':>8}{'x kubectl':>11}")
+    verdicts = []
+    for name, xs in samples.items():
+        median = statistics.median(xs)
+        p90 = statistics.quantiles(xs, n=10)[-1]
+        ratio = median / base
+        print(f"{name:<28}{median:8.1f}{p90:8.1f}{ratio:11.2f}")
+        if name != "kubectl version --client":
+            verdict = "PASS" if ratio <= TARGET else "FAIL"
+            verdicts.append(f"{verdict}  {name}: {ratio:.2f} x kubectl (target <= {TARGET})")
+    print("\n".join(verdicts))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
