@@ -113,7 +113,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         commands = {
             "kubectl version --client": [kubectl, "version", "--client"],
             "pulltrace --version": [pulltrace, "--version"],
-            "pulltrace ls --json": [pulltrace, "ls", "--json", "--server", f"http://127.0.0.1:{port}"],
+            "pulltrace ls --json": [
+                pulltrace,
+                "ls",
+                "--json",
+                "--server",
+                f"http://127.0.0.1:{port}",
+            ],
         }
         for cmd in commands.values():
             timed(cmd)  # warm the page cache
