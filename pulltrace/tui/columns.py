@@ -32,9 +32,6 @@ class Layout:
     bar_width: int
     size_with_cached: bool
 
-    def width_of(self, key: str) -> int:
-        return next(c.width for c in self.columns if c.key == key)
-
 
 IMAGE_MAX = 46
 """Past this (or a third of the width) the image column only pads; the room is worth more to

@@ -35,13 +35,8 @@ MARGIN = 3
 """Rows beyond each edge of the viewport kept current, so a short scroll shows no stale row."""
 _TIME_SORTS = frozenset({"speed", "progress", "eta"})
 """Sorts whose order moves as pulls progress, so every sync may reorder."""
-SORT_COLUMNS = {
-    "node": "node",
-    "image": "image",
-    "speed": "speed",
-    "progress": "progress",
-    "eta": "eta",
-}
+SORTED_COLUMNS = frozenset({"node", "image", "speed", "progress", "eta"})
+"""Sort keys with a column of their own to carry the arrow (age has none)."""
 
 
 class SpanCell:
@@ -62,10 +57,6 @@ class SpanCell:
 
     def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
         return Measurement(self.width, self.width)
-
-    @property
-    def plain(self) -> str:
-        return "".join(segment.text for segment in self.segments)
 
 
 @lru_cache(maxsize=256)
@@ -125,7 +116,7 @@ class PullTable(DataTable[SpanCell]):
         if structural or query.sort in _TIME_SORTS:
             wanted = [p.id for p in order_pulls(store.pulls(), query, now)]
         wanted_set = set(wanted)
-        highlighted = self._highlighted_key()
+        highlighted = self.highlighted_pull()
         for gone in [k for k in self.shown if k not in wanted_set]:
             self.remove_row(gone)
             del self.shown[gone]
@@ -195,15 +186,12 @@ class PullTable(DataTable[SpanCell]):
         arrow = query.sort_arrow()
         for column in self.lay.columns:
             label = column.label
-            if query.sort is not None and SORT_COLUMNS.get(query.sort) == column.key:
+            if query.sort == column.key and column.key in SORTED_COLUMNS:
                 label = f"{label}{arrow}"
             self.columns[ColumnKey(column.key)].label = Text(label)
         self.refresh()
 
     def highlighted_pull(self) -> str | None:
-        return self._highlighted_key()
-
-    def _highlighted_key(self) -> str | None:
         if not 0 <= self.cursor_row < self.row_count:
             return None
         return self.coordinate_to_cell_key(self.cursor_coordinate).row_key.value
