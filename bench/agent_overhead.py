@@ -31,7 +31,6 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from types import TracebackType
 from typing import IO
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -47,7 +46,7 @@ from tests.infra.cri import BackgroundPull, start_cri_pull
 from tests.infra.images import ImagePusher
 from tests.infra.proxy import ThrottleProxy
 from tests.infra.registry import Registry, RegistryError
-from tests.infra.util import CTR, MiB, terminate_group, wait_for
+from tests.infra.util import CTR, Managed, MiB, terminate_group, wait_for
 
 NAMESPACE = "k8s.io"
 INTERVAL = 1.0  # the agent's default, and the rate the ctr peer runs at
@@ -232,7 +231,7 @@ class _SinkHandler(BaseHTTPRequestHandler):
         """Silent: one line per report would drown the results."""
 
 
-class AgentProcess:
+class AgentProcess(Managed):
     """The real ``pulltrace agent`` command, so imports, threads and logging are all counted."""
 
     def __init__(self, address: str, server: str, log: IO[bytes]) -> None:
@@ -274,15 +273,7 @@ class AgentProcess:
                 return int(line.split()[1]) * 1024
         raise BenchError(f"no VmHWM in /proc/{self.proc.pid}/status")
 
-    def __enter__(self) -> AgentProcess:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def close(self) -> None:
         terminate_group(self.proc)
 
 

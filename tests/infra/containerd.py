@@ -10,9 +10,8 @@ from __future__ import annotations
 import subprocess
 import time
 from pathlib import Path
-from types import TracebackType
 
-from .util import remove_tree, run_ctr, short_tmpdir, tail, terminate_group, wait_for
+from .util import Managed, remove_tree, run_ctr, short_tmpdir, tail, terminate_group, wait_for
 
 CONTAINERD_BIN = "/usr/bin/containerd"
 CRI_PLUGIN = "io.containerd.grpc.v1.cri"
@@ -70,7 +69,7 @@ class ContainerdError(RuntimeError):
     """containerd failed to start; the message carries the end of its log."""
 
 
-class Containerd:
+class Containerd(Managed):
     """One containerd daemon; ``restart()`` keeps root, state, socket and registry hosts."""
 
     def __init__(
@@ -201,17 +200,6 @@ class Containerd:
     def close(self) -> None:
         self.stop()
         remove_tree(self.dir)
-
-    def __enter__(self) -> Containerd:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 def _rows(text: str) -> list[list[str]]:

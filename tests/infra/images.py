@@ -14,11 +14,10 @@ import json
 import random
 import tarfile
 from dataclasses import dataclass, field
-from types import TracebackType
 
 import httpx
 
-from .util import MiB
+from .util import Managed, MiB
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -270,7 +269,7 @@ def push_index(
     )
 
 
-class ImagePusher:
+class ImagePusher(Managed):
     """Pushes images whose layer seeds are never reused, so no test finds its layers pre-pulled."""
 
     def __init__(self, registry_url: str, first_seed: int = 1000) -> None:
@@ -309,14 +308,3 @@ class ImagePusher:
 
     def close(self) -> None:
         self._client.close()
-
-    def __enter__(self) -> ImagePusher:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()

@@ -14,8 +14,9 @@ import struct
 import threading
 import time
 from collections.abc import Coroutine
-from types import TracebackType
 from typing import Any
+
+from .util import Managed
 
 MAX_CHUNK = 16 * 1024
 MIN_CHUNK = 1024
@@ -83,7 +84,7 @@ class TokenBucket:
             return min(_MAX_WAIT, max(-self._tokens / rate, 0.001))
 
 
-class ThrottleProxy:
+class ThrottleProxy(Managed):
     """asyncio in a background thread; ``target`` is the upstream ``host:port``."""
 
     def __init__(
@@ -169,17 +170,6 @@ class ThrottleProxy:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
         self._loop.close()
-
-    def __enter__(self) -> ThrottleProxy:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     async def _handle(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
         self.connections_total += 1

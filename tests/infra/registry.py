@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import subprocess
 from pathlib import Path
-from types import TracebackType
 
 import httpx
 
-from .util import free_port, remove_tree, short_tmpdir, tail, terminate_group, wait_for
+from .util import Managed, free_port, remove_tree, short_tmpdir, tail, terminate_group, wait_for
 
 REGISTRY_BIN = "/usr/bin/docker-registry"
 
@@ -35,7 +34,7 @@ class RegistryError(RuntimeError):
     """The registry did not come up; the message carries the end of its log."""
 
 
-class Registry:
+class Registry(Managed):
     """Runs ``docker-registry serve`` with filesystem storage in its own temp dir."""
 
     def __init__(self, binary: str = REGISTRY_BIN, start_timeout: float = 20.0) -> None:
@@ -101,14 +100,3 @@ class Registry:
     def close(self) -> None:
         self.stop()
         remove_tree(self.dir)
-
-    def __enter__(self) -> Registry:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()

@@ -12,7 +12,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 T = TypeVar("T")
 
@@ -98,3 +98,19 @@ def terminate_group(proc: subprocess.Popen[Any], kill: bool = False, grace: floa
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=grace)
+
+
+class Managed:
+    """Started on entering a ``with`` block and closed on leaving it, whatever happened."""
+
+    def start(self) -> Self:
+        return self
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
