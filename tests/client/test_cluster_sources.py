@@ -235,3 +235,16 @@ async def test_wait_on_a_collector_follows_the_pull_to_completion(collector: Run
     rest = (await proc.stdout.read()).decode()
     assert code == 0, rest
     assert f"pulled {IMAGE} on node-a" in rest and "all images pulled" in rest
+
+
+def test_wait_on_a_collector_fails_and_times_out_with_the_reason(collector: Running) -> None:
+    post(collector, 300)
+    out = pulltrace("wait", "--server", collector.url, "-n", "shop", "web", "--timeout", "1s")
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert f"timed out: still waiting for {IMAGE} on node-a: pulling 30%" in out.stdout
+
+    reason = "download of layer 0 was aborted at 300 of 1000 bytes"
+    post(collector, 300, phase="failed", error=reason)
+    out = pulltrace("wait", "--server", collector.url, "-n", "shop", "web", "--timeout", "20s")
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert f"FAILED {IMAGE} on node-a: {reason}" in out.stdout
