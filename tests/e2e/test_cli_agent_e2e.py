@@ -3,6 +3,7 @@ mode and `pulltrace agent` reporting over HTTP."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -132,3 +133,26 @@ def test_agent_reports_pulls_and_survives_a_containerd_restart(
     assert report["nodeName"] == "e2e-1" and report["intervalSeconds"] == 0.25
     assert {h["Authorization"] for h in sink.headers_seen} == {"Bearer agent-secret"}
     assert agent_logs[-1]["msg"] == "agent stopped"
+
+
+async def test_containerd_source_streams_snapshots_of_a_real_pull(
+    containerd: Containerd, throttle: ThrottleProxy, pusher: ImagePusher
+) -> None:
+    from pulltrace.client.local import ContainerdSource
+    from pulltrace.client.source import ConnectionState, Snapshot
+
+    image = pusher.image(2, 2 * MiB)
+    pull = start_cri_pull(containerd.address, image.ref_at(throttle.host_port))
+    phases: list[str] = []
+    stream = aiter(ContainerdSource(containerd.address, interval=0.2))
+    try:
+        first = await anext(stream)
+        assert first == ConnectionState("live", containerd.address)
+        while "completed" not in phases:
+            message = await asyncio.wait_for(anext(stream), 30)
+            assert isinstance(message, Snapshot)
+            phases += [p.phase for p in message.pulls if p.manifest_digest == image.manifest_digest]
+    finally:
+        await stream.aclose()  # type: ignore[attr-defined]
+    pull.wait(30)
+    assert "pulling" in phases and "failed" not in phases
