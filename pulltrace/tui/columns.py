@@ -14,7 +14,7 @@ from pulltrace import render
 from pulltrace.model import ACTIVE_PHASES, PullStatus
 
 PADDING = 1
-"""Cells of padding on each side of every column (DataTable's ``cell_padding``)."""
+"""Cells of padding on each side of every column."""
 CHROME = 3
 """Table border (2) and the vertical scrollbar (1)."""
 

@@ -31,11 +31,8 @@ def table(app: PulltraceApp) -> PullTable:
 
 def rows(app: PulltraceApp) -> list[PullStatus]:
     """The pulls in the order the table shows them."""
-    t = table(app)
     pulls = []
-    for index in range(t.row_count):
-        key = t.coordinate_to_cell_key((index, 0)).row_key.value  # type: ignore[arg-type]
-        assert key is not None
+    for key in table(app).order:
         view = app.store.get(key)
         assert view is not None
         pulls.append(view.pull)
@@ -295,7 +292,11 @@ async def test_no_color(monkeypatch: pytest.MonkeyPatch) -> None:
     assert not app.color
     async with app.run_test(size=(120, 40)) as pilot:
         await settle(pilot)
-        for cells in table(app).shown.values():
+        await pilot.press("end")
+        await pilot.pause()
+        t = table(app)
+        assert t.shown.keys() == set(t.order), "every row has been drawn"
+        for cells in t.shown.values():
             assert all("#" not in style for cell in cells.values() for _, style in cell)
 
 

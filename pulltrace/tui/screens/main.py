@@ -11,7 +11,7 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
-from textual.widgets import DataTable, Input, Static
+from textual.widgets import Input, Static
 
 from pulltrace import render
 from pulltrace.client.store import Query, SortKey
@@ -163,12 +163,11 @@ class MainScreen(Screen[None]):
         reverse = not query.reverse if query.sort == key else False
         self._set_query(replace(query, sort=key, reverse=reverse), rows_change=False)
 
-    @on(DataTable.RowSelected, "#pulls")
-    def open_detail(self, event: DataTable.RowSelected) -> None:
-        if event.row_key.value is not None:
-            self.pt.open_detail(event.row_key.value)
+    @on(PullTable.Selected, "#pulls")
+    def open_detail(self, event: PullTable.Selected) -> None:
+        self.pt.open_detail(event.pull_id)
 
-    @on(DataTable.RowHighlighted, "#pulls")
+    @on(PullTable.Highlighted, "#pulls")
     def highlighted(self) -> None:
         self._status()
 

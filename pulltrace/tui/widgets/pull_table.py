@@ -1,62 +1,41 @@
-"""The main pull table: one row per pull, keyed by pull id, updated cell by cell.
+"""The main pull table: one line per pull, keyed by pull id, drawn through Textual's line API.
 
-Rebuilding a DataTable of 1 000 rows twice a second costs more than a frame; so rows keep their
-key for life, each sync diffs the cells of changed pulls against what the row already shows and
-calls ``update_cell`` only for those that differ, and rows are added, removed or reordered only
-when pulls come, go, change group or the sort order moves. Rows out of sight are not redrawn at
-all: they are marked stale and caught up the moment they scroll into view, so a batch costs
-what the screen shows, not what the cluster holds.
+A thousand pulls changing twice a second is the load this is built for, and a general table
+widget pays per visible cell on every frame whatever changed. Here each row keeps the cells it
+shows and one rendered strip; a batch recomputes only the rows the store marked dirty that are
+on screen, rebuilds the strip of those whose cells differ, and repaints just their lines. Rows
+out of sight are marked stale and caught up when they scroll into view, so a batch costs what
+the screen shows, not what the cluster holds.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from functools import lru_cache
-from typing import Any
+from typing import ClassVar
 
-from rich.cells import cell_len
-from rich.console import Console, ConsoleOptions, RenderResult
-from rich.measure import Measurement
 from rich.segment import Segment
 from rich.style import Style
-from rich.text import Text
-from textual.cache import LRUCache
-from textual.coordinate import Coordinate
-from textual.widgets import DataTable
-from textual.widgets.data_table import ColumnKey
+from textual import events
+from textual.binding import Binding, BindingType
+from textual.geometry import Region, Size
+from textual.message import Message
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
 
 from pulltrace import render
 from pulltrace.client.store import ClientStore, Query
 from pulltrace.client.store import order as order_pulls
-from pulltrace.tui.columns import Layout, clocked, layout, row_cells
+from pulltrace.tui.columns import PADDING, Layout, clocked, layout, row_cells
 
-MARGIN = 3
-"""Rows beyond each edge of the viewport kept current, so a short scroll shows no stale row."""
 _TIME_SORTS = frozenset({"speed", "progress", "eta"})
 """Sorts whose order moves as pulls progress, so every sync may reorder."""
 SORTED_COLUMNS = frozenset({"node", "image", "speed", "progress", "eta"})
 """Sort keys with a column of their own to carry the arrow (age has none)."""
+HEADER_HEIGHT = 1
 
-
-class SpanCell:
-    """A cell rendered once, when it changes: its segments are built and its styles parsed up
-    front, which halves what the DataTable pays per visible cell on every frame compared with a
-    ``Text``. It also carries its row's pull id, so that ``DataTable.sort`` (which hands its key
-    function cell values, not row keys) can apply an order computed by the store."""
-
-    __slots__ = ("pull_id", "segments", "width")
-
-    def __init__(self, cell: render.Cell, pull_id: str = "") -> None:
-        self.segments = [Segment(text, _style(style)) for text, style in cell]
-        self.width = sum(cell_len(text) for text, _ in cell)
-        self.pull_id = pull_id
-
-    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
-        return self.segments
-
-    def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
-        return Measurement(self.width, self.width)
+Cells = dict[str, render.Cell]
 
 
 @lru_cache(maxsize=256)
@@ -64,7 +43,58 @@ def _style(name: str) -> Style:
     return Style.parse(name) if name else Style.null()
 
 
-class PullTable(DataTable[SpanCell]):
+def row_segments(lay: Layout, cells: Cells) -> list[Segment]:
+    """One row's cells, each padded and cut to its column, with only their own styles: the
+    widget's colours go on top when the row is drawn, so a theme or focus change reuses them."""
+    pad = Segment(" " * PADDING)
+    line: list[Segment] = []
+    for column in lay.columns:
+        spans = [Segment(text, _style(style)) for text, style in cells[column.key]]
+        line.append(pad)
+        line.extend(Segment.adjust_line_length(spans, column.width))
+        line.append(pad)
+    return line
+
+
+def table_width(lay: Layout) -> int:
+    return sum(column.width + 2 * PADDING for column in lay.columns)
+
+
+class PullTable(ScrollView, can_focus=True):
+    """A header line, then one line per pull, with a row cursor. Enter (or a click on the
+    highlighted row) posts ``Selected``; moving the cursor posts ``Highlighted``."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("enter", "select", "select", show=False),
+        Binding("up", "cursor_up", "cursor up", show=False),
+        Binding("down", "cursor_down", "cursor down", show=False),
+        Binding("pageup", "page_up", "page up", show=False),
+        Binding("pagedown", "page_down", "page down", show=False),
+        Binding("home,ctrl+home", "first", "first", show=False),
+        Binding("end,ctrl+end", "last", "last", show=False),
+    ]
+    COMPONENT_CLASSES: ClassVar[set[str]] = {"pull-table--header", "pull-table--cursor"}
+
+    class Highlighted(Message):
+        def __init__(self, table: PullTable, pull_id: str | None) -> None:
+            super().__init__()
+            self.table = table
+            self.pull_id = pull_id
+
+        @property
+        def control(self) -> PullTable:
+            return self.table
+
+    class Selected(Message):
+        def __init__(self, table: PullTable, pull_id: str) -> None:
+            super().__init__()
+            self.table = table
+            self.pull_id = pull_id
+
+        @property
+        def control(self) -> PullTable:
+            return self.table
+
     def __init__(
         self,
         store: ClientStore,
@@ -73,200 +103,265 @@ class PullTable(DataTable[SpanCell]):
         color: bool,
         id: str | None = None,
     ) -> None:
-        super().__init__(
-            id=id,
-            cursor_type="row",
-            zebra_stripes=False,
-            cell_padding=1,
-            cursor_foreground_priority="renderable",
-        )
+        super().__init__(id=id)
         self.store = store
         self.now = now
         self.color = color
         self.lay: Layout | None = None
-        self.shown: dict[str, dict[str, render.Cell]] = {}
-        """Cells each row currently displays, to diff against."""
+        self.labels: list[str] = []
         self.order: list[str] = []
-        self._clocked: set[str] = set()
+        """Pull ids in display order: row ``i`` is ``order[i]``."""
+        self.index: dict[str, int] = {}
+        self.cursor_row = 0
+        self.shown: dict[str, Cells] = {}
+        """Cells each row displays, for rows drawn at least once."""
         self.stale: set[str] = set()
         """Rows whose pull changed while they were out of sight."""
-        self.cell_updates = 0
-        """``update_cell`` calls so far: the load test counts them."""
-        self._cell_cache: LRUCache[tuple[object, ...], list[list[Segment]]] = LRUCache(4096)
+        self.row_updates = 0
+        """Rows redrawn because their cells changed: the load test and benchmark count them."""
+        self._clocked: set[str] = set()
+        self._segments: dict[str, list[Segment]] = {}
+        self._strips: dict[str, Strip] = {}
+        self._base = Style.null()
+        self._cursor_style = Style.null()
+        self._header_style = Style.null()
+
+    @property
+    def row_count(self) -> int:
+        return len(self.order)
+
+    def highlighted_pull(self) -> str | None:
+        if 0 <= self.cursor_row < len(self.order):
+            return self.order[self.cursor_row]
+        return None
+
+    # --- what is shown ----------------------------------------------------------------------
 
     def ensure_layout(self, width: int) -> bool:
-        """Re-creates columns when the terminal width changes the layout; True if it did."""
+        """Forgets every drawn row when the terminal width changes the columns; True if so."""
         lay = layout(width)
         if lay == self.lay:
             return False
         self.lay = lay
-        self.clear(columns=True)
+        self.labels = [column.label for column in lay.columns]
         self.shown.clear()
-        self.order = []
-        for column in lay.columns:
-            self.add_column(column.label, width=column.width, key=column.key)
-        return True
-
-    def sync(self, query: Query, dirty: set[str], structural: bool) -> None:
-        """Brings the rows in line with the store, touching only what changed and is seen."""
-        lay, store, now = self.lay, self.store, self.now()
-        if lay is None:
-            return
-        wanted = self.order
-        if structural or query.sort in _TIME_SORTS:
-            wanted = [p.id for p in order_pulls(store.pulls(), query, now)]
-        wanted_set = set(wanted)
-        highlighted = self.highlighted_pull()
-        for gone in [k for k in self.shown if k not in wanted_set]:
-            self.remove_row(gone)
-            del self.shown[gone]
-            self._clocked.discard(gone)
-            self.stale.discard(gone)
-        added: set[str] = set()
-        if structural:
-            for pull_id in wanted:
-                view = store.get(pull_id)
-                if view is not None and pull_id not in self.shown:
-                    cells = row_cells(view.pull, lay, now, self.color)
-                    self.add_row(*self._texts(pull_id, cells), key=pull_id)
-                    self.shown[pull_id] = cells
-                    added.add(pull_id)
-                    if clocked(view.pull):
-                        self._clocked.add(pull_id)
-        self.stale |= ((dirty - added) | self._clocked) & self.shown.keys()
-        if wanted != self.order:
-            rank = {key: i for i, key in enumerate(wanted)}
-            self.sort("state", key=lambda cell: rank.get(_pull_id_of(cell), len(rank)))
-            self.order = list(wanted)
-        if highlighted is not None and highlighted in self.shown:
-            index = self.get_row_index(highlighted)
-            if index != self.cursor_row:
-                self.move_cursor(row=index, animate=False, scroll=False)
-        self.catch_up()
-
-    def catch_up(self) -> None:
-        """Redraws the stale rows that are (nearly) on screen."""
-        if not self.stale or self.lay is None:
-            return
-        lay, now = self.lay, self.now()
-        top = int(self.scroll_y)
-        first = max(0, top - MARGIN)
-        last = min(self.row_count, top + self.scrollable_content_region.height + MARGIN)
-        for index in range(first, last):
-            pull_id = self.coordinate_to_cell_key(Coordinate(index, 0)).row_key.value
-            if pull_id is None or pull_id not in self.stale:
-                continue
-            self.stale.discard(pull_id)
-            view = self.store.get(pull_id)
-            if view is None:
-                continue
-            self._update_row(pull_id, row_cells(view.pull, lay, now, self.color))
-            if clocked(view.pull):
-                self._clocked.add(pull_id)
-            else:
-                self._clocked.discard(pull_id)
-
-    def watch_scroll_y(self, old_value: float, new_value: float) -> None:
-        super().watch_scroll_y(old_value, new_value)
-        self.catch_up()
-
-    def rebuild(self, query: Query) -> None:
-        """Starts from an empty table: after a layout change or a new query, when most rows
-        change anyway."""
-        self.clear()
-        self.shown.clear()
-        self._clocked.clear()
+        self._segments.clear()
+        self._strips.clear()
         self.stale.clear()
-        self.order = []
-        self.sync(query, set(), structural=True)
+        self._clocked.clear()
+        self._resize_virtual()
+        self.refresh()
+        return True
 
     def set_sort_marker(self, query: Query) -> None:
         if self.lay is None:
             return
         arrow = query.sort_arrow()
-        for column in self.lay.columns:
-            label = column.label
-            if query.sort == column.key and column.key in SORTED_COLUMNS:
-                label = f"{label}{arrow}"
-            self.columns[ColumnKey(column.key)].label = Text(label)
-        self.refresh()
+        self.labels = [
+            f"{c.label}{arrow}" if query.sort == c.key and c.key in SORTED_COLUMNS else c.label
+            for c in self.lay.columns
+        ]
+        self.refresh(Region(0, 0, self.size.width, HEADER_HEIGHT))
 
-    def highlighted_pull(self) -> str | None:
-        if not 0 <= self.cursor_row < self.row_count:
-            return None
-        return self.coordinate_to_cell_key(self.cursor_coordinate).row_key.value
+    def rebuild(self, query: Query) -> None:
+        """A new scope or filter: rows in a fresh order, cursor and view back at the top. Rows
+        that stay keep what they drew."""
+        if self.lay is None:
+            return
+        self.scroll_to(0, 0, animate=False, force=True)
+        wanted = [p.id for p in order_pulls(self.store.pulls(), query, self.now())]
+        self.cursor_row = 0
+        self._reorder(wanted, follow=False)
 
-    def _render_cell(
-        self,
-        row_index: int,
-        column_index: int,
-        base_style: Style,
-        width: int,
-        cursor: bool = False,
-        hover: bool = False,
-    ) -> list[list[Segment]]:
-        """DataTable keys its render caches on a counter that every ``update_cell`` bumps, so
-        one changed cell re-renders every visible cell. Keyed on the cell object instead (a new
-        one per change), unchanged cells come from this cache and a frame renders only what
-        changed."""
-        if row_index < 0 or column_index < 0:
-            return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
-        cell = self.get_cell_at(Coordinate(row_index, column_index))
-        key = (cell, row_index, column_index, base_style, width, cursor, hover, self.has_focus)
-        lines = self._cell_cache.get(key)
-        if lines is None:
-            if isinstance(cell, SpanCell):
-                lines = self._render_span_cell(
-                    cell, row_index, column_index, base_style, width, cursor, hover
-                )
-            else:
-                lines = super()._render_cell(
-                    row_index, column_index, base_style, width, cursor, hover
-                )
-            self._cell_cache[key] = lines
-        return lines
+    def sync(self, query: Query, dirty: set[str], structural: bool) -> None:
+        """Brings the rows in line with the store, touching only what changed and is seen."""
+        if self.lay is None:
+            return
+        if structural or query.sort in _TIME_SORTS:
+            wanted = [p.id for p in order_pulls(self.store.pulls(), query, self.now())]
+            if wanted != self.order:
+                self._reorder(wanted, follow=True)
+        self.stale |= (dirty | self._clocked) & self.index.keys()
+        self.catch_up()
 
-    def _render_span_cell(
-        self,
-        cell: SpanCell,
-        row_index: int,
-        column_index: int,
-        base_style: Style,
-        width: int,
-        cursor: bool,
-        hover: bool,
-    ) -> list[list[Segment]]:
-        """What DataTable draws for a one-line cell (padding, the cell cropped or padded to
-        the column, cursor and hover styles over it) without a Rich render pass per cell."""
-        fixed = row_index < self.fixed_rows or column_index < self.fixed_columns
-        component, post = self._get_styles_to_render_cell(
-            False,
-            False,
-            fixed,
-            hover,
-            cursor,
-            self.show_cursor,
-            self._show_hover_cursor,
-            self.cursor_foreground_priority == "css",
-            self.cursor_background_priority == "css",
-        )
-        meta = Style.from_meta({"row": row_index, "column": column_index})
-        pad = Segment(" " * self.cell_padding)
-        inner = Segment.adjust_line_length(cell.segments, max(0, width - 2 * self.cell_padding))
-        line = [pad, *inner, pad]
-        return [list(Segment.apply_style(line, base_style + meta + component, post))]
+    def catch_up(self) -> None:
+        """Redraws the stale rows on screen."""
+        if not self.stale:
+            return
+        for row in self._visible_rows():
+            pull_id = self.order[row]
+            if pull_id in self.stale and self.refresh_row(pull_id):
+                self._refresh_row_line(row)
 
-    def _texts(self, pull_id: str, cells: dict[str, render.Cell]) -> list[SpanCell]:
-        return [SpanCell(cell, pull_id) for cell in cells.values()]
-
-    def _update_row(self, pull_id: str, cells: dict[str, render.Cell]) -> None:
-        before = self.shown[pull_id]
-        for key, cell in cells.items():
-            if before.get(key) != cell:
-                self.update_cell(pull_id, key, SpanCell(cell, pull_id))
-                self.cell_updates += 1
+    def refresh_row(self, pull_id: str) -> bool:
+        """Recomputes one row's cells from the store; True if they differ from what it shows
+        (its strip is then rebuilt on the next paint)."""
+        self.stale.discard(pull_id)
+        view = self.store.get(pull_id)
+        if view is None or self.lay is None:
+            return False
+        if clocked(view.pull):
+            self._clocked.add(pull_id)
+        else:
+            self._clocked.discard(pull_id)
+        cells = row_cells(view.pull, self.lay, self.now(), self.color)
+        if self.shown.get(pull_id) == cells:
+            return False
         self.shown[pull_id] = cells
+        self._segments[pull_id] = row_segments(self.lay, cells)
+        self._strips.pop(pull_id, None)
+        self.row_updates += 1
+        return True
 
+    def _reorder(self, wanted: list[str], follow: bool) -> None:
+        """New row order. Following, the cursor stays on its pull, or on its line if the pull
+        left; otherwise on its line."""
+        highlighted = self.highlighted_pull()
+        self.order = wanted
+        self.index = {pull_id: row for row, pull_id in enumerate(wanted)}
+        for gone in [k for k in self.shown if k not in self.index]:
+            del self.shown[gone], self._segments[gone]
+            self._strips.pop(gone, None)
+        self.stale &= self.index.keys()
+        self._clocked &= self.index.keys()
+        self._resize_virtual()
+        row = self.index.get(highlighted, self.cursor_row) if follow and highlighted else None
+        self.cursor_row = max(0, min(self.cursor_row if row is None else row, len(wanted) - 1))
+        self._scroll_to_cursor()
+        self.refresh()
+        if self.highlighted_pull() != highlighted:
+            self.post_message(self.Highlighted(self, self.highlighted_pull()))
 
-def _pull_id_of(cell: Any) -> str:
-    return cell.pull_id if isinstance(cell, SpanCell) else ""
+    def _resize_virtual(self) -> None:
+        width = table_width(self.lay) if self.lay is not None else 0
+        self.virtual_size = Size(width, len(self.order) + HEADER_HEIGHT)
+
+    def _visible_rows(self) -> range:
+        top = round(self.scroll_y)
+        return range(top, min(len(self.order), top + self.size.height - HEADER_HEIGHT))
+
+    def _refresh_row_line(self, row: int) -> None:
+        y = row - round(self.scroll_y) + HEADER_HEIGHT
+        self.refresh(Region(0, y, max(self.virtual_size.width, self.size.width), 1))
+
+    # --- drawing ----------------------------------------------------------------------------
+
+    def notify_style_update(self) -> None:
+        """Row strips carry the widget's colours (which focus changes), so they are redrawn."""
+        super().notify_style_update()
+        self._strips.clear()
+
+    def render_lines(self, crop: Region) -> list[Strip]:
+        self._base = self.rich_style
+        self._cursor_style = self.get_component_rich_style("pull-table--cursor")
+        self._header_style = self.get_component_rich_style("pull-table--header")
+        return super().render_lines(crop)
+
+    def render_line(self, y: int) -> Strip:
+        scroll_x, scroll_y = self.scroll_offset
+        if y < HEADER_HEIGHT:
+            strip = self._header_strip()
+        else:
+            row = scroll_y + y - HEADER_HEIGHT
+            if row >= len(self.order):
+                return Strip.blank(self.size.width, self._base)
+            strip = self._row_strip(row)
+        if scroll_x:
+            strip = strip.crop(scroll_x, scroll_x + self.size.width)
+        return strip
+
+    def _header_strip(self) -> Strip:
+        if self.lay is None:
+            return Strip.blank(self.size.width, self._header_style)
+        line: list[Segment] = []
+        for column, label in zip(self.lay.columns, self.labels, strict=True):
+            text = render.fit(label, column.width).ljust(column.width)
+            line.append(Segment(" " * PADDING + text + " " * PADDING))
+        return self._finish(line, self._header_style)
+
+    def _row_strip(self, row: int) -> Strip:
+        pull_id = self.order[row]
+        if pull_id in self.stale or pull_id not in self.shown:
+            self.refresh_row(pull_id)
+        segments = self._segments.get(pull_id)
+        if segments is None:
+            return Strip.blank(self.size.width, self._base)
+        if row == self.cursor_row:
+            return self._finish(segments, self._base + self._cursor_style)
+        strip = self._strips.get(pull_id)
+        if strip is None:
+            strip = self._strips[pull_id] = self._finish(segments, self._base)
+        return strip
+
+    def _finish(self, segments: Iterable[Segment], style: Style) -> Strip:
+        """Puts the segments' own styles over ``style`` and fills the line's remaining width
+        with it, as a highlighted row is highlighted edge to edge."""
+        line = list(Segment.apply_style(segments, style))
+        width = table_width(self.lay) if self.lay is not None else 0
+        return Strip(line, width).extend_cell_length(self.size.width, style).simplify()
+
+    # --- keys and mouse ---------------------------------------------------------------------
+
+    def move_cursor(self, row: int) -> None:
+        """Moves the highlight, repainting only the lines it leaves and enters, and keeps it
+        in view."""
+        row = max(0, min(row, len(self.order) - 1))
+        if row == self.cursor_row:
+            self._scroll_to_cursor()
+            return
+        before, self.cursor_row = self.cursor_row, row
+        self._scroll_to_cursor()
+        self._refresh_row_line(before)
+        self._refresh_row_line(row)
+        self.post_message(self.Highlighted(self, self.highlighted_pull()))
+
+    def _scroll_to_cursor(self) -> None:
+        top = round(self.scroll_y)
+        rows = max(1, self.size.height - HEADER_HEIGHT)
+        if self.cursor_row < top:
+            self.scroll_to(y=self.cursor_row, animate=False, force=True)
+        elif self.cursor_row >= top + rows:
+            self.scroll_to(y=self.cursor_row - rows + 1, animate=False, force=True)
+
+    def _page(self) -> int:
+        return max(1, self.size.height - HEADER_HEIGHT)
+
+    def action_cursor_up(self) -> None:
+        self.move_cursor(self.cursor_row - 1)
+
+    def action_cursor_down(self) -> None:
+        self.move_cursor(self.cursor_row + 1)
+
+    def action_page_up(self) -> None:
+        """As a pager does: the view moves a page and the cursor with it."""
+        self.scroll_relative(y=-self._page(), animate=False, force=True)
+        self.move_cursor(self.cursor_row - self._page())
+
+    def action_page_down(self) -> None:
+        self.scroll_relative(y=self._page(), animate=False, force=True)
+        self.move_cursor(self.cursor_row + self._page())
+
+    def action_first(self) -> None:
+        self.move_cursor(0)
+
+    def action_last(self) -> None:
+        self.move_cursor(len(self.order) - 1)
+
+    def action_select(self) -> None:
+        pull_id = self.highlighted_pull()
+        if pull_id is not None:
+            self.post_message(self.Selected(self, pull_id))
+
+    def on_click(self, event: events.Click) -> None:
+        """A click highlights a row; a click on the highlighted row opens it."""
+        offset = event.get_content_offset(self)
+        if offset is None or offset.y < HEADER_HEIGHT:
+            return
+        row = round(self.scroll_y) + offset.y - HEADER_HEIGHT
+        if row >= len(self.order):
+            return
+        event.stop()
+        if row == self.cursor_row:
+            self.action_select()
+        else:
+            self.move_cursor(row)
