@@ -81,6 +81,8 @@ so that the clients' parsing does not take the CPU the collector needs; every ev
 measured by 16 of 256 clients."""
 BUSY = 0.90
 """Above this share of its CPU, the load generator may be what the clients wait for."""
+SATURATED = 0.97
+"""Above this share, the collector's core had no time left to give it."""
 SOFTIRQ = 0.15
 OTHERS = 0.10
 """Shares of the collector's CPU that other work may take before the figures are suspect."""
@@ -1030,6 +1032,11 @@ def report(results: list[Result], collector_cpus: list[int], cpus: list[int]) ->
             f"collector CPU x{cpu:.1f}, event latency p99 x{p99:.1f}"
         )
     for r in results:
+        if r.collector_cpus and r.busy_share(True) > SATURATED:
+            print(
+                f"NOTE ({r.nodes} nodes): the collector's core was {100 * r.busy_share(True):.0f} %"
+                " busy: the collector was at its limit, whatever the warnings below say"
+            )
         for warning in _warnings(r):
             print(f"WARNING ({r.nodes} nodes): {warning}")
     target = max(results, key=lambda r: r.nodes)
