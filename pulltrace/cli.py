@@ -237,7 +237,14 @@ def _add_collector(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args = parser.parse_args(words)
+    except SystemExit as exit:
+        # argparse exits 2 on a bad flag; for wait, 2 means "timed out" to a pipeline
+        if exit.code == EXIT_USAGE and next((w for w in words if w[:1] != "-"), "") == "wait":
+            return EXIT_WAIT_ERROR
+        raise
     try:
         if args.command == "ls":
             return _ls(args)

@@ -62,3 +62,11 @@ def test_bad_interval_env_is_a_usage_error() -> None:
     assert out.stderr.strip() == (
         "pulltrace: PULLTRACE_REPORT_INTERVAL: invalid duration 'often' (e.g. 1s, 500ms, 2m)"
     )
+
+
+def test_a_bad_flag_to_wait_is_exit_3_not_timeout() -> None:
+    out = run("wait", "--bogus")
+    assert out.returncode == 3
+    assert "unrecognized arguments: --bogus" in out.stderr
+    assert run("ls", "--bogus").returncode == 2
+    assert run("wait", "--help").returncode == 0
