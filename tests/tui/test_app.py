@@ -203,6 +203,66 @@ async def test_sorting_keeps_the_cursor_on_its_pull() -> None:
         assert table(app).highlighted_pull() == chosen
 
 
+async def test_cursor_keys_move_the_highlight_and_keep_it_in_view() -> None:
+    app = demo_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        t = table(app)
+        page = t.size.height - 1
+        last = t.row_count - 1
+        assert t.row_count > page, "the demo must not fit on one screen"
+
+        def in_view() -> bool:
+            return t.scroll_y <= t.cursor_row < t.scroll_y + page
+
+        await pilot.press("down", "down", "down", "up")
+        assert t.cursor_row == 2 and t.highlighted_pull() == t.order[2]
+        await pilot.press("pagedown")
+        assert t.cursor_row == min(last, 2 + page) and in_view()
+        await pilot.press("end")
+        assert t.highlighted_pull() == t.order[last] and in_view()
+        assert t.scroll_y == t.max_scroll_y
+        await pilot.press("down")
+        assert t.cursor_row == last
+        await pilot.press("pageup")
+        assert t.cursor_row == last - page and in_view()
+        await pilot.press("home")
+        assert t.cursor_row == 0 and t.scroll_y == 0
+        await pilot.press("up", "pageup")
+        assert t.cursor_row == 0
+        await pilot.press("ctrl+end")
+        assert t.cursor_row == last
+        await pilot.press("ctrl+home")
+        assert t.cursor_row == 0
+
+
+async def test_moving_the_cursor_shows_why_the_highlighted_pull_failed() -> None:
+    app = demo_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        failed = next(i for i, p in enumerate(rows(app)) if p.phase == "failed")
+        error = rows(app)[failed].error
+        assert error not in status_line(app)
+        await pilot.press(*["down"] * failed)
+        await pilot.pause()
+        assert error in status_line(app)
+
+
+async def test_click_highlights_a_row_and_a_second_click_opens_it() -> None:
+    app = demo_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        t = table(app)
+        # Border, then the header line, then rows: row 2 is four lines down.
+        await pilot.click(PullTable, offset=(10, 4))
+        assert t.cursor_row == 2 and isinstance(app.screen, MainScreen)
+        await pilot.click(PullTable, offset=(10, 1))
+        assert t.cursor_row == 2, "the header is not a row"
+        await pilot.click(PullTable, offset=(10, 4))
+        await pilot.pause()
+        assert isinstance(app.screen, DetailScreen) and app.screen.pull_id == t.order[2]
+
+
 async def test_enter_opens_the_highlighted_pull_and_esc_goes_back() -> None:
     app = demo_app()
     async with app.run_test(size=(120, 40)) as pilot:

@@ -10,11 +10,12 @@ the screen shows, not what the cluster holds.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from datetime import datetime
 from functools import lru_cache
 from typing import ClassVar
 
+from rich.cells import cell_len, set_cell_size
 from rich.segment import Segment
 from rich.style import Style
 from textual import events
@@ -38,22 +39,36 @@ HEADER_HEIGHT = 1
 Cells = dict[str, render.Cell]
 
 
-@lru_cache(maxsize=256)
-def _style(name: str) -> Style:
-    return Style.parse(name) if name else Style.null()
+@lru_cache(maxsize=1024)
+def _over(base: Style, name: str) -> Style:
+    """A cell's style over the row's: the cell's colours win, the row fills in the rest."""
+    return base + Style.parse(name)
 
 
-def row_segments(lay: Layout, cells: Cells) -> list[Segment]:
-    """One row's cells, each padded and cut to its column, with only their own styles: the
-    widget's colours go on top when the row is drawn, so a theme or focus change reuses them."""
-    pad = Segment(" " * PADDING)
-    line: list[Segment] = []
+def row_strip(lay: Layout, cells: Cells, base: Style) -> Strip:
+    """One row: each cell padded and cut to its column, over ``base``. Neighbours with the same
+    style are joined as they are laid down, so a row is a handful of segments, not dozens."""
+    texts: list[str] = []
+    styles: list[Style] = []
+    pad = " " * PADDING
     for column in lay.columns:
-        spans = [Segment(text, _style(style)) for text, style in cells[column.key]]
-        line.append(pad)
-        line.extend(Segment.adjust_line_length(spans, column.width))
-        line.append(pad)
-    return line
+        pieces = [(pad, base)]
+        room = column.width
+        for text, name in cells[column.key]:
+            width = cell_len(text)
+            if width > room:
+                text, width = set_cell_size(text, room), room
+            if width:
+                pieces.append((text, _over(base, name) if name else base))
+                room -= width
+        pieces.append((" " * room + pad, base))
+        for text, style in pieces:
+            if styles and styles[-1] is style:
+                texts[-1] += text
+            else:
+                texts.append(text)
+                styles.append(style)
+    return Strip(map(Segment, texts, styles), table_width(lay))
 
 
 def table_width(lay: Layout) -> int:
@@ -120,8 +135,8 @@ class PullTable(ScrollView, can_focus=True):
         self.row_updates = 0
         """Rows redrawn because their cells changed: the load test and benchmark count them."""
         self._clocked: set[str] = set()
-        self._segments: dict[str, list[Segment]] = {}
         self._strips: dict[str, Strip] = {}
+        """Each drawn row over the widget's style, until its cells or that style change."""
         self._base = Style.null()
         self._cursor_style = Style.null()
         self._header_style = Style.null()
@@ -145,7 +160,6 @@ class PullTable(ScrollView, can_focus=True):
         self.lay = lay
         self.labels = [column.label for column in lay.columns]
         self.shown.clear()
-        self._segments.clear()
         self._strips.clear()
         self.stale.clear()
         self._clocked.clear()
@@ -185,13 +199,22 @@ class PullTable(ScrollView, can_focus=True):
         self.catch_up()
 
     def catch_up(self) -> None:
-        """Redraws the stale rows on screen."""
+        """Redraws the stale rows on screen, as one repaint per run of adjacent lines."""
         if not self.stale:
             return
-        for row in self._visible_rows():
-            pull_id = self.order[row]
-            if pull_id in self.stale and self.refresh_row(pull_id):
-                self._refresh_row_line(row)
+        changed = [
+            row
+            for row in self._visible_rows()
+            if self.order[row] in self.stale and self.refresh_row(self.order[row])
+        ]
+        runs: list[tuple[int, int]] = []
+        for row in changed:
+            if runs and runs[-1][1] == row:
+                runs[-1] = (runs[-1][0], row + 1)
+            else:
+                runs.append((row, row + 1))
+        if runs:
+            self.refresh(*(self._lines(start, end) for start, end in runs))
 
     def refresh_row(self, pull_id: str) -> bool:
         """Recomputes one row's cells from the store; True if they differ from what it shows
@@ -208,7 +231,6 @@ class PullTable(ScrollView, can_focus=True):
         if self.shown.get(pull_id) == cells:
             return False
         self.shown[pull_id] = cells
-        self._segments[pull_id] = row_segments(self.lay, cells)
         self._strips.pop(pull_id, None)
         self.row_updates += 1
         return True
@@ -220,7 +242,7 @@ class PullTable(ScrollView, can_focus=True):
         self.order = wanted
         self.index = {pull_id: row for row, pull_id in enumerate(wanted)}
         for gone in [k for k in self.shown if k not in self.index]:
-            del self.shown[gone], self._segments[gone]
+            del self.shown[gone]
             self._strips.pop(gone, None)
         self.stale &= self.index.keys()
         self._clocked &= self.index.keys()
@@ -240,19 +262,20 @@ class PullTable(ScrollView, can_focus=True):
         top = round(self.scroll_y)
         return range(top, min(len(self.order), top + self.size.height - HEADER_HEIGHT))
 
-    def _refresh_row_line(self, row: int) -> None:
-        y = row - round(self.scroll_y) + HEADER_HEIGHT
-        self.refresh(Region(0, y, max(self.virtual_size.width, self.size.width), 1))
+    def _lines(self, start: int, end: int) -> Region:
+        """The region, in the viewport, of rows ``start`` to ``end`` (exclusive)."""
+        y = start - round(self.scroll_y) + HEADER_HEIGHT
+        return Region(0, y, max(self.virtual_size.width, self.size.width), end - start)
 
     # --- drawing ----------------------------------------------------------------------------
 
-    def notify_style_update(self) -> None:
-        """Row strips carry the widget's colours (which focus changes), so they are redrawn."""
-        super().notify_style_update()
-        self._strips.clear()
-
     def render_lines(self, crop: Region) -> list[Strip]:
-        self._base = self.rich_style
+        """Styles are read once a paint. Row strips carry the widget's style (focus changes
+        it), so a new one redraws them."""
+        base = self.rich_style
+        if base != self._base:
+            self._base = base
+            self._strips.clear()
         self._cursor_style = self.get_component_rich_style("pull-table--cursor")
         self._header_style = self.get_component_rich_style("pull-table--header")
         return super().render_lines(crop)
@@ -271,34 +294,30 @@ class PullTable(ScrollView, can_focus=True):
         return strip
 
     def _header_strip(self) -> Strip:
+        style = self._header_style
         if self.lay is None:
-            return Strip.blank(self.size.width, self._header_style)
-        line: list[Segment] = []
-        for column, label in zip(self.lay.columns, self.labels, strict=True):
-            text = render.fit(label, column.width).ljust(column.width)
-            line.append(Segment(" " * PADDING + text + " " * PADDING))
-        return self._finish(line, self._header_style)
+            return Strip.blank(self.size.width, style)
+        text = "".join(
+            " " * PADDING + render.fit(label, c.width).ljust(c.width) + " " * PADDING
+            for c, label in zip(self.lay.columns, self.labels, strict=True)
+        )
+        return Strip([Segment(text, style)]).extend_cell_length(self.size.width, style)
 
     def _row_strip(self, row: int) -> Strip:
         pull_id = self.order[row]
         if pull_id in self.stale or pull_id not in self.shown:
             self.refresh_row(pull_id)
-        segments = self._segments.get(pull_id)
-        if segments is None:
+        cells = self.shown.get(pull_id)
+        if cells is None or self.lay is None:
             return Strip.blank(self.size.width, self._base)
         if row == self.cursor_row:
-            return self._finish(segments, self._base + self._cursor_style)
+            # Highlighted edge to edge, not just across the columns.
+            style = self._base + self._cursor_style
+            return row_strip(self.lay, cells, style).extend_cell_length(self.size.width, style)
         strip = self._strips.get(pull_id)
         if strip is None:
-            strip = self._strips[pull_id] = self._finish(segments, self._base)
+            strip = self._strips[pull_id] = row_strip(self.lay, cells, self._base)
         return strip
-
-    def _finish(self, segments: Iterable[Segment], style: Style) -> Strip:
-        """Puts the segments' own styles over ``style`` and fills the line's remaining width
-        with it, as a highlighted row is highlighted edge to edge."""
-        line = list(Segment.apply_style(segments, style))
-        width = table_width(self.lay) if self.lay is not None else 0
-        return Strip(line, width).extend_cell_length(self.size.width, style).simplify()
 
     # --- keys and mouse ---------------------------------------------------------------------
 
@@ -311,8 +330,7 @@ class PullTable(ScrollView, can_focus=True):
             return
         before, self.cursor_row = self.cursor_row, row
         self._scroll_to_cursor()
-        self._refresh_row_line(before)
-        self._refresh_row_line(row)
+        self.refresh(self._lines(before, before + 1), self._lines(row, row + 1))
         self.post_message(self.Highlighted(self, self.highlighted_pull()))
 
     def _scroll_to_cursor(self) -> None:
