@@ -177,3 +177,27 @@ async def test_every_pull_at_2_hz_redraws_each_row_in_view_once_per_batch(
         assert set(calls.updates) == window
         assert len(calls.updates) == 4 * len(window)
         assert table.stale == {p.id for p in base} - window
+
+
+async def test_pulls_that_come_and_go_move_rows_and_the_cursor_stays_on_its_line() -> None:
+    base = pulls()
+    app = PulltraceApp(Once(base), clock=lambda: T0.timestamp() + 60, flush_interval=3600.0)
+    async with app.run_test(size=(160, 45)) as pilot:
+        await pilot.pause()
+        app.flush()
+        await pilot.pause()
+        table = app.main_screen.query_one(PullTable)
+        await pilot.press("down", "down")
+        gone, after = table.order[2], table.order[3]
+        stamp = T0 + timedelta(seconds=61)
+        fresh = msgspec.structs.replace(base[0], id="pull-new", started_at=T0 - timedelta(1))
+        for kind, pull in (("pull.removed", base[2]), ("pull.started", fresh)):
+            event = PullEvent(timestamp=stamp, type=kind, node_name=pull.node_name, pull=pull)
+            app.inbox.append(Event(event))
+        app.flush()
+        await pilot.pause()
+        assert table.order[0] == "pull-new", "the oldest start comes first"
+        assert gone not in table.order and gone not in table.shown
+        assert table.row_count == N
+        assert table.cursor_row == 2 and table.highlighted_pull() == table.order[2]
+        assert "pull-new" in table.shown and table.order.index(after) == 3
