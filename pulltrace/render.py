@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
+
+import msgspec
 
 from pulltrace.model import LayerStatus, PullStatus
 
@@ -83,8 +84,7 @@ Span = tuple[str, str]
 Cell = tuple[Span, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class Palette:
+class Palette(msgspec.Struct, frozen=True, kw_only=True):
     """Style names by role. The monochrome palette keeps only text attributes, so that under
     ``NO_COLOR`` states stay distinguishable by glyph, weight and dimness alone."""
 

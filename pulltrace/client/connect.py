@@ -8,8 +8,9 @@ through the API server's service proxy, or, when it is not installed, the Kubern
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from typing import Literal
+
+import msgspec
 
 from pulltrace.client.kubeconfig import (
     DEFAULT_NAMESPACE,
@@ -30,8 +31,7 @@ class ConnectError(Exception):
     """Nothing to read from: one line for the user, and a non-zero exit."""
 
 
-@dataclass(frozen=True)
-class SourceArgs:
+class SourceArgs(msgspec.Struct, frozen=True, kw_only=True):
     server: str = ""
     token: str = ""
     kubeconfig: str | None = None
@@ -45,8 +45,7 @@ class SourceArgs:
     seed: int = 7
 
 
-@dataclass(frozen=True)
-class Plan:
+class Plan(msgspec.Struct, frozen=True):
     kind: Kind
     endpoint: Endpoint | None = None
     cluster: Cluster | None = None

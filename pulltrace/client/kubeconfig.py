@@ -8,8 +8,9 @@ and streams the SSE response through unchanged.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from typing import Any
+
+import msgspec
 
 from pulltrace.client.rest import Endpoint
 
@@ -18,8 +19,7 @@ DEFAULT_SERVICE = "pulltrace-collector"
 DEFAULT_PORT = "http"
 
 
-@dataclass(frozen=True)
-class Cluster:
+class Cluster(msgspec.Struct, frozen=True):
     context: str  # "" in a pod using its service account
     api_client: Any  # kubernetes.client.ApiClient, for list/watch with the kubernetes client
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import json
 import urllib.parse
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+
+import msgspec
 
 from pulltrace import __version__
 from pulltrace.model import PullList, PullStatus, decode
@@ -26,12 +27,11 @@ class CollectorError(Exception):
     """One line that says what went wrong talking to the collector."""
 
 
-@dataclass(frozen=True)
-class Endpoint:
+class Endpoint(msgspec.Struct, frozen=True):
     """Where a collector answers, and how to reach it (token, TLS, proxy credentials)."""
 
     base_url: str
-    headers: dict[str, str] = field(default_factory=dict)
+    headers: dict[str, str] = msgspec.field(default_factory=dict)
     verify: Any = True  # bool or a CA bundle path
     cert: tuple[str, str] | None = None
     label: str = ""  # what the header shows; the base URL when empty

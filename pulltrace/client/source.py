@@ -9,28 +9,26 @@ then streams ``Event``s; ``ConnectionState`` tells the header what the user can 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Literal, Protocol
+
+import msgspec
 
 from pulltrace.model import PullEvent, PullStatus
 
 LinkState = Literal["live", "reconnecting", "offline"]
 
 
-@dataclass(frozen=True, slots=True)
-class Snapshot:
+class Snapshot(msgspec.Struct, frozen=True):
     """Every pull the source knows now; pulls missing from it are gone."""
 
     pulls: list[PullStatus]
 
 
-@dataclass(frozen=True, slots=True)
-class Event:
+class Event(msgspec.Struct, frozen=True):
     event: PullEvent
 
 
-@dataclass(frozen=True, slots=True)
-class ConnectionState:
+class ConnectionState(msgspec.Struct, frozen=True):
     state: LinkState
     detail: str = ""
 

@@ -10,9 +10,10 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
+
+import msgspec
 
 from pulltrace.model import ACTIVE_PHASES, PullEvent, PullStatus
 
@@ -28,20 +29,18 @@ THROUGHPUT_POINTS = 300
 EVENT_LOG = 200
 
 
-@dataclass(frozen=True, slots=True)
-class LogEntry:
+class LogEntry(msgspec.Struct, frozen=True):
     timestamp: datetime
     type: str
     detail: str = ""
 
 
-@dataclass(slots=True)
-class PullView:
+class PullView(msgspec.Struct):
     """One pull plus what only a watcher accumulates: its speed over time and its lifecycle."""
 
     pull: PullStatus
-    speeds: deque[float] = field(default_factory=lambda: deque(maxlen=SPEED_POINTS))
-    log: deque[LogEntry] = field(default_factory=lambda: deque(maxlen=EVENT_LOG))
+    speeds: deque[float] = msgspec.field(default_factory=lambda: deque(maxlen=SPEED_POINTS))
+    log: deque[LogEntry] = msgspec.field(default_factory=lambda: deque(maxlen=EVENT_LOG))
     last_speed_second: int = -1
 
     def record_speed(self, t: float, bytes_per_sec: float) -> None:
@@ -164,8 +163,7 @@ def _active(pull: PullStatus) -> bool:
 # --- Filtering and ordering: pure functions of a pull and a query ---------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Query:
+class Query(msgspec.Struct, frozen=True, kw_only=True):
     """What the user asked to see: the ``/`` filter, ``:`` scopes and the sort column."""
 
     text: str = ""
