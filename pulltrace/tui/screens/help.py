@@ -23,6 +23,7 @@ SECTIONS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
             ("?", "help"),
             ("q ctrl+c", "quit"),
             ("↑↓ pgup/dn", "move"),
+            ("home end", "first, last"),
         ),
     ),
     (
