@@ -1,4 +1,5 @@
-"""The collector's ASGI application: the report ingest in front, Starlette's router behind it.
+"""The collector's ASGI application: the report ingest and the event stream in front, Starlette's
+router behind them.
 
 The factory wires the store's events to the broker, the metrics and the lifecycle log, and its
 lifespan runs the ticks: the store's (staleness, history expiry, coalesced progress), the
@@ -22,7 +23,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from pulltrace.collector import ingest
+from pulltrace.collector import ingest, stream
 from pulltrace.collector.asgi import CHALLENGE, BearerToken, error_body, send_error
 from pulltrace.collector.broker import Broker
 from pulltrace.collector.config import CollectorConfig
@@ -30,7 +31,6 @@ from pulltrace.collector.correlator import Correlator
 from pulltrace.collector.eventlog import log_event
 from pulltrace.collector.metrics import Metrics
 from pulltrace.collector.store import PullStore
-from pulltrace.collector.stream import EventStream
 from pulltrace.model import Phase, PullList, PullStatus, encode
 
 log = logging.getLogger("pulltrace.collector")
@@ -121,22 +121,30 @@ def create_app(
         routes=[
             Route("/api/v1/pulls", list_pulls, methods=["GET"]),
             Route("/api/v1/pulls/{id}", get_pull, methods=["GET"]),
-            Route("/api/v1/events", EventStream(broker), methods=["GET"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
         ],
         exception_handlers={HTTPException: _http_error, Exception: _internal_error},
         lifespan=lifespan,
     )
-    return _Dispatch(router, report, config.read_token)
+    return _Dispatch(router, report, stream.EventStream(broker), config.read_token)
 
 
 class _Dispatch:
-    """Sends reports straight to the ingest and checks the read token before the router."""
+    """Sends reports straight to the ingest, checks the read token, and sends the event stream
+    straight to its endpoint too: Starlette's middleware would wrap every write of every
+    client's stream, thousands a second, in exception handling the endpoint does not need."""
 
-    def __init__(self, router: ASGIApp, report: ingest.ReportEndpoint, read_token: str) -> None:
+    def __init__(
+        self,
+        router: ASGIApp,
+        report: ingest.ReportEndpoint,
+        events: stream.EventStream,
+        read_token: str,
+    ) -> None:
         self._router = router
         self._report = report
+        self._events = events
         self._read_token = BearerToken(read_token) if read_token else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -150,6 +158,9 @@ class _Dispatch:
                 if problem is not None:
                     await send_error(send, 401, problem, CHALLENGE)
                     return
+            if path == stream.PATH:
+                await self._events(scope, receive, send)
+                return
         await self._router(scope, receive, send)
 
 

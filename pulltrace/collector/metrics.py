@@ -74,19 +74,21 @@ class Metrics:
 
     def on_event(self, event: PullEvent) -> None:
         """A store listener. Bytes are counted from each event's cumulative figure, so the
-        coalescing of progress events loses nothing."""
+        coalescing of progress events loses nothing. A pull is counted at its first event,
+        which is its end when it had finished before the collector first saw it."""
         pull = event.pull
         kind = event.type
         if kind == "pull.removed":
             self._downloaded.pop(pull.id, None)
             return
-        before = self._downloaded.get(pull.id, 0)
+        before = self._downloaded.get(pull.id)
+        if before is None:
+            self.pulls_total.inc()
+            before = self._downloaded[pull.id] = 0
         if pull.downloaded_bytes > before:
             self.pull_bytes.inc(pull.downloaded_bytes - before)
             self._downloaded[pull.id] = pull.downloaded_bytes
-        if kind == "pull.started":
-            self.pulls_total.inc()
-        elif kind == "pull.failed":
+        if kind == "pull.failed":
             self.pull_errors.inc()
         elif kind == "pull.completed" and pull.started_at and pull.completed_at:
             seconds = pull.completed_at.timestamp() - pull.started_at.timestamp()

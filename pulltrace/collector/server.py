@@ -61,7 +61,7 @@ class Service:
             stale_check_interval=config.stale_check_interval,
         )
         self.broker = Broker(
-            self.store.pulls,
+            self.store.snapshot,
             max_clients=config.max_sse_clients,
             ring_size=config.ring_size,
             queue_bytes=config.client_queue_bytes,

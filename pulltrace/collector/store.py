@@ -67,6 +67,9 @@ class _Pull:
     agent_ids: set[str] = field(default_factory=set)
     rate: RateWindow = field(default_factory=RateWindow)
     layer_rates: dict[str, RateWindow] = field(default_factory=dict)
+    layers_seen: bool = False
+    """Whether the collector has seen this pull's layers yet: a resolving pull and kubelet's
+    row have none."""
     layers_started: set[str] = field(default_factory=set)
     layers_done: set[str] = field(default_factory=set)
     pods: list[PodRef] = field(default_factory=list)
@@ -139,6 +142,15 @@ class PullStore:
             statuses = [p.status for p in held]
             self._sorted = (self._version, statuses)
         return list(statuses)
+
+    def snapshot(self) -> list[PullStatus]:
+        """What a new event stream client starts from: ``pulls()``, without the layers of
+        completed and failed pulls. Those are final, and are most of a large cluster's 30
+        minutes of history: with their layers a snapshot would be hundreds of megabytes.
+        ``get`` still has them; stale pulls keep theirs, since they may carry on."""
+        return [
+            _replace(p, layers=[]) if p.phase in _TERMINAL and p.layers else p for p in self.pulls()
+        ]
 
     def get(self, pull_id: str) -> PullStatus | None:
         pull = self._pulls.get(pull_id)
@@ -439,11 +451,11 @@ class PullStore:
         previous = pull.emitted
         pull.status = status
         self._version += 1
-        if previous is None:
-            self._emit("pull.started", pull)
-        if status.phase != "resolving":
-            self._layer_events(pull, status)
         phase = status.phase
+        if previous is None and phase not in _TERMINAL:
+            self._emit("pull.started", pull)
+        if phase != "resolving":
+            self._layer_events(pull, status)
         if phase in _TERMINAL or phase == "stale":
             if pull.finished_at is None:
                 pull.finished_at = self._now
@@ -459,6 +471,18 @@ class PullStore:
                 self._dirty[pull.id] = pull
 
     def _layer_events(self, pull: _Pull, status: PullStatus) -> None:
+        """Events for what the collector sees a layer do. Layers already complete when it
+        first sees a pull's layers, and every layer of a pull first seen finished, are history
+        that the pull's first event already shows: after a collector restart every agent's
+        first report names every pull it still lists, and a dozen events for each of those
+        would reach every client at once."""
+        if not pull.layers_seen and status.layers:
+            pull.layers_seen = True
+            finished = status.phase in _TERMINAL
+            for layer in status.layers:
+                if layer.completed_at is not None or finished:
+                    pull.layers_started.add(layer.digest)
+                    pull.layers_done.add(layer.digest)
         for layer in status.layers:
             if layer.cached:
                 continue

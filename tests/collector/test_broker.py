@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+import zlib
+
 import pytest
 
-from pulltrace.collector.broker import HEARTBEAT, Broker, StreamUnavailable, Subscription
+from pulltrace.collector.broker import (
+    GZIP_HEADER,
+    HEARTBEAT,
+    WRITE_MAX,
+    Broker,
+    StreamUnavailable,
+    Subscription,
+)
 from pulltrace.model import PullEvent, PullStatus
 from tests.collector.conftest import T0, Clock
 
@@ -27,6 +36,18 @@ class Feed:
         self.pulls.append(status)
         event = PullEvent(timestamp=T0, type="pull.started", node_name="n", pull=status)
         self.broker.publish(event)
+
+    def progress(self, pull_id: str, done: int) -> None:
+        """An event that leaves the snapshot as it was."""
+        status = PullStatus(id=pull_id, node_name="n", downloaded_bytes=done)
+        self.broker.publish(
+            PullEvent(timestamp=T0, type="pull.progress", node_name="n", pull=status)
+        )
+
+
+def gunzip(*writes: bytes) -> bytes:
+    """What a client's gzip decoder makes of a stream: the header, then the writes."""
+    return zlib.decompressobj(zlib.MAX_WBITS | 16).decompress(GZIP_HEADER + b"".join(writes))
 
 
 def ids(data: bytes) -> list[int]:
@@ -123,11 +144,95 @@ async def test_heartbeats_limits_and_close() -> None:
 
 
 async def test_the_ring_is_bounded_in_bytes_as_well_as_in_frames() -> None:
-    feed = Feed(ring_bytes=1)  # never less than the newest frame
+    feed = Feed(ring_bytes=1)  # never less than the newest batch
     feed.publish("a")
-    feed.publish("b")
-    resumed = feed.broker.subscribe(str(FIRST + 1))
     feed.broker.flush()
+    feed.publish("b")
+    feed.broker.flush()
+    resumed = feed.broker.subscribe(str(FIRST + 1))
     assert ids(await resumed.next()) == [FIRST + 2]
     evicted = await feed.broker.subscribe(str(FIRST)).next()
     assert kinds(evicted) == ["snapshot"]
+
+
+async def test_gzip_clients_share_each_compressed_piece_and_read_what_plain_ones_read() -> None:
+    feed = Feed()
+    feed.publish("a")
+    plain = feed.broker.subscribe()
+    zipped = [feed.broker.subscribe(gzip=True) for _ in range(2)]
+    snapshot = await plain.next()
+    firsts = [await z.next() for z in zipped]
+    assert firsts[0] is firsts[1]
+    for n in range(5):
+        feed.progress("a", n)
+    feed.broker.flush()
+    batch = await plain.next()
+    batches = [await z.next() for z in zipped]
+    assert batches[0] is batches[1]  # compressed once for every gzip client
+    assert gunzip(firsts[0], batches[0]) == snapshot + batch
+    assert len(batches[0]) < len(batch)
+    assert kinds(snapshot + batch) == ["snapshot"] + ["pull.progress"] * 5
+
+
+async def test_a_gzip_client_resuming_mid_batch_gets_exactly_the_rest() -> None:
+    feed = Feed()
+    feed.publish("a")
+    feed.publish("b")
+    feed.broker.flush()
+    sub = feed.broker.subscribe(str(FIRST + 1), gzip=True)
+    feed.publish("c")
+    feed.broker.flush()
+    feed.broker.heartbeat()
+    data = await sub.next()
+    assert ids(gunzip(data)) == [FIRST + 2, FIRST + 3]
+    assert gunzip(data).endswith(HEARTBEAT)
+
+
+async def test_the_backlog_bound_counts_the_bytes_as_written() -> None:
+    feed = Feed()
+    plain = feed.broker.subscribe(str(FIRST))
+    zipped = feed.broker.subscribe(str(FIRST), gzip=True)
+    for _ in range(2):
+        for n in range(20):
+            feed.progress("a", n)
+        feed.broker.flush()
+        feed.broker.queue_bytes = len(feed.broker._ring[-1].plain)
+    # Two batches: more than the bound plain, far less compressed.
+    assert feed.broker.resyncs == 1
+    assert kinds(await plain.next()) == ["snapshot"]
+    assert ids(gunzip(await zipped.next())) == list(range(FIRST + 1, FIRST + 41))
+
+
+async def test_a_resync_never_sends_more_than_the_backlog_it_drops() -> None:
+    feed = Feed(queue_bytes=10)
+    for n in range(50):
+        feed.publish(f"pull-{n}")
+    sub = feed.broker.subscribe()
+    snapshot = await sub.next()
+    n = 0
+    while feed.broker.resyncs == 0:
+        held = sub._size
+        feed.progress("pull-0", n)
+        n += 1
+        feed.broker.flush()
+    dropped = held + len(feed.broker._ring[-1].plain)
+    assert dropped > len(snapshot) > 10 * feed.broker.queue_bytes
+    feed.clock.advance(1.5)  # a fresh snapshot, not the first one and the events since
+    assert len(await sub.next()) == len(snapshot)
+
+
+async def test_a_snapshot_larger_than_the_bound_goes_out_in_slices_without_a_resync() -> None:
+    feed = Feed(queue_bytes=10)
+    feed.pulls = [PullStatus(id=f"p{n}", node_name="n", image_ref="x" * 4096) for n in range(800)]
+    sub = feed.broker.subscribe()
+    writes = [await sub.next()]
+    assert len(writes[0]) == WRITE_MAX
+    for n in range(3):
+        feed.progress("p0", n)
+        feed.broker.flush()
+    while not writes[-1].endswith(b"\n\n") or kinds(writes[-1])[-1:] != ["pull.progress"]:
+        writes.append(await sub.next())
+    assert feed.broker.resyncs == 0 and feed.builds == 1
+    stream = b"".join(writes)
+    assert kinds(stream) == ["snapshot"] + ["pull.progress"] * 3
+    assert stream.count(b'"image' + b'Ref":"x') == 800

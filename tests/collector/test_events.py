@@ -6,8 +6,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import zlib
 from collections.abc import AsyncIterator, Callable
 from types import TracebackType
+from typing import Any
 
 import httpx
 import msgspec
@@ -27,6 +29,8 @@ from tests.collector.conftest import (
 )
 
 WAIT = 20.0
+PLAIN = {"Accept-Encoding": "identity"}
+"""httpx asks for gzip unless told otherwise."""
 
 
 class Reader:
@@ -43,6 +47,7 @@ class Reader:
         self.events: asyncio.Queue[ServerSentEvent | None] = asyncio.Queue()
         self.opened = asyncio.Event()
         self.status = 0
+        self.response_headers = httpx.Headers()
         self._task: asyncio.Task[None] | None = None
         self._own = client is None
         self._client = client or httpx.AsyncClient(timeout=httpx.Timeout(10, read=None))
@@ -66,6 +71,7 @@ class Reader:
         try:
             async with aconnect_sse(self._client, "GET", self.url, headers=self.headers) as src:
                 self.status = src.response.status_code
+                self.response_headers = src.response.headers
                 self.opened.set()
                 async for sse in src.aiter_sse():
                     await self.events.put(sse)
@@ -135,13 +141,15 @@ async def test_a_new_client_gets_a_snapshot_then_live_events(
     assert msgspec.json.decode(live[0].data, type=PullEvent).layer is not None
 
 
+@pytest.mark.parametrize("encoding", ["gzip", "identity"])
 async def test_resume_with_last_event_id_replays_exactly_what_was_missed(
-    collector: Running, http: httpx.AsyncClient
+    collector: Running, http: httpx.AsyncClient, encoding: str
 ) -> None:
     url = events_url(collector)
+    accept = {"Accept-Encoding": encoding}
     async with Reader(url) as steady:
         await steady.next()
-        async with Reader(url) as leaving:
+        async with Reader(url, accept) as leaving:
             await leaving.next()
             await post(http, body("node-a", [pull("a1", layers=[layer(0, done=10)])]))
             before = await leaving.until(is_event("layer.started", "a1"))
@@ -153,8 +161,9 @@ async def test_resume_with_last_event_id_replays_exactly_what_was_missed(
         seen = await steady.until(is_event("pull.completed", "a1"))
         missed = seen[[e.id for e in seen].index(last_id) + 1 :]
         assert missed[0].event == "pull.started"
-        async with Reader(url, {"Last-Event-ID": last_id}) as back:
+        async with Reader(url, {"Last-Event-ID": last_id, **accept}) as back:
             replay = await back.until(is_event("pull.completed", "a1"))
+            assert back.response_headers.get("content-encoding", "identity") == encoding
     assert [(e.id, e.event, e.data) for e in replay] == [(e.id, e.event, e.data) for e in missed]
 
 
@@ -172,7 +181,8 @@ async def test_resume_from_an_id_no_longer_held_gets_a_fresh_snapshot(
         first = await steady.next()
         for n in range(3):
             await post(http, body(f"node-{n}", [pull(f"p{n}", node=f"node-{n}")]))
-        await steady.until(is_event("pull.started", "p2"))
+            # One batch each, so that the ring of two events holds whole batches of one.
+            await steady.until(is_event("pull.started", f"p{n}"))
         header = {
             "old": first.id,
             "garbage": "not-an-id",
@@ -257,13 +267,52 @@ async def test_a_lower_client_limit(launch: Callable[..., Running]) -> None:
         await close_streams(client, readers)
 
 
-def stalled_client(port: int) -> socket.socket:
+def stalled_client(port: int, encoding: str) -> socket.socket:
     """Subscribes and then never reads, with a receive buffer as small as the kernel allows."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     sock.connect(("127.0.0.1", port))
-    sock.sendall(b"GET /api/v1/events HTTP/1.1\r\nHost: collector\r\n\r\n")
+    head = f"GET /api/v1/events HTTP/1.1\r\nHost: c\r\nAccept-Encoding: {encoding}\r\n\r\n"
+    sock.sendall(head.encode())
     return sock
+
+
+class Decoded:
+    """The SSE text of a raw response as it arrives, gzip or not, and where its last snapshot
+    starts; incremental, since a stalled client has megabytes to catch up on."""
+
+    SNAPSHOT = b"event: snapshot\n"
+
+    def __init__(self) -> None:
+        self.raw = bytearray()
+        self.at: int | None = None
+        self.inflate: Any = None
+        self.text = bytearray()
+        self.snapshots = 0
+        self.snapshot_at = -1
+        self._scanned = 0
+
+    def feed(self, data: bytes) -> None:
+        self.raw += data
+        if self.at is None:
+            end = self.raw.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            self.at = end + 4
+            if b"content-encoding: gzip" in self.raw[:end]:
+                self.inflate = zlib.decompressobj(zlib.MAX_WBITS | 16)
+        while (end := self.raw.find(b"\r\n", self.at)) >= 0:
+            size = int(self.raw[self.at : end], 16)
+            if size == 0 or end + 4 + size > len(self.raw):
+                break
+            body = bytes(self.raw[end + 2 : end + 2 + size])
+            self.text += self.inflate.decompress(body) if self.inflate else body
+            self.at = end + 4 + size
+        start = max(0, self._scanned - len(self.SNAPSHOT))
+        while (found := self.text.find(self.SNAPSHOT, start)) >= 0:
+            self.snapshots += 1
+            self.snapshot_at = start = found + 1
+        self._scanned = len(self.text)
 
 
 def heavy_pull(n: int) -> PullStatus:
@@ -272,12 +321,13 @@ def heavy_pull(n: int) -> PullStatus:
     return pull(f"h{n}", node=f"node-{n}", digest=f"sha256:{n:064d}", layers=layers)
 
 
+@pytest.mark.parametrize("encoding", ["gzip", "identity"])
 async def test_a_stalled_client_is_resynchronised_and_never_delays_a_fast_one(
-    launch: Callable[..., Running],
+    launch: Callable[..., Running], encoding: str
 ) -> None:
     running = launch(client_queue_bytes=64 << 10)
     broker = running.service.broker
-    stalled = stalled_client(running.service.api_port)
+    stalled = stalled_client(running.service.api_port, encoding)
     url = events_url(running)
     try:
         async with httpx.AsyncClient(base_url=running.url) as http, Reader(url) as fast:
@@ -288,8 +338,8 @@ async def test_a_stalled_client_is_resynchronised_and_never_delays_a_fast_one(
             # Each report reaches the fast client in full before the next one is sent, while
             # the stalled client's backlog grows until its queue overflows.
             while broker.resyncs == 0:
-                assert n < 400, "the stalled client's queue never overflowed"
-                await post(http, body(f"node-{n}", [heavy_pull(n)]))
+                assert n < 4000, "the stalled client's queue never overflowed"
+                await post(http, body(f"node-{n}", [heavy_pull(n)], interval=3600))
                 got += await fast.until(is_layer_event(f"h{n}", 39))
                 n += 1
         assert "snapshot" not in {e.event for e in got}
@@ -302,13 +352,12 @@ async def test_a_stalled_client_is_resynchronised_and_never_delays_a_fast_one(
         assert "\npulltrace_sse_resyncs_total 1.0\n" in metrics
         # Once it reads again, the stalled client is brought up to date with a snapshot.
         stalled.settimeout(WAIT)
-        received = b""
-        while received.count(b"event: snapshot\n") < 2 or not received.endswith(b"\n\n"):
+        last = f'"id":"h{n - 1}"'.encode()
+        stream = Decoded()
+        while stream.snapshots < 2 or stream.text.find(last, stream.snapshot_at) < 0:
             chunk = stalled.recv(1 << 20)
             assert chunk, "the stream ended"
-            received += chunk.replace(b"\r\n", b"\n")
-        resync = received[received.rindex(b"event: snapshot\n") :]
-        assert f'"id":"h{n - 1}"'.encode() in resync
+            stream.feed(chunk)
     finally:
         stalled.close()
 
@@ -362,9 +411,72 @@ async def test_stale_and_expired_pulls_reach_clients(launch: Callable[..., Runni
     assert not {"pull.completed", "pull.failed"} & {e.type for e in a1}
 
 
-async def test_stopping_the_collector_ends_the_streams(launch: Callable[..., Running]) -> None:
+@pytest.mark.parametrize("encoding", ["gzip", "identity"])
+async def test_stopping_the_collector_ends_the_streams(
+    launch: Callable[..., Running], encoding: str
+) -> None:
+    """A gzip stream ends without a gzip trailer; httpx's decoder takes that as the end."""
     running = launch()
-    async with Reader(events_url(running)) as reader:
+    async with Reader(events_url(running), {"Accept-Encoding": encoding}) as reader:
         await reader.next()
         await asyncio.to_thread(running.stop)
         assert await reader.ended()
+    assert reader._task is not None and reader._task.exception() is None
+
+
+async def test_gzip_and_plain_clients_at_once_read_the_same_events(
+    collector: Running, http: httpx.AsyncClient
+) -> None:
+    url = events_url(collector)
+    async with Reader(url) as zipped, Reader(url, PLAIN) as plain:
+        assert zipped.response_headers["content-encoding"] == "gzip"
+        assert "content-encoding" not in plain.response_headers
+        for reader in (zipped, plain):
+            assert reader.response_headers["vary"] == "accept-encoding"
+            assert snapshot_of(await reader.next()) == []
+        await post(http, body("node-a", [pull("a1", layers=[layer(0, done=10), layer(1)])]))
+        done = [layer(0, done=1000), layer(1, done=1000)]
+        await post(http, body("node-a", [pull("a1", layers=done)], at=1))
+        seen = [await r.until(is_event("pull.completed", "a1")) for r in (zipped, plain)]
+    assert [(e.id, e.event, e.data) for e in seen[0]] == [(e.id, e.event, e.data) for e in seen[1]]
+    assert [e.event for e in seen[0]] == [
+        "pull.started",
+        "layer.started",
+        "layer.completed",
+        "layer.started",
+        "layer.completed",
+        "pull.completed",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("accept", "gzip"),
+    [
+        ("gzip, deflate", True),
+        ("br;q=1.0, gzip;q=0.5", True),
+        ("*", True),
+        ("gzip;q=0", False),
+        ("deflate", False),
+        ("*;q=0", False),
+    ],
+)
+async def test_gzip_is_sent_only_when_accepted(
+    collector: Running, http: httpx.AsyncClient, accept: str, gzip: bool
+) -> None:
+    reply = await http.head("/api/v1/events", headers={"Accept-Encoding": accept})
+    assert reply.status_code == 200
+    assert (reply.headers.get("content-encoding") == "gzip") == gzip
+
+
+async def test_the_snapshot_has_no_layers_for_finished_pulls(
+    collector: Running, http: httpx.AsyncClient
+) -> None:
+    await post(http, body("node-a", [pull("a1", layers=[layer(0, done=1000)])]))
+    await post(http, body("node-b", [pull("b1", node="node-b", layers=[layer(0, done=10)])]))
+    async with Reader(events_url(collector)) as reader:
+        held = {p.id: p for p in snapshot_of(await reader.next())}
+    assert held["a1"].phase == "completed" and held["a1"].layers == []
+    assert held["a1"].layer_count == held["a1"].layers_done == 1
+    assert [x.downloaded_bytes for x in held["b1"].layers] == [10]
+    one = (await http.get("/api/v1/pulls/a1")).json()
+    assert [x["downloadedBytes"] for x in one["layers"]] == [1000]

@@ -146,9 +146,11 @@ def test_serves_logs_lifecycle_events_and_stops_on_sigterm(process: Process) -> 
     with httpx.Client(base_url=url, timeout=10) as client:
         assert client.get("/healthz").status_code == 200
         assert client.get("/readyz").status_code == 200  # correlation off: ready at once
-        report = body("node-a", [pull("a1", layers=[layer(0, done=1000)])])
+        report = body("node-a", [pull("a1", layers=[layer(0, done=100)])])
         assert client.post("/api/v1/report", content=report).status_code == 204
         started = process.wait_for("pull.started")
+        report = body("node-a", [pull("a1", layers=[layer(0, done=1000)])], at=1)
+        assert client.post("/api/v1/report", content=report).status_code == 204
         completed = process.wait_for("pull.completed")
         with client.stream("GET", "/api/v1/events") as stream:
             assert stream.status_code == 200

@@ -87,10 +87,72 @@ def test_lifecycle_events_are_emitted_exactly_once_each() -> None:
     assert len(set(layer_events)) == len(layer_events)
 
 
-def test_a_pull_first_seen_finished_still_has_its_whole_lifecycle() -> None:
+def test_a_pull_first_seen_finished_is_only_its_terminal_event() -> None:
     s = Store()
-    s.send("node-a", pull("a1", layers=[layer(0, done=1000), layer(1, cached=True)]))
-    assert s.types() == ["pull.started", "layer.started", "layer.completed", "pull.completed"]
+    done = pull("a1", layers=[layer(0, done=1000), layer(1, cached=True)])
+    broken = pull(
+        "b1", repo=REDIS, digest=OTHER, layers=[layer(0, done=10, pull="b")], phase="failed"
+    )
+    s.send("node-a", done, broken)
+    s.send("node-a", done, broken)
+    assert s.types() == ["pull.completed", "pull.failed"]
+    assert s.events[0].pull.layers == done.layers
+    assert s.events[0].pull.layers_done == 2
+
+
+def test_layers_already_complete_when_first_seen_have_no_events() -> None:
+    s = Store()
+    first = [layer(0, done=1000), layer(1, done=10), layer(2), layer(3, cached=True)]
+    s.send("node-a", pull("a1", layers=first))
+    assert [(e.type, e.layer and e.layer.digest) for e in s.events] == [
+        ("pull.started", None),
+        ("layer.started", "sha256:p-layer-1"),
+    ]
+    assert s.events[0].pull.layers_done == 2
+    last = [layer(0, done=1000), layer(1, done=1000), layer(2, done=1000), layer(3, cached=True)]
+    s.send("node-a", pull("a1", layers=last))
+    assert [(e.type, e.layer and e.layer.digest) for e in s.events[2:]] == [
+        ("layer.completed", "sha256:p-layer-1"),
+        ("layer.started", "sha256:p-layer-2"),
+        ("layer.completed", "sha256:p-layer-2"),
+        ("pull.completed", None),
+    ]
+
+
+def test_a_collector_restart_is_one_event_per_finished_pull() -> None:
+    """Every agent's first report lists every pull it still holds."""
+    s = Store()
+    for n in range(20):
+        node = f"node-{n}"
+        finished = [
+            pull(
+                f"{node}-{k}",
+                node=node,
+                digest=f"sha256:{k:064d}",
+                layers=[layer(i, done=1000, pull=f"{k}") for i in range(8)],
+            )
+            for k in range(5)
+        ]
+        active = pull(
+            f"{node}-x",
+            node=node,
+            layers=[*(layer(i, done=1000) for i in range(6)), layer(6, done=5), layer(7)],
+        )
+        s.send(node, *finished, active, after=0.0)
+    counts = Counter(s.types())
+    assert counts == {"pull.completed": 100, "pull.started": 20, "layer.started": 20}
+
+
+def test_an_agent_taking_over_kubelets_row_does_not_replay_finished_layers() -> None:
+    corr = FakeCorrelator(kubelet=[kubelet("k1", "pulling")])
+    s = Store(corr)
+    s.tick()
+    s.send("node-a", pull("a1", layers=[layer(0, done=1000), layer(1, done=10)]))
+    assert s.ids() == ["k1"]
+    assert [(e.type, e.layer and e.layer.digest) for e in s.events] == [
+        ("pull.started", None),
+        ("layer.started", "sha256:p-layer-1"),
+    ]
 
 
 def test_percent_never_moves_backwards_within_a_pull() -> None:
@@ -213,6 +275,7 @@ def test_a_silent_node_has_its_active_pulls_marked_stale_not_completed() -> None
 
 def test_finished_pulls_expire_after_the_ttl_and_clients_are_told() -> None:
     s = Store(ttl=30.0)
+    s.send("node-a", pull("a1", layers=[layer(0, done=10)]), after=0.0)
     s.send("node-a", pull("a1", layers=[layer(0, done=1000)]))
     s.tick(after=29.0)
     assert s.ids() == ["a1"]
@@ -232,6 +295,24 @@ def test_stale_pulls_expire_after_the_ttl() -> None:
     s.tick(after=31.0)
     assert s.ids() == []
     assert s.types()[-1] == "pull.removed"
+
+
+def test_the_snapshot_leaves_out_the_layers_of_completed_and_failed_pulls() -> None:
+    s = Store()
+    s.send(
+        "node-a",
+        pull("done", digest=OTHER, layers=[layer(0, done=1000, pull="o")]),
+        pull("bad", repo=REDIS, layers=[layer(0, done=5, pull="r")], phase="failed"),
+        pull("act", digest="sha256:" + "f" * 64, layers=[layer(0, done=5, pull="x")]),
+        pull("gone", node="node-a", digest="sha256:" + "9" * 64, layers=[layer(0, done=5)]),
+    )
+    s.send("node-a", pull("act", digest="sha256:" + "f" * 64, layers=[layer(0, 1000, 9, pull="x")]))
+    s.tick(after=3.5)  # "gone" is no longer reported: stale
+    held = {p.id: p for p in s.store.snapshot()}
+    assert {k: len(p.layers) for k, p in held.items()} == {"done": 0, "bad": 0, "act": 1, "gone": 1}
+    assert held["gone"].phase == "stale" and held["done"].layer_count == 1
+    assert len(s.store.get("done").layers) == 1  # type: ignore[union-attr]
+    assert [p.id for p in s.store.snapshot()] == s.ids()
 
 
 def test_pulls_are_listed_active_first_then_newest() -> None:
