@@ -88,7 +88,9 @@ class ClientStore:
                 self._touch(pull_id, structural=True)
                 if pull.started_at is not None:
                     view.log.append(LogEntry(pull.started_at, "pull.started"))
-            elif view.pull != pull:
+                continue
+            pull = _keep_layers(view.pull, pull)
+            if view.pull != pull:
                 view.pull = pull
                 self._touch(pull_id)
 
@@ -158,6 +160,14 @@ class ClientStore:
 
 def _active(pull: PullStatus) -> bool:
     return pull.phase in ACTIVE_PHASES
+
+
+def _keep_layers(held: PullStatus, fresh: PullStatus) -> PullStatus:
+    """A collector's snapshot leaves out the layers of completed and failed pulls, which are
+    final: a watcher that saw the pull finish keeps the layers it was sent then."""
+    if fresh.layers or not held.layers or fresh.phase != held.phase or _active(fresh):
+        return fresh
+    return msgspec.structs.replace(fresh, layers=held.layers)
 
 
 # --- Filtering and ordering: pure functions of a pull and a query ---------------------------

@@ -410,6 +410,21 @@ async def test_connection_states_reach_the_header() -> None:
         assert app.store.get("a") is not None
 
 
+async def test_detail_of_a_pull_finished_before_connecting_says_its_layers_were_not_sent() -> None:
+    done = PullStatus(id="a", node_name="n", phase="completed", layer_count=3, layers_done=3)
+    app = PulltraceApp(Scripted(ConnectionState("live"), Snapshot([done])), flush_interval=3600.0)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.pause()
+        app.flush()
+        await pilot.pause()
+        await pilot.press("enter")
+        screen = app.screen
+        assert isinstance(screen, DetailScreen) and screen.pull_id == "a"
+        assert not screen.query_one("#layers").display
+        note = screen.query_one("#layers-note", Static)
+        assert note.display and "not sent" in str(note.render())
+
+
 async def test_reconnecting_is_shown() -> None:
     class Stuck(Scripted):
         async def __aiter__(self) -> AsyncIterator[Message]:

@@ -62,6 +62,21 @@ def test_unchanged_snapshot_pull_is_not_dirty() -> None:
     assert store.drain() == (set(), False)
 
 
+def test_a_snapshot_without_a_finished_pulls_layers_keeps_those_already_held() -> None:
+    store = ClientStore()
+    layers = [LayerStatus(digest="sha256:abc", downloaded_bytes=10)]
+    store.apply_event(event("pull.started", pull("a", layers=layers), 0))
+    store.apply_event(event("pull.completed", pull("a", phase="completed", layers=layers), 1))
+    store.apply_event(event("pull.started", pull("b", layers=layers), 0))
+    store.drain()
+    # A reconnect: "b" finished meanwhile; neither arrives with its layers.
+    store.apply_snapshot([pull("a", phase="completed"), pull("b", phase="completed")])
+    assert store.drain() == ({"b"}, False)
+    held_a, held_b = store.get("a"), store.get("b")
+    assert held_a is not None and held_a.pull.layers == layers
+    assert held_b is not None and held_b.pull.layers == []
+
+
 def test_speed_history_keeps_one_point_per_second() -> None:
     store = ClientStore()
     store.apply_event(event("pull.progress", pull("a", bytes_per_sec=1.0), 0.0))

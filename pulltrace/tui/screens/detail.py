@@ -28,6 +28,7 @@ LAYER_COLUMNS = (
     ("state", "STATE", 7),
 )
 BAR = 10
+UNSENT = "layers: not sent for a pull that had finished before this view connected"
 
 
 def local_time(t: datetime) -> str:
@@ -121,12 +122,14 @@ class DetailScreen(Screen[None]):
                 yield Static(id="speed-label")
                 yield Sparkline([], id="pull-speed")
             yield DataTable[Text](id="layers", cursor_type="none", cell_padding=1)
+            yield Static(id="layers-note")
             with Horizontal(id="detail-bottom"):
                 yield Static(id="pods")
                 yield Static(id="events")
         yield Static(id="detail-status")
 
     def on_mount(self) -> None:
+        self.query_one("#layers-note", Static).display = False
         table = self.query_one("#layers", DataTable)
         for key, label, width in LAYER_COLUMNS:
             table.add_column(label, width=width, key=key)
@@ -167,7 +170,15 @@ class DetailScreen(Screen[None]):
         events.update(events_text(view, events.size.height or 8, color), layout=False)
 
     def _sync_layers(self, pull: PullStatus) -> None:
+        """A collector's snapshot leaves out the layers of finished pulls: a line saying so
+        stands in for an empty table."""
         table: DataTable[Text] = self.query_one("#layers", DataTable)
+        unsent = pull.layer_count > 0 and not pull.layers
+        if table.display == unsent:
+            table.display = not unsent
+            note = self.query_one("#layers-note", Static)
+            note.display = unsent
+            note.update(Text(UNSENT, style=render.palette(self.pt.color).muted))
         for layer in pull.layers:
             cells = render.layer_cells(layer, BAR, self.pt.color)
             before = self._shown.get(layer.digest)
