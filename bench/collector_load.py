@@ -9,7 +9,7 @@ has read the event it caused, at 5 000 nodes within one core.
 
 Run from the repository root (no root, no containerd, no cluster)::
 
-    python -m bench.collector_load [--nodes 500,5000] [--duration 30] [--clients 256]
+    python -m bench.collector_load [--nodes 500,5000] [--duration 30] [--clients 256] [--no-gzip]
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -131,6 +132,12 @@ HEAD = 256
 """Bytes kept from the start of a chunk: a heartbeat or two, then the first frame's id."""
 TAIL = 16 << 10
 """Bytes kept from the end of a chunk: more than any frame but a snapshot, which comes first."""
+GZIP_HEADER_SIZE = 10
+"""The collector's gzip header: no name, no comment, no extra field."""
+ZHEAD = 1024
+"""Compressed bytes kept from the start of a chunk: more than its first HEAD bytes take."""
+SYNC_MARK = b"\x00\x00\xff\xff"
+"""How every deflate piece of the collector ends (an empty stored block, ``Z_SYNC_FLUSH``)."""
 Buffer = bytes | bytearray
 
 
@@ -528,13 +535,23 @@ class EventStream(asyncio.BufferedProtocol):
     """One ``GET /api/v1/events`` client that reads everything and parses little.
 
     The kernel copies straight into the client's own buffer. The client follows HTTP chunked
-    framing, which costs nothing per byte: every chunk the collector writes holds whole SSE
-    frames, so the ids at the start and at the end of a chunk count its events and show any gap.
-    Latency marks are searched for in one chunk in ``SAMPLE_EVERY``."""
+    framing, which costs nothing per byte: the collector writes whole SSE frames (or, with
+    gzip, whole self-contained deflate pieces) in each chunk, except that a piece larger than
+    its largest write is cut into several chunks. So a chunk that follows one ending a frame
+    (``\\n\\n``) or a piece (deflate's sync marker) starts with an event id, and its first and
+    last ids count its events and show any gap.
 
-    def __init__(self, index: int, window: Window, stats: ClientStats) -> None:
+    With gzip, only the head of such a chunk is inflated, for its first id; the chunks that are
+    sampled for latency marks are inflated whole, which gives their last id too. Events are
+    counted from one chunk's first id to the next; gaps can be seen only after a chunk whose
+    last id is known, which is every chunk in plain and the sampled ones with gzip.
+    Resynchronisations (a snapshot) are seen either way. Latency marks are searched for in one
+    chunk in ``SAMPLE_EVERY``."""
+
+    def __init__(self, index: int, window: Window, stats: ClientStats, gzip: bool) -> None:
         self.window = window
         self.stats = stats
+        self.gzip = gzip
         self.turn = index % SAMPLE_EVERY
         self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.transport: asyncio.Transport | None = None
@@ -544,19 +561,31 @@ class EventStream(asyncio.BufferedProtocol):
         self.in_body = False
         self.line = b""
         self.need = 0
-        self.size = 0
+        self.header_left = GZIP_HEADER_SIZE if gzip else 0
+        self.boundary = True
+        """Whether the next chunk starts with a whole frame or piece."""
+        self.starts = False
+        self.sampled = False
+        self.inflate: Any = None
+        self.zhead = b""
+        self.zend = b""
+        self.payload = 0
+        self.text_size = 0
         self.first: Buffer = b""
         self.tail: Buffer = b""
         self.carry: Buffer = b""
         self.chunks = 0
         self.last_id: int | None = None
+        """Every event up to this id has been read (or, before ``exact``, counted as read)."""
+        self.exact = False
         self.events = 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
+        encoding = "Accept-Encoding: gzip\r\n" if self.gzip else ""
         self.transport.write(
             f"GET /api/v1/events HTTP/1.1\r\nHost: {LOOPBACK}:{self.window.port}\r\n"
-            "Accept: text/event-stream\r\nCache-Control: no-cache\r\n\r\n".encode()
+            f"Accept: text/event-stream\r\nCache-Control: no-cache\r\n{encoding}\r\n".encode()
         )
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -580,8 +609,12 @@ class EventStream(asyncio.BufferedProtocol):
                 return
             head, data = self.head[:end], self.head[end + 4 :]
             nbytes = len(data)
-            if not head.startswith(b"HTTP/1.1 200") or b"chunked" not in head.lower():
+            lower = head.lower()
+            if not head.startswith(b"HTTP/1.1 200") or b"chunked" not in lower:
                 self._fail(f"the event stream answered {head.splitlines()[0].decode()!r}")
+                return
+            if self.gzip and b"content-encoding: gzip" not in lower:
+                self._fail("the event stream was not gzip-encoded although gzip was asked for")
                 return
             self.in_body = True
         pos = 0
@@ -593,11 +626,11 @@ class EventStream(asyncio.BufferedProtocol):
                     return
                 line, self.line, pos = (self.line + data[pos:nl]).strip(), b"", nl + 1
                 if line:
-                    self.need = self.size = int(line.split(b";")[0], 16)
-                    self.first = self.tail = self.carry = b""
+                    self.need = int(line.split(b";")[0], 16)
                     if self.need == 0:
                         self._fail("the event stream ended")
                         return
+                    self._chunk_start(now)
                 continue
             end = min(nbytes, pos + self.need)
             self._body(data, pos, end, now)
@@ -606,14 +639,46 @@ class EventStream(asyncio.BufferedProtocol):
             if self.need == 0:
                 self._chunk_done(now)
 
+    def _chunk_start(self, now: float) -> None:
+        self.starts = self.boundary
+        self.sampled = self.chunks % SAMPLE_EVERY == self.turn and now in self.window
+        self.inflate = None
+        if self.gzip and self.sampled and self.starts:
+            self.inflate = zlib.decompressobj(-zlib.MAX_WBITS)
+        self.zhead = self.zend = b""
+        self.first = self.tail = self.carry = b""
+        self.payload = self.text_size = 0
+
     def _body(self, data: Buffer, pos: int, end: int, now: float) -> None:
+        if self.header_left:
+            skip = min(self.header_left, end - pos)
+            self.header_left -= skip
+            pos += skip
+            if pos == end:
+                return
+        self.payload += end - pos
+        if not self.gzip:
+            self._text(data, pos, end, now)
+            return
+        piece = bytes(data[pos:end])
+        if len(self.zhead) < ZHEAD:
+            self.zhead += piece[: ZHEAD - len(self.zhead)]
+        self.zend = (self.zend + piece[-len(SYNC_MARK) :])[-len(SYNC_MARK) :]
+        if self.inflate is not None:
+            text = self.inflate.decompress(piece)
+            self._text(text, 0, len(text), now)
+
+    def _text(self, data: Buffer, pos: int, end: int, now: float) -> None:
+        """Plain SSE text of the current chunk: its head and tail are kept, and marks are
+        looked for when it is sampled."""
+        self.text_size += end - pos
         if len(self.first) < HEAD:
             self.first += data[pos : min(end, pos + HEAD - len(self.first))]
         if end - pos >= TAIL:
             self.tail = data[end - TAIL : end]
         else:
             self.tail = (self.tail + data[pos:end])[-TAIL:]
-        if self.chunks % SAMPLE_EVERY != self.turn or now not in self.window:
+        if not self.sampled:
             return
         carry = self.carry
         if carry:
@@ -638,25 +703,50 @@ class EventStream(asyncio.BufferedProtocol):
     def _chunk_done(self, now: float) -> None:
         """Frames start with ``id: N``; a heartbeat comment may come first."""
         self.chunks += 1
-        at = self.first.find(b"id: ")
-        if at < 0:
-            return  # heartbeats only
-        first = int(self.first[at + 4 : self.first.index(b"\n", at)])
-        snapshot = self.first.startswith(b"event: snapshot", self.first.index(b"\n", at) + 1)
-        tail = self.tail if self.size > len(self.tail) else b"\n" + self.tail
-        at = tail.rfind(b"\nid: ")
-        last = first if at < 0 else int(tail[at + 5 : tail.index(b"\n", at + 5)])
-        counted = now in self.window
-        if snapshot:
-            if self.last_id is not None and counted:
-                self.stats.resyncs += 1
-            first += 1
-        elif self.last_id is not None and first != self.last_id + 1 and counted:
-            self.stats.gaps += first - self.last_id - 1
-        if counted:
-            self.events += last - first + 1
-        self.last_id = last
-        if not self.ready.done():
+        if not self.payload:
+            return  # the gzip header
+        if self.gzip:
+            self.boundary = self.zend == SYNC_MARK
+            if self.starts and self.inflate is None:
+                self.first = zlib.decompressobj(-zlib.MAX_WBITS).decompress(self.zhead, HEAD)
+        else:
+            self.boundary = self.tail.endswith(b"\n\n")
+        first: int | None = None
+        snapshot = False
+        if self.starts and (at := self.first.find(b"id: ")) >= 0:
+            eol = self.first.index(b"\n", at)
+            first = int(self.first[at + 4 : eol])
+            snapshot = self.first.startswith(b"event: snapshot", eol + 1)
+        last: int | None = None
+        if self.tail:
+            tail = self.tail if self.text_size > len(self.tail) else b"\n" + self.tail
+            at = tail.rfind(b"\nid: ")
+            if at >= 0:
+                last = int(tail[at + 5 : tail.index(b"\n", at + 5)])
+        self._count(first, snapshot, last, now in self.window)
+
+    def _count(self, first: int | None, snapshot: bool, last: int | None, counted: bool) -> None:
+        if first is not None:
+            if snapshot:
+                if self.last_id is not None and counted:
+                    self.stats.resyncs += 1
+                self.last_id = first
+            elif self.last_id is not None:
+                missing = first - 1 - self.last_id
+                if self.exact:
+                    if counted and missing > 0:
+                        self.stats.gaps += missing
+                elif counted:
+                    self.events += missing
+                self.last_id = first - 1
+            self.exact = False
+        if last is not None and self.last_id is not None:
+            if last > self.last_id:
+                if counted:
+                    self.events += last - self.last_id
+                self.last_id = last
+            self.exact = True
+        if self.last_id is not None and not self.ready.done():
             self.ready.set_result(None)
 
     def _fail(self, reason: str) -> None:
@@ -666,7 +756,7 @@ class EventStream(asyncio.BufferedProtocol):
         self.transport.close()
 
 
-def client_worker(first: int, count: int, window: Window, out: Connection) -> None:
+def client_worker(first: int, count: int, window: Window, gzip: bool, out: Connection) -> None:
     stats = ClientStats(clients=count)
 
     async def main() -> None:
@@ -674,7 +764,7 @@ def client_worker(first: int, count: int, window: Window, out: Connection) -> No
         streams: list[EventStream] = []
         for index in range(first, first + count):
             _, stream = await loop.create_connection(
-                functools.partial(EventStream, index, window, stats), LOOPBACK, window.port
+                functools.partial(EventStream, index, window, stats, gzip), LOOPBACK, window.port
             )
             streams.append(stream)
         await asyncio.gather(*(s.ready for s in streams))
@@ -844,7 +934,12 @@ def _processes() -> Iterator[list[multiprocessing.process.BaseProcess]]:
 
 
 def run(
-    nodes: int, clients: int, duration: float, logdir: Path, collector_cpus: list[int]
+    nodes: int,
+    clients: int,
+    duration: float,
+    gzip: bool,
+    logdir: Path,
+    collector_cpus: list[int],
 ) -> Result:
     ctx = multiprocessing.get_context("fork")
     collector = Collector(logdir)
@@ -865,7 +960,9 @@ def run(
             for first in range(0, clients, share):
                 receive, send = ctx.Pipe(duplex=False)
                 count = min(share, clients - first)
-                procs.append(ctx.Process(target=client_worker, args=(first, count, window, send)))
+                procs.append(
+                    ctx.Process(target=client_worker, args=(first, count, window, gzip, send))
+                )
                 client_pipes.append(receive)
             for k in range(AGENT_PROCS):
                 receive, send = ctx.Pipe(duplex=False)
@@ -971,12 +1068,13 @@ def _busy(before: Any, after: Any) -> tuple[float, float]:
 # -- the report --------------------------------------------------------------------------------
 
 
-def report(results: list[Result], collector_cpus: list[int], cpus: list[int]) -> None:
+def report(results: list[Result], collector_cpus: list[int], cpus: list[int], gzip: bool) -> None:
     if collector_cpus:
         others = ",".join(str(c) for c in cpus if c not in collector_cpus)
-        print(f"collector pinned to CPU {collector_cpus[0]}, load generator to CPU {others}\n")
+        print(f"collector pinned to CPU {collector_cpus[0]}, load generator to CPU {others}")
     else:
-        print("one CPU: the collector and the load generator share it\n")
+        print("one CPU: the collector and the load generator share it")
+    print(f"event stream clients ask for {'gzip' if gzip else 'no compression (--no-gzip)'}\n")
     rows: list[tuple[str, Callable[[Result], str]]] = [
         ("reports/s offered", lambda r: f"{r.offered:.0f}"),
         ("reports/s sent by the generator", lambda r: f"{r.per_second(r.agents.sent):.0f}"),
@@ -992,7 +1090,7 @@ def report(results: list[Result], collector_cpus: list[int], cpus: list[int]) ->
         ("latency samples", lambda r: f"{r.streams.latency.count}"),
         ("events/s per client", lambda r: _per_client(r)),
         (
-            "MiB/s per client",
+            "MiB/s per client (as sent)",
             lambda r: f"{r.per_second(r.streams.bytes) / max(1, r.clients) / MiB:.2f}",
         ),
         ("lost events, resyncs", lambda r: f"{r.streams.gaps}, {r.streams.resyncs}"),
@@ -1132,6 +1230,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--clients", type=int, default=256, help="event stream clients (default 256)"
     )
+    parser.add_argument(
+        "--no-gzip",
+        dest="gzip",
+        action="store_false",
+        help="the clients do not ask for a gzip stream (as pulltrace watch always does)",
+    )
     args = parser.parse_args(argv)
     try:
         counts = sorted({int(n) for n in args.nodes.split(",")})
@@ -1155,11 +1259,13 @@ def main(argv: list[str] | None = None) -> int:
                 file=sys.stderr,
             )
             try:
-                results.append(run(nodes, args.clients, args.duration, Path(tmp), collector_cpus))
+                results.append(
+                    run(nodes, args.clients, args.duration, args.gzip, Path(tmp), collector_cpus)
+                )
             except (BenchError, OSError, psutil.Error) as err:
                 print(f"collector_load: infrastructure failure: {err}", file=sys.stderr)
                 return 1
-    report(results, collector_cpus, cpus)
+    report(results, collector_cpus, cpus, args.gzip)
     return 0
 
 
