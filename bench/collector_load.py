@@ -713,16 +713,19 @@ class EventStream(asyncio.BufferedProtocol):
             self.boundary = self.tail.endswith(b"\n\n")
         first: int | None = None
         snapshot = False
-        if self.starts and (at := self.first.find(b"id: ")) >= 0:
-            eol = self.first.index(b"\n", at)
+        at = self.first.find(b"id: ") if self.starts else -1
+        if at >= 0 and (eol := self.first.find(b"\n", at)) >= 0:
             first = int(self.first[at + 4 : eol])
             snapshot = self.first.startswith(b"event: snapshot", eol + 1)
         last: int | None = None
         if self.tail:
+            # The last id line that arrived whole: a chunk cut from a large piece may end in one.
             tail = self.tail if self.text_size > len(self.tail) else b"\n" + self.tail
             at = tail.rfind(b"\nid: ")
+            while at >= 0 and (eol := tail.find(b"\n", at + 5)) < 0:
+                at = tail.rfind(b"\nid: ", 0, at)
             if at >= 0:
-                last = int(tail[at + 5 : tail.index(b"\n", at + 5)])
+                last = int(tail[at + 5 : eol])
         self._count(first, snapshot, last, now in self.window)
 
     def _count(self, first: int | None, snapshot: bool, last: int | None, counted: bool) -> None:
