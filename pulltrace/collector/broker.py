@@ -204,6 +204,9 @@ class Subscription:
 
 
 class Broker:
+    """The ring keeps at most ``ring_size`` events and ``ring_bytes`` of plain frames (their
+    compressed copies come on top), dropping whole batches, never the newest one."""
+
     def __init__(
         self,
         snapshot: Callable[[], list[PullStatus]],
