@@ -4,7 +4,7 @@ A raw ASGI endpoint, because the loop is simple and it has to notice a client th
 while idle at once (a second task waits for ``http.disconnect``), so that its slot among the
 allowed clients is free again without waiting for the next heartbeat.
 
-A client that sends ``Accept-Encoding: gzip`` (httpx, and so ``pulltrace watch``, always does)
+A client that sends ``Accept-Encoding: gzip`` (httpx does by default, and so ``pulltrace watch``)
 gets the stream gzip-compressed: a tenth of the bytes, which is what lets one core feed 256
 clients of a large cluster. The body is the gzip header and then the broker's deflate pieces.
 """
@@ -73,7 +73,8 @@ class EventStream:
 
 
 def accepts_gzip(value: bytes | None) -> bool:
-    """Whether ``Accept-Encoding`` allows gzip: named, or covered by ``*``, and not ``q=0``."""
+    """By RFC 9110's rules, so that ``gzip;q=0`` (a refusal) and ``*`` (anything will do) are
+    taken as the client meant them."""
     allowed: dict[bytes, bool] = {}
     for item in (value or b"").lower().split(b","):
         coding, *params = (part.strip() for part in item.split(b";"))

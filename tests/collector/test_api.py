@@ -107,6 +107,9 @@ async def test_unknown_path_and_wrong_method(http: httpx.AsyncClient) -> None:
     reply = await http.get("/api/v1/report")
     assert_error(reply, 405, "use POST")
     assert reply.headers["allow"] == "POST"
+    reply = await http.post("/api/v1/events")
+    assert_error(reply, 405, "use GET")
+    assert reply.headers["allow"] == "GET, HEAD"
 
 
 async def test_head_of_the_event_stream_is_only_its_headers(http: httpx.AsyncClient) -> None:
