@@ -76,6 +76,19 @@ class _Pull:
     tagged_ref: str = ""
     kubelet: dict[str, PullStatus] = field(default_factory=dict)
     """Kubelet's pulls folded into this one (a kubelet-only row holds its own here)."""
+    summarised: tuple[PullStatus, PullStatus] | None = None
+    """A finished ``status`` and that status without layers."""
+
+    def summary(self) -> PullStatus:
+        """The status without layers once it is final; made once, not for every snapshot,
+        since a snapshot of a large history would otherwise allocate a struct per pull, and
+        the garbage collector would pass over all of them again."""
+        status = self.status
+        if status.phase not in _TERMINAL or not status.layers:
+            return status
+        if self.summarised is None or self.summarised[0] is not status:
+            self.summarised = (status, _replace(status, layers=[]))
+        return self.summarised[1]
 
     @property
     def active(self) -> bool:
@@ -128,7 +141,7 @@ class PullStore:
             correlator.set_listener(self._correlation_listener)
         self._next_stale_check = -math.inf
         self._version = 0
-        self._sorted: tuple[int, list[PullStatus]] = (-1, [])
+        self._sorted: tuple[int, list[_Pull], list[PullStatus]] = (-1, [], [])
         self._now = 0.0
         self._now_dt: datetime | None = None
 
@@ -136,21 +149,22 @@ class PullStore:
 
     def pulls(self) -> list[PullStatus]:
         """Active first, then newest; sorted at most once per change."""
-        version, statuses = self._sorted
-        if version != self._version:
-            held = sorted(self._pulls.values(), key=lambda p: p.order)
-            statuses = [p.status for p in held]
-            self._sorted = (self._version, statuses)
-        return list(statuses)
+        return list(self._ordered()[1])
 
     def snapshot(self) -> list[PullStatus]:
         """What a new event stream client starts from: ``pulls()``, without the layers of
         completed and failed pulls. Those are final, and are most of a large cluster's 30
         minutes of history: with their layers a snapshot would be hundreds of megabytes.
         ``get`` still has them; stale pulls keep theirs, since they may carry on."""
-        return [
-            _replace(p, layers=[]) if p.phase in _TERMINAL and p.layers else p for p in self.pulls()
-        ]
+        return [p.summary() for p in self._ordered()[0]]
+
+    def _ordered(self) -> tuple[list[_Pull], list[PullStatus]]:
+        version, held, statuses = self._sorted
+        if version != self._version:
+            held = sorted(self._pulls.values(), key=lambda p: p.order)
+            statuses = [p.status for p in held]
+            self._sorted = (self._version, held, statuses)
+        return held, statuses
 
     def get(self, pull_id: str) -> PullStatus | None:
         pull = self._pulls.get(pull_id)
