@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -142,13 +143,17 @@ async def test_containerd_source_streams_snapshots_of_a_real_pull(
     from pulltrace.client.source import ConnectionState, Snapshot
 
     image = pusher.image(2, 2 * MiB)
-    pull = start_cri_pull(containerd.address, image.ref_at(throttle.host_port))
     phases: list[str] = []
     stream = aiter(ContainerdSource(containerd.address, interval=0.2))
     try:
         first = await anext(stream)
         assert first == ConnectionState("live", containerd.address)
-        while "completed" not in phases:
+        pull = start_cri_pull(containerd.address, image.ref_at(throttle.host_port))
+        deadline = time.monotonic() + 60
+        while not {"completed", "failed"} & set(phases):
+            assert time.monotonic() < deadline, f"no completed pull in 60 s; saw {phases}"
+            if pull.done():
+                pull.wait(0)  # re-raises a failed pull at once
             message = await asyncio.wait_for(anext(stream), 30)
             assert isinstance(message, Snapshot)
             phases += [p.phase for p in message.pulls if p.manifest_digest == image.manifest_digest]
