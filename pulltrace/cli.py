@@ -48,17 +48,6 @@ def _env_duration(name: str, default: str) -> float:
         raise UsageError(f"{name}: {err}") from None
 
 
-def containerd_socket(flag: str | None) -> str:
-    from pulltrace.containerd import DEFAULT_SOCKET, K3S_SOCKET
-
-    chosen = flag or os.environ.get("PULLTRACE_CONTAINERD_SOCKET")
-    if chosen:
-        return chosen
-    if not os.path.exists(DEFAULT_SOCKET) and os.path.exists(K3S_SOCKET):
-        return K3S_SOCKET
-    return DEFAULT_SOCKET
-
-
 def _add_containerd_flags(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
     p.add_argument(
         "--containerd",
@@ -302,7 +291,10 @@ def _ls(args: argparse.Namespace) -> int:
 
 def _agent(args: argparse.Namespace) -> int:
     from pulltrace import logs
+    from pulltrace.sockets import MISSING_CLIENT, client_installed, containerd_socket
 
+    if not client_installed():
+        raise UsageError(MISSING_CLIENT)
     if not args.server:
         raise UsageError("agent needs --server or PULLTRACE_SERVER_URL (the collector's URL)")
     if not args.server.startswith(("http://", "https://")):

@@ -18,8 +18,6 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from pulltrace._pb import content_pb2, version_pb2
 
-DEFAULT_SOCKET = "/run/containerd/containerd.sock"
-K3S_SOCKET = "/run/k3s/containerd/containerd.sock"
 DEFAULT_NAMESPACE = "k8s.io"
 _CONTENT = "/containerd.services.content.v1.Content/"
 _MAX_MANIFEST_BYTES = 4 << 20

@@ -81,11 +81,7 @@ def resolve(args: SourceArgs) -> Plan:
     if args.demo:
         return Plan("demo", seed=args.seed)
     if args.containerd:
-        return Plan(
-            "containerd",
-            containerd=args.containerd,
-            containerd_namespace=args.containerd_namespace,
-        )
+        return _containerd_plan(args.containerd, args.containerd_namespace)
     server = args.server or os.environ.get("PULLTRACE_SERVER", "")
     token = args.token or os.environ.get("PULLTRACE_TOKEN", "")
     if server:
@@ -102,15 +98,11 @@ def resolve(args: SourceArgs) -> Plan:
     except KubeConfigError as err:
         raise ConnectError(str(err)) from None
     if cluster is None:
-        from pulltrace.containerd import DEFAULT_SOCKET, K3S_SOCKET
+        from pulltrace.sockets import local_socket
 
-        for socket_path in (DEFAULT_SOCKET, K3S_SOCKET):
-            if os.path.exists(socket_path):  # on a node: its own containerd
-                return Plan(
-                    "containerd",
-                    containerd=socket_path,
-                    containerd_namespace=args.containerd_namespace,
-                )
+        socket_path = local_socket()
+        if socket_path:  # on a node: its own containerd
+            return _containerd_plan(socket_path, args.containerd_namespace)
         raise ConnectError(
             "no collector and no cluster: pass --server URL, a kubeconfig (--kubeconfig, "
             "KUBECONFIG, ~/.kube/config), --containerd SOCKET, or --demo"
@@ -126,6 +118,14 @@ def resolve(args: SourceArgs) -> Plan:
     from pulltrace.client.kubeapi import NOTICE
 
     return Plan("api", cluster=cluster, notice=f"{reason}; {NOTICE}")
+
+
+def _containerd_plan(socket_path: str, namespace: str) -> Plan:
+    from pulltrace.sockets import MISSING_CLIENT, client_installed
+
+    if not client_installed():
+        raise ConnectError(MISSING_CLIENT)
+    return Plan("containerd", containerd=socket_path, containerd_namespace=namespace)
 
 
 def _probe(endpoint: Endpoint, cluster: Cluster) -> str | None:

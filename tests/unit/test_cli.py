@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -70,3 +72,15 @@ def test_a_bad_flag_to_wait_is_exit_3_not_timeout() -> None:
     assert "unrecognized arguments: --bogus" in out.stderr
     assert run("ls", "--bogus").returncode == 2
     assert run("wait", "--help").returncode == 0
+
+
+def test_containerd_without_the_agent_extra_is_one_line(tmp_path: Path) -> None:
+    """The base install has no grpcio: hide it, as ``pip install pulltrace`` would."""
+    (tmp_path / "sitecustomize.py").write_text("import sys\nsys.modules['grpc'] = None\n")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    for args in (["ls", "--containerd", "/x.sock"], ["agent", "--server", "http://c:1"]):
+        out = run(*args, env=env)
+        assert out.returncode == 2, out.stderr
+        assert out.stderr.strip().splitlines() == [
+            "pulltrace: reading containerd needs the agent extra: pip install 'pulltrace[agent]'"
+        ]
