@@ -1,7 +1,7 @@
-"""Talking to a collector: its REST API for one-shot reads and its SSE stream for live views.
+"""A collector's live SSE stream (one-shot REST reads are in ``rest.py``).
 
 The same code serves a collector reached directly and one reached through the Kubernetes API
-server's service proxy; only the base URL and the httpx client (credentials) differ. The stream
+server's service proxy; only the base URL and the credentials differ. The stream
 never gives up: it resumes with ``Last-Event-ID`` so nothing is missed, and reports its state as
 ``ConnectionState`` messages instead of raising, because a watcher wants to see RECONNECTING,
 not a traceback, when the collector restarts.
@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator, Callable
-from typing import Any
+from collections.abc import AsyncIterator
 
 import httpx
 import msgspec
 
 from pulltrace import __version__
-from pulltrace.client.rest import Endpoint, explain_status
+from pulltrace.client.rest import Endpoint, explain_status, unreachable, unreadable
 from pulltrace.client.source import ConnectionState, Event, LinkState, Message, Snapshot
 from pulltrace.model import PullEvent, PullList, decode
 
@@ -38,11 +37,11 @@ def _explain(endpoint: Endpoint, err: Exception) -> str:
     if isinstance(err, httpx.HTTPStatusError):
         return explain_status(endpoint, err.response.status_code, err.response.content)
     if isinstance(err, httpx.TimeoutException):
-        return f"collector at {endpoint.base_url} did not answer in time"
+        return unreachable(endpoint, TimeoutError())
     if isinstance(err, httpx.HTTPError):
-        return f"cannot reach the collector at {endpoint.base_url}: {err or type(err).__name__}"
-    if isinstance(err, msgspec.ValidationError | msgspec.DecodeError):
-        return f"collector at {endpoint.base_url} sent data pulltrace cannot read: {err}"
+        return unreachable(endpoint, err)
+    if isinstance(err, msgspec.MsgspecError):
+        return unreadable(endpoint, err)
     return str(err)
 
 
@@ -55,12 +54,10 @@ class CollectorSource:
         context: str = "",
         *,
         backoff: float = 0.5,
-        sleep: Callable[[float], Any] = asyncio.sleep,
     ) -> None:
         self.endpoint = endpoint
         self._context = context
         self._first_backoff = backoff
-        self._sleep = sleep
         self.last_event_id = ""
 
     @property
@@ -104,7 +101,7 @@ class CollectorSource:
                 failures += 1
                 state: LinkState = "offline" if failures >= OFFLINE_AFTER else "reconnecting"
                 yield ConnectionState(state, error)
-                await self._sleep(backoff * random.uniform(0.8, 1.2))
+                await asyncio.sleep(backoff * random.uniform(0.8, 1.2))
                 backoff = min(MAX_BACKOFF, backoff * 2)
 
     def _message(self, event: str, data: str) -> Message | None:

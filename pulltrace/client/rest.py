@@ -61,7 +61,18 @@ def with_token(endpoint: Endpoint, token: str) -> Endpoint:
     if not token:
         return endpoint
     headers = {**endpoint.headers, "Authorization": f"Bearer {token}"}
-    return Endpoint(endpoint.base_url, headers, endpoint.verify, endpoint.cert, endpoint.label)
+    return msgspec.structs.replace(endpoint, headers=headers)
+
+
+def unreachable(endpoint: Endpoint, err: Exception) -> str:
+    """The same words for the REST reads and the live stream."""
+    if isinstance(err, TimeoutError):
+        return f"collector at {endpoint.base_url} did not answer in time"
+    return f"cannot reach the collector at {endpoint.base_url}: {err or type(err).__name__}"
+
+
+def unreadable(endpoint: Endpoint, err: Exception) -> str:
+    return f"collector at {endpoint.base_url} sent data pulltrace cannot read: {err}"
 
 
 def explain_status(endpoint: Endpoint, status: int, body: bytes) -> str:
@@ -88,13 +99,8 @@ def get(endpoint: Endpoint, path: str, timeout: float = TIMEOUT) -> tuple[int, b
         if url.scheme == "http":
             return _plain_get(url.hostname, url.port or 80, target, headers, timeout)
         return _tls_get(endpoint, url.hostname, url.port, target, headers, timeout)
-    except TimeoutError:
-        raise CollectorError(f"collector at {endpoint.base_url} did not answer in time") from None
     except (OSError, ValueError) as err:  # http.client's errors are ValueErrors or OSErrors
-        reason = str(err) or type(err).__name__
-        raise CollectorError(
-            f"cannot reach the collector at {endpoint.base_url}: {reason}"
-        ) from None
+        raise CollectorError(unreachable(endpoint, err)) from None
 
 
 def _plain_get(
@@ -161,6 +167,4 @@ def get_pulls(endpoint: Endpoint, params: dict[str, str] | None = None) -> list[
     try:
         return decode(body, PullList).pulls
     except ValueError as err:  # msgspec's errors are ValueErrors
-        raise CollectorError(
-            f"collector at {endpoint.base_url} sent data pulltrace cannot read: {err}"
-        ) from None
+        raise CollectorError(unreadable(endpoint, err)) from None
