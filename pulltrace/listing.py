@@ -14,7 +14,7 @@ from typing import TextIO
 
 from pulltrace import output
 from pulltrace.client.connect import Plan
-from pulltrace.client.source import ConnectionState, Event, Snapshot
+from pulltrace.client.source import ConnectionState
 from pulltrace.client.store import ClientStore, Query, order
 from pulltrace.model import PullStatus, encode
 
@@ -75,10 +75,8 @@ async def _demo_pulls(seed: int) -> list[PullStatus]:
 
     async def consume() -> None:
         async for message in source:
-            if isinstance(message, Snapshot):
-                store.apply_snapshot(message.pulls)
-            elif isinstance(message, Event):
-                store.apply_event(message.event)
+            if not isinstance(message, ConnectionState):
+                store.apply(message)
 
     task = asyncio.create_task(consume())
     while not source.warm and not task.done():
@@ -106,10 +104,7 @@ async def watch_rows(
             if message.state != "live":
                 print(f"pulltrace: {message.state}: {message.detail}", file=err, flush=True)
             continue
-        if isinstance(message, Snapshot):
-            store.apply_snapshot(message.pulls)
-        else:
-            store.apply_event(message.event)
+        store.apply(message)
         changed, _ = store.drain()
         now = clock()
         rows = []

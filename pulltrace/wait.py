@@ -22,7 +22,7 @@ from typing import Any, Literal, TextIO
 
 from pulltrace import render
 from pulltrace.client.connect import Plan
-from pulltrace.client.source import ConnectionState, Event, Snapshot
+from pulltrace.client.source import ConnectionState, Snapshot
 from pulltrace.client.store import ClientStore
 from pulltrace.model import PullStatus
 
@@ -295,11 +295,10 @@ async def wait(
                 if link and link[-1].state != message.state and message.state != "live":
                     printer.line(f"source {message.state}: {message.detail}")
                 link.append(message)
-            elif isinstance(message, Snapshot):
-                store.apply_snapshot(message.pulls)
-                ready.set()
-            elif isinstance(message, Event):
-                store.apply_event(message.event)
+            else:
+                store.apply(message)
+                if isinstance(message, Snapshot):
+                    ready.set()
 
     github = printer.github
     if github:

@@ -53,7 +53,8 @@ class ApiOnlySource:
         correlator.start()
         try:
             yield ConnectionState("reconnecting", f"listing pods and events on {self.context}")
-            if not await asyncio.to_thread(correlator.wait_synced, SYNC_TIMEOUT):
+            while not await asyncio.to_thread(correlator.wait_synced, SYNC_TIMEOUT):
+                # the watches keep retrying with backoff; LIVE only once they have listed
                 yield ConnectionState("offline", f"cannot list pods and events on {self.context}")
             yield ConnectionState("live", NOTICE)
             while True:

@@ -15,6 +15,7 @@ from typing import Literal
 
 import msgspec
 
+from pulltrace.client.source import Event, Snapshot
 from pulltrace.model import ACTIVE_PHASES, PullEvent, PullStatus
 
 SortKey = Literal["node", "image", "speed", "progress", "eta", "age"]
@@ -71,6 +72,13 @@ class ClientStore:
 
     def pulls(self) -> list[PullStatus]:
         return [v.pull for v in self.views.values()]
+
+    def apply(self, message: Snapshot | Event) -> None:
+        """What every consumer of a ``Source`` does with its data messages."""
+        if isinstance(message, Snapshot):
+            self.apply_snapshot(message.pulls)
+        else:
+            self.apply_event(message.event)
 
     def apply_snapshot(self, pulls: Iterable[PullStatus]) -> None:
         """Replaces everything but keeps the histories of pulls that survive, so a reconnect

@@ -19,7 +19,7 @@ from textual.app import App
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
 
-from pulltrace.client.source import ConnectionState, Event, LinkState, Message, Snapshot, Source
+from pulltrace.client.source import ConnectionState, LinkState, Message, Snapshot, Source
 from pulltrace.client.store import ClientStore, Query
 from pulltrace.tui.screens.detail import DetailScreen
 from pulltrace.tui.screens.help import HelpScreen
@@ -87,11 +87,9 @@ class PulltraceApp(App[None]):
         link_changed = snapshot = False
         while self.inbox:
             message = self.inbox.popleft()
-            if isinstance(message, Event):
-                self.store.apply_event(message.event)
-            elif isinstance(message, Snapshot):
-                self.store.apply_snapshot(message.pulls)
-                snapshot = True
+            if not isinstance(message, ConnectionState):
+                self.store.apply(message)
+                snapshot = snapshot or isinstance(message, Snapshot)
             else:
                 self.link, self.link_detail = message.state, message.detail
                 link_changed = True
