@@ -28,9 +28,8 @@ from pulltrace.model import PullStatus
 
 EXIT_PULLED, EXIT_FAILED, EXIT_TIMEOUT, EXIT_ERROR = 0, 1, 2, 3
 POD_POLL = 2.0
-FAILED_REASONS = frozenset(
-    {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"}
-)
+# Image-pull failures beyond kubelet's ErrImagePull/ImagePullBackOff that never resolve alone.
+NEVER_PULLABLE = frozenset({"InvalidImageName", "ErrImageNeverPull"})
 NeedState = Literal["pending", "pulled", "failed"]
 
 
@@ -80,9 +79,9 @@ def needs_from_pods(pods: Iterable[Any], selection: Selection) -> list[Need]:
             need = Need(pod.namespace, pod.name, c.name, c.image, pod.node)
             if c.state in ("running", "terminated") or c.digest:
                 need.state = "pulled"
-            elif c.reason in FAILED_REASONS:
+            elif c.pull_failed or c.reason in NEVER_PULLABLE:
                 need.state, need.reason = "failed", c.message or c.reason
-            elif c.reason and c.reason not in ("ContainerCreating", "PodInitializing"):
+            elif not c.not_running:
                 need.state = "pulled"  # e.g. CreateContainerConfigError: the image is there
             elif not pod.node:
                 need.reason = "not scheduled yet"
@@ -121,13 +120,10 @@ def apply_pulls(needs: list[Need], pulls: Sequence[PullStatus]) -> None:
         except ValueError:
             need.state, need.reason = "failed", f"invalid image reference {need.image!r}"
             continue
-        candidates = sorted(
-            by_node.get(key, []),
-            key=lambda p: p.started_at or datetime.min.replace(tzinfo=UTC),
-        )
+        candidates = by_node.get(key)
         if not candidates:
             continue
-        latest = candidates[-1]
+        latest = max(candidates, key=lambda p: p.started_at or datetime.min.replace(tzinfo=UTC))
         need.pull = latest
         if need.state != "pending":
             continue
@@ -203,14 +199,13 @@ def report(needs: list[Need], printer: Printer) -> None:
 
 
 def summary_markdown(needs: list[Need], verdict: str) -> str:
+    """``needs`` are deduplicated: one row per image and node."""
     rows = ["| image | node | pods | state |", "| --- | --- | --- | --- |"]
-    grouped: dict[tuple[str, str], list[Need]] = {}
-    for need in needs:
-        grouped.setdefault(need.key, []).append(need)
-    for (node, image), group in sorted(grouped.items()):
-        pods = ", ".join(sorted({f"{n.namespace}/{n.pod}" for n in group}))
-        state = group[0].state + (f": {group[0].reason}" if group[0].reason else "")
-        rows.append(f"| `{image}` | {node or '-'} | {pods} | {state} |")
+    for need in sorted(needs, key=lambda n: n.key):
+        state = need.state + (f": {need.reason}" if need.reason else "")
+        rows.append(
+            f"| `{need.image}` | {need.node or '-'} | {need.namespace}/{need.pod} | {state} |"
+        )
     return f"### pulltrace wait: {verdict}\n\n" + "\n".join(rows) + "\n"
 
 
