@@ -378,7 +378,7 @@ class ApiServer:
             self._requests.append(record)
             self._cond.notify_all()
             down = self._down
-        if self.token and handler.headers.get("Authorization") != f"Bearer {self.token}":
+        if self.token and not self._authorized(handler.headers.get("Authorization", "")):
             # authentication comes before routing: a bad token never learns what exists
             Request(handler, {}).status(401, "Unauthorized", "Unauthorized")
             return
@@ -402,6 +402,12 @@ class ApiServer:
         Request(handler, {}).status(
             404, "NotFound", "the server could not find the requested resource"
         )
+
+    def _authorized(self, header: str) -> bool:
+        """As kube-apiserver's bearer token authenticator reads the header: the scheme in any
+        case (in-cluster clients send ``bearer``), then the token."""
+        parts = header.split(" ", 2)
+        return len(parts) >= 2 and parts[0].lower() == "bearer" and parts[1] == self.token
 
     @property
     def requests(self) -> list[RequestRecord]:
