@@ -15,7 +15,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,10 +48,17 @@ class LoggedProcess:
     """A ``pulltrace`` subcommand whose output is read continuously: a pipe nobody drains
     would block the process once it fills, and the lines explain failures."""
 
-    def __init__(self, name: str, args: list[str], env: Mapping[str, str]) -> None:
+    def __init__(
+        self,
+        name: str,
+        args: list[str],
+        env: Mapping[str, str],
+        command: Sequence[str] = (sys.executable, "-m", "pulltrace.cli"),
+    ) -> None:
+        """``command`` runs with ``args`` appended; by default the ``pulltrace`` CLI."""
         self.name = name
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "pulltrace.cli", *args],
+            [*command, *args],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,

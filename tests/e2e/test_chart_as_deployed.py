@@ -1,0 +1,274 @@
+"""Issue 8 end to end: the Helm chart rendered by the real helm, and its agent and collector run
+as its manifests say (tests/infra/pod.py: image entrypoint, args, env from the rendered Secret
+and the node name, hostPath mounts in a private mount namespace, the pod's uid, groups and
+capabilities, a read-only root filesystem), on a node whose containerd keeps its socket where a
+standard node does (``/run/containerd``) or where k3s does (``/run/k3s/containerd``).
+
+The collector reaches the API server double through its in-cluster configuration only: HTTPS
+with the mounted ``ca.crt`` and token, ``KUBERNETES_SERVICE_HOST``/``PORT`` as kubelet sets them.
+The agent reaches the collector through the Service's DNS name (an ``/etc/hosts`` entry in its
+namespace) and port. A pull through CRI must show on the collector's REST API as completed for
+the node name kubelet would give; then containerd restarts, which deletes and recreates its
+socket, and the next pull must show too: a chart that mounts the socket file instead of its
+directory keeps the dead inode and fails there.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import msgspec
+import pytest
+import yaml
+
+from pulltrace.model import PodRef, PullList, PullStatus
+from tests.conftest import require_e2e
+from tests.e2e.stack import Collector
+from tests.infra.containerd import Containerd
+from tests.infra.cri import start_cri_pull
+from tests.infra.images import ImagePusher, PushedImage
+from tests.infra.pod import (
+    Cluster,
+    Image,
+    Manifests,
+    Node,
+    Pod,
+    build_image,
+    helm_template,
+    prune_images,
+    service_forwards,
+    start_pod,
+)
+from tests.infra.proxy import ThrottleProxy
+from tests.infra.registry import Registry
+from tests.infra.util import MiB, free_port, wait_for
+from tests.kube.apiserver import ApiServer
+from tests.kube.objects import pending_pod, pulled, pulling
+from tests.kube.tls import TlsFront
+
+pytestmark = pytest.mark.e2e
+
+REPO = Path(__file__).resolve().parents[2]
+CHART = REPO / "chart"
+RELEASE = NAMESPACE = "pulltrace"  # as the README installs it
+KUBE_TOKEN = "service-account-token"
+READ_TOKEN = "read-secret"
+APP_NAMESPACE = "shop"
+WAIT = 30.0
+"""An upper bound for things that take a second or two; never a duration being tested."""
+
+
+@dataclass(frozen=True)
+class Variant:
+    node: str
+    socket_dir: str
+    """Where this kind of node's containerd keeps its socket."""
+    values: dict[str, object] = field(default_factory=dict)
+    """Beyond the ports: everything else is the chart's defaults, as ``helm install`` gives."""
+
+
+STANDARD = Variant("node-a", "/run/containerd", {"auth.readToken": READ_TOKEN})
+K3S = Variant("k3s-node", "/run/k3s/containerd")
+
+
+@pytest.fixture(scope="module")
+def helm() -> Path:
+    require_e2e()
+    out = subprocess.run(
+        ["bash", str(REPO / "scripts" / "fetch-tools.sh")],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    return Path(out.stdout.strip().splitlines()[-1]) / "helm"
+
+
+@pytest.fixture(scope="module")
+def images() -> dict[str, Image]:
+    """Both images, built side by side, keyed by the repository values.yaml names."""
+    require_e2e()
+    prune_images()
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    with ThreadPoolExecutor(2) as pool:
+        built = {
+            values[role]["image"]["repository"]: pool.submit(
+                build_image, REPO / role / "Dockerfile", REPO
+            )
+            for role in ("agent", "collector")
+        }
+        return {repository: future.result() for repository, future in built.items()}
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def wait_healthy(pod: Pod) -> None:
+    """Every probe of every container passes (kubelet would mark the pod ready and leave it
+    running); a container that exits fails at once."""
+    last: list[str] = []
+
+    def healthy() -> bool:
+        for c in pod.containers:
+            c.process.check_alive()
+        last[:] = [
+            reason
+            for c in pod.containers
+            for kind in ("startupProbe", "readinessProbe", "livenessProbe")
+            if (reason := c.probe(kind)) is not None
+        ]
+        return not last
+
+    try:
+        wait_for(healthy, WAIT, f"{pod.name}'s probes", interval=0.2)
+    except TimeoutError as exc:
+        tails = "\n".join(c.process.tail() for c in pod.containers)
+        raise AssertionError(f"{exc}: {last}\n{tails}") from None
+
+
+def pull_and_see(
+    api: ApiServer,
+    collector: Collector,
+    daemon: Containerd,
+    image: PushedImage,
+    ref: str,
+    node: str,
+    pod_name: str,
+) -> PullStatus:
+    """Kubelet's part of starting a pod (the pending Pod, Pulling, PullImage, Pulled), then
+    the pull as the collector's REST API serves it once completed."""
+    pod = pending_pod(pod_name, node, ref, namespace=APP_NAMESPACE)
+    api.add(pod)
+    api.add(pulling(pod, now()))
+    cri = start_cri_pull(daemon.address, ref)
+    cri.wait(60)
+    api.add(pulled(pod, now(), seconds=cri.elapsed, size=image.total_size))
+
+    def completed() -> PullStatus | None:
+        collector.process.check_alive()
+        with collector.client() as client:
+            got = client.get("/api/v1/pulls", params={"node": node})
+        assert got.status_code == 200, got.text
+        pulls = msgspec.json.decode(got.content, type=PullList).pulls
+        # total_known: what the agent saw in containerd, not a phase-level pull the collector
+        # makes from kubelet's Events alone (it would complete without any agent)
+        mine = [p for p in pulls if p.manifest_digest == image.manifest_digest and p.total_known]
+        return next((p for p in mine if p.phase == "completed" and p.pods), None)
+
+    try:
+        pull = wait_for(completed, WAIT, f"{ref} completed on {node}", interval=0.2)
+    except TimeoutError as exc:
+        raise AssertionError(f"{exc}: the agent did not report it") from None
+    assert pull is not None and pull.node_name == node
+    assert pull.total_bytes == sum(image.layer_sizes)
+    with collector.client() as client:
+        got = client.get(f"/api/v1/pulls/{pull.id}")
+    assert got.status_code == 200, got.text
+    layers = msgspec.json.decode(got.content, type=PullStatus).layers
+    assert sorted(layer.digest for layer in layers) == sorted(image.layer_digests)
+    assert PodRef(namespace=APP_NAMESPACE, pod_name=pod_name, container="app") in pull.pods
+    return pull
+
+
+@pytest.mark.parametrize("variant", [STANDARD, K3S], ids=["containerd", "k3s"])
+def test_chart_as_deployed_reports_pulls_across_a_containerd_restart(
+    variant: Variant,
+    helm: Path,
+    images: dict[str, Image],
+    fresh_containerd: Containerd,
+    registry: Registry,
+    pusher: ImagePusher,
+    tmp_path: Path,
+) -> None:
+    daemon = fresh_containerd
+    # Ports the kernel picks, set through the chart's values: every pod shares this machine's
+    # network, where 8080 may be taken.
+    values: dict[str, object] = {
+        "service.port": free_port(),
+        "service.metricsPort": free_port(),
+        **variant.values,
+    }
+    manifests = Manifests(NAMESPACE, helm_template(helm, CHART, RELEASE, NAMESPACE, values))
+    node = Node(variant.node, tmp_path / "node")
+    node.place(variant.socket_dir, daemon.dir)
+    first, second = pusher.image(2, 3 * MiB // 4), pusher.image(2, 3 * MiB // 4)
+    pods: list[Pod] = []
+    codes: dict[str, int] = {}
+    with (
+        ThrottleProxy(registry.host_port, rate=MiB) as throttle,  # each pull takes ~1.5 s
+        ApiServer(token=KUBE_TOKEN) as api,
+        TlsFront(api.url.removeprefix("http://"), tmp_path) as front,
+    ):
+        daemon.add_registry_host(throttle.host_port)
+        relays = [
+            ThrottleProxy(f"127.0.0.1:{target}", port=port).start()
+            for port, target in service_forwards(manifests)
+        ]
+        cluster = Cluster("127.0.0.1", front.port, front.ca, KUBE_TOKEN)
+        try:
+            for kind in ("Deployment", "DaemonSet"):
+                pods.append(
+                    start_pod(
+                        manifests.only(kind),
+                        manifests,
+                        node=node,
+                        cluster=cluster,
+                        images=images,
+                        workdir=tmp_path / "pods",
+                    )
+                )
+            collector_pod, agent_pod = pods
+            for pod in pods:
+                wait_healthy(pod)
+            (container,) = collector_pod.containers
+            secret = manifests.only("Secret")["metadata"]["name"]
+            read_token = manifests.secret_value(secret, "read-token") or ""
+            collector = Collector(
+                container.process,
+                f"http://127.0.0.1:{container.ports['http']}",
+                f"http://127.0.0.1:{container.ports['metrics']}/metrics",
+                read_token,
+            )
+
+            def agent_connected() -> bool:
+                for c in agent_pod.containers:
+                    c.process.check_alive()
+                return collector.metric("pulltrace_agents_connected") == 1
+
+            # Its first report: from here on the agent sees every pull from its first ingest.
+            wait_for(agent_connected, WAIT, "the agent's first report", interval=0.2)
+
+            pull_and_see(
+                api, collector, daemon, first, first.ref_at(throttle.host_port), node.name, "web"
+            )
+
+            before = os.stat(daemon.address).st_ino
+            daemon.restart()
+            # The premise of the next step: a restart replaces the socket, not only the daemon.
+            assert os.stat(daemon.address).st_ino != before
+            pull_and_see(
+                api, collector, daemon, second, second.ref_at(throttle.host_port), node.name, "api"
+            )
+            for pod in pods:
+                wait_healthy(pod)
+
+            anonymous = httpx.get(f"{collector.url}/api/v1/pulls", timeout=10.0)
+            assert anonymous.status_code == (401 if read_token else 200)
+            # The collector listed and watched with the service account's token over TLS.
+            assert api.lists("pods") and api.watches("pods")
+        finally:
+            for pod in reversed(pods):
+                codes.update(pod.stop())
+            for relay in relays:
+                relay.close()
+            for pod in pods:
+                for c in pod.containers:
+                    print(c.process.tail(100))  # pytest shows it when the test fails
+    assert codes == {"agent": 0, "collector": 0}

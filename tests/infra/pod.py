@@ -1,0 +1,912 @@
+"""Runs a rendered pod spec as processes on this machine, the way kubelet and the container
+runtime would run it, so that a test exercises the chart as written rather than our idea of it.
+
+What a manifest says is applied; what cannot be reproduced here fails loudly (``PodError``), so
+a chart that starts using something new cannot pass by being half-run:
+
+- the image: its Dockerfile's ``RUN pip install`` lines replayed into a venv made from Debian's
+  ``/usr/bin/python3`` (readable by any uid, unlike a developer's pyenv), its ``COPY`` lines
+  staged the same way, and its final stage's ``ENTRYPOINT``, ``CMD``, ``ENV`` and ``USER``;
+- the container: ``command``/``args`` (with ``$(VAR)`` expansion), ``env`` (``value``, a
+  ``secretKeyRef`` read from the rendered Secret, a ``fieldRef`` to ``spec.nodeName``), the
+  Service environment variables kubelet adds, and ``HOSTNAME``/``HOME``;
+- the filesystem, in a private mount namespace (``unshare -m``): a fresh tmpfs on ``/run`` (an
+  image has nothing there), the pod's ``hostPath`` volumes bound from the node's filesystem with
+  their ``type`` checked (``DirectoryOrCreate`` creating the directory as kubelet does),
+  ``readOnly`` mounts remounted read-only, the service account token when it is automounted,
+  an ``/etc/hosts`` standing in for cluster DNS, and ``readOnlyRootFilesystem`` as every other
+  writable mount but ``/proc``, ``/sys``, ``/dev`` and the pod's writable volumes remounted
+  read-only;
+- the identity, through ``setpriv``: ``runAsUser``/``runAsGroup`` (else the image's ``USER``),
+  ``supplementalGroups``, ``runAsNonRoot``, ``allowPrivilegeEscalation: false`` as
+  no-new-privs, and the runtime's default capabilities less ``capabilities.drop`` plus ``add``;
+- probes: ``httpGet`` and ``tcpSocket`` against the container's ports on loopback.
+
+Not reproduced: a network namespace per pod (every pod shares this machine's network, so ports
+are the host's), cgroup resource limits, seccomp and AppArmor profiles, image layers other than
+the installed Python packages (the root filesystem is this machine's), and volume types other
+than ``hostPath``.
+"""
+
+from __future__ import annotations
+
+import base64
+import fcntl
+import glob
+import hashlib
+import json
+import os
+import pwd
+import re
+import shlex
+import shutil
+import socket
+import stat
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
+
+if TYPE_CHECKING:
+    from tests.e2e.stack import LoggedProcess
+
+Obj = dict[str, Any]
+
+HOST_PYTHON = "/usr/bin/python3"
+"""Debian's Python: under /usr, so any uid can run it (a pyenv under /root cannot)."""
+SETPRIV = "/usr/bin/setpriv"
+UNSHARE = "/usr/bin/unshare"
+REPO = Path(__file__).resolve().parents[2]
+SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
+BASE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+DEFAULT_CAPS = (
+    "chown", "dac_override", "fsetid", "fowner", "mknod", "net_raw", "setgid", "setuid",
+    "setfcap", "setpcap", "net_bind_service", "sys_chroot", "kill", "audit_write",
+)  # fmt: skip
+"""containerd's default set for a container that asks for nothing else."""
+UNPRIVILEGED_GID = 65534
+"""Stands in for the group ``useradd --system`` would create in the image: some non-root gid."""
+
+# Keys that change nothing when every pod runs on one machine; any other key is refused.
+_POD_KEYS = {
+    "containers", "volumes", "securityContext", "serviceAccountName",
+    "automountServiceAccountToken", "enableServiceLinks", "nodeSelector", "tolerations",
+    "affinity", "priorityClassName", "imagePullSecrets", "terminationGracePeriodSeconds",
+}  # fmt: skip
+_CONTAINER_KEYS = {
+    "name", "image", "imagePullPolicy", "command", "args", "env", "ports", "volumeMounts",
+    "securityContext", "resources", "readinessProbe", "livenessProbe", "startupProbe",
+}  # fmt: skip
+_SECURITY_KEYS = {
+    "runAsUser", "runAsGroup", "runAsNonRoot", "supplementalGroups", "allowPrivilegeEscalation",
+    "readOnlyRootFilesystem", "capabilities", "seccompProfile", "privileged",
+}  # fmt: skip
+
+
+class PodError(RuntimeError):
+    """The pod cannot start (kubelet would refuse it too), or it asks for something this
+    harness does not reproduce."""
+
+
+def _refuse_unknown(obj: Obj, known: set[str], where: str) -> None:
+    unknown = sorted(set(obj) - known)
+    if unknown:
+        raise PodError(f"{where}: {', '.join(unknown)} not reproduced by tests/infra/pod.py")
+
+
+# -- images ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Stage:
+    """One ``FROM`` of a Dockerfile, with what the later instructions set."""
+
+    name: str
+    base: str
+    workdir: str = "/"
+    env: dict[str, str] = field(default_factory=dict)
+    user: str = "0"
+    entrypoint: list[str] = field(default_factory=list)
+    cmd: list[str] = field(default_factory=list)
+    steps: list[tuple[str, list[str]]] = field(default_factory=list)
+    """("copy", [flags..., src..., dest]) or ("pip", [pip install arguments])."""
+    system_uids: set[int] = field(default_factory=set)
+
+
+def _instructions(text: str) -> Iterator[tuple[str, str]]:
+    """(KEYWORD, rest) with line continuations joined and comment lines dropped."""
+    pending = ""
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.endswith("\\"):
+            pending += line[:-1] + " "
+            continue
+        keyword, _, rest = (pending + line).partition(" ")
+        pending = ""
+        yield keyword.upper(), rest.strip()
+
+
+def _exec_form(rest: str) -> list[str]:
+    if rest.startswith("["):
+        form = json.loads(rest)
+        assert isinstance(form, list) and all(isinstance(a, str) for a in form)
+        return form
+    return ["/bin/sh", "-c", rest]
+
+
+def parse_dockerfile(text: str) -> list[Stage]:
+    stages: list[Stage] = []
+    for keyword, rest in _instructions(text):
+        if keyword == "FROM":
+            words = rest.split()
+            base = words[0]
+            name = words[2] if len(words) == 3 and words[1].upper() == "AS" else str(len(stages))
+            parent = next((s for s in stages if s.name == base), None)
+            stage = Stage(name, base)
+            if parent is not None:
+                stage.workdir, stage.env, stage.user = parent.workdir, dict(parent.env), parent.user
+                stage.entrypoint, stage.cmd = list(parent.entrypoint), list(parent.cmd)
+            stages.append(stage)
+            continue
+        if not stages:
+            raise PodError(f"Dockerfile: {keyword} before FROM")
+        stage = stages[-1]
+        if keyword == "WORKDIR":
+            stage.workdir = os.path.join(stage.workdir, rest)
+        elif keyword == "ENV":
+            words = shlex.split(rest)
+            pairs = (
+                [w.partition("=") for w in words]
+                if "=" in words[0]
+                else [(words[0], "=", " ".join(words[1:]))]
+            )
+            for key, _, value in pairs:
+                if "$" in value:
+                    raise PodError(
+                        f"Dockerfile: ENV {key}={value}: variable expansion not reproduced"
+                    )
+                stage.env[key] = value
+        elif keyword == "USER":
+            stage.user = rest
+        elif keyword == "ENTRYPOINT":
+            stage.entrypoint, stage.cmd = _exec_form(rest), []
+        elif keyword == "CMD":
+            stage.cmd = _exec_form(rest)
+        elif keyword == "COPY":
+            stage.steps.append(("copy", shlex.split(rest)))
+        elif keyword == "RUN":
+            _run(stage, rest)
+        elif keyword not in ("EXPOSE", "LABEL", "ARG"):
+            raise PodError(f"Dockerfile: {keyword} not reproduced by tests/infra/pod.py")
+    if not stages:
+        raise PodError("Dockerfile: no FROM")
+    return stages
+
+
+@dataclass(frozen=True)
+class Image:
+    """What a container of this image starts from; ``python`` is the venv standing in for the
+    image's Python with its installed packages."""
+
+    entrypoint: tuple[str, ...]
+    cmd: tuple[str, ...]
+    env: Mapping[str, str]
+    user: str
+    workdir: str
+    python: Path
+    system_uids: frozenset[int]
+    """uids a ``RUN useradd`` creates (with a group of their own, so not gid 0)."""
+
+
+_PIP_TARGET_FLAGS = ("--prefix", "--root", "--target", "-t")
+
+
+def _pip_install_args(argv: list[str]) -> list[str] | None:
+    """The arguments after ``pip install`` (or ``python -m pip install``), or None. Flags that
+    choose where packages go are dropped: here they go into the venv."""
+    if argv[:2] in (["pip", "install"], ["pip3", "install"]):
+        rest = argv[2:]
+    elif len(argv) > 3 and argv[0].startswith("python") and argv[1:4] == ["-m", "pip", "install"]:
+        rest = argv[4:]
+    else:
+        return None
+    out: list[str] = []
+    skip = False
+    for arg in rest:
+        if skip:
+            skip = False
+        elif arg in _PIP_TARGET_FLAGS:
+            skip = True
+        elif not arg.startswith(tuple(f + "=" for f in _PIP_TARGET_FLAGS)) and arg != "--user":
+            out.append(arg)
+    return out
+
+
+def _run(stage: Stage, command: str) -> None:
+    """A ``RUN`` line: ``pip install``s become steps, ``useradd`` a uid with a group of its
+    own; anything else is refused, so a new kind of line cannot be skipped silently."""
+    for part in re.split(r"\s*&&\s*", command):
+        argv = shlex.split(part)
+        pip_args = _pip_install_args(argv)
+        uid = _user_uid(argv) if argv and argv[0] in ("useradd", "adduser") else None
+        if pip_args is not None:
+            stage.steps.append(("pip", pip_args))
+        elif uid is not None:
+            stage.system_uids.add(uid)
+        elif not argv or argv[0] != "groupadd":
+            raise PodError(f"Dockerfile: RUN {part!r} not reproduced by tests/infra/pod.py")
+
+
+def _user_uid(argv: list[str]) -> int | None:
+    """The uid a ``useradd``/``adduser`` command line asks for."""
+    for flag in ("--uid", "-u"):
+        if flag in argv[:-1]:
+            return int(argv[argv.index(flag) + 1])
+        for arg in argv:
+            if arg.startswith(flag + "="):
+                return int(arg.split("=", 1)[1])
+    return None
+
+
+def _copy(context: Path, stage_root: Path, workdir: str, words: list[str]) -> None:
+    """``COPY src... dest`` from the build context (``--from`` copies are the installed
+    packages moving between stages, which the venv already holds)."""
+    if any(w.startswith("--from") for w in words):
+        return
+    args = [w for w in words if not w.startswith("--")]
+    *sources, dest = args
+    target = stage_root / os.path.join(workdir, dest).lstrip("/")
+    for pattern in sources:
+        matches = sorted(glob.glob(str(context / pattern)))
+        if not matches:
+            raise PodError(f"COPY {pattern}: not in the build context")
+        for match in map(Path, matches):
+            if match.is_dir():
+                shutil.copytree(match, target, dirs_exist_ok=True, ignore=_ignored)
+            elif dest.endswith("/") or len(sources) > 1:
+                target.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(match, target / match.name)
+            else:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(match, target)
+
+
+def _ignored(directory: str, names: list[str]) -> list[str]:
+    return [n for n in names if n in ("__pycache__", ".mypy_cache") or n.endswith(".egg-info")]
+
+
+IMAGE_CACHE = Path("/var/tmp/pulltrace-e2e-images")
+"""Built images by the hash of everything that goes into them (the Dockerfile, the files its
+``COPY`` lines take, the host Python and this harness), as a container builder caches layers;
+world-readable, and outside /tmp's per-test directories so that a rerun of unchanged code skips
+the ~20 s of pip per image."""
+
+
+def _image_key(dockerfile: Path, context: Path, stages: list[Stage]) -> str:
+    digest = hashlib.sha256()
+    version = subprocess.run([HOST_PYTHON, "--version"], capture_output=True, text=True).stdout
+    for part in (Path(__file__).read_bytes(), dockerfile.read_bytes(), version.encode()):
+        digest.update(hashlib.sha256(part).digest())
+    for stage in stages:
+        for kind, words in stage.steps:
+            if kind != "copy":
+                continue
+            for pattern in words[:-1]:
+                for match in sorted(glob.glob(str(context / pattern))):
+                    files = [Path(match)] if os.path.isfile(match) else _tree(Path(match))
+                    for file in files:
+                        digest.update(str(file.relative_to(context)).encode() + b"\0")
+                        digest.update(hashlib.sha256(file.read_bytes()).digest())
+    return digest.hexdigest()[:20]
+
+
+def _tree(directory: Path) -> list[Path]:
+    """The files ``COPY`` takes from a directory (what ``_copy`` leaves out, left out)."""
+    files: list[Path] = []
+    for root, dirs, names in os.walk(directory):
+        dirs[:] = sorted(d for d in dirs if d not in _ignored(root, dirs))
+        files += [Path(root) / n for n in sorted(names) if n not in _ignored(root, names)]
+    return files
+
+
+def build_image(dockerfile: Path, context: Path) -> Image:
+    """Replays the Dockerfile's ``COPY`` and ``RUN pip install`` lines into a venv of Debian's
+    Python (world-readable: the container's uid must be able to run what is installed), or
+    finds it already built from the same inputs."""
+    stages = parse_dockerfile(dockerfile.read_text())
+    IMAGE_CACHE.mkdir(mode=0o755, exist_ok=True)
+    dest = IMAGE_CACHE / f"{dockerfile.parent.name}-{_image_key(dockerfile, context, stages)}"
+    python = dest / "python"
+    with (IMAGE_CACHE / f"{dest.name}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # another test run may be building the same
+        if not (dest / "complete").exists():
+            shutil.rmtree(dest, ignore_errors=True)
+            dest.mkdir(mode=0o755)
+            _build(dockerfile, context, stages, dest, python)
+            (dest / "complete").touch()
+    final = stages[-1]
+    return Image(
+        entrypoint=tuple(final.entrypoint),
+        cmd=tuple(final.cmd),
+        env=dict(final.env),
+        user=final.user,
+        workdir=final.workdir,
+        python=python,
+        system_uids=frozenset(uid for stage in stages for uid in stage.system_uids),
+    )
+
+
+def _build(dockerfile: Path, context: Path, stages: list[Stage], dest: Path, python: Path) -> None:
+    # Without pip inside (which would need Debian's python3-venv): this process's pip installs
+    # into it, running under that interpreter, so markers and wheels are chosen for it.
+    subprocess.run([HOST_PYTHON, "-m", "venv", "--without-pip", str(python)], check=True)
+    for index, stage in enumerate(stages):
+        root = dest / f"stage{index}"
+        for kind, words in stage.steps:
+            if kind == "copy":
+                _copy(context, root, stage.workdir, words)
+                continue
+            cwd = root / stage.workdir.lstrip("/")
+            cwd.mkdir(parents=True, exist_ok=True)
+            cmd = [sys.executable, "-m", "pip", "--python", str(python / "bin" / "python")]
+            done = subprocess.run(
+                [*cmd, "install", "-q", *words], cwd=cwd, capture_output=True, text=True
+            )
+            if done.returncode != 0:
+                raise PodError(f"{dockerfile}: pip install {shlex.join(words)}: {done.stderr}")
+
+
+def prune_images(older_than: float = 86400.0) -> None:
+    """Drops cached images nobody has built or used for a day."""
+    cutoff = time.time() - older_than
+    for entry in IMAGE_CACHE.glob("*.lock"):
+        if entry.stat().st_mtime < cutoff:
+            shutil.rmtree(entry.with_suffix(""), ignore_errors=True)
+            entry.unlink(missing_ok=True)
+
+
+# -- manifests -------------------------------------------------------------------------------
+
+
+def helm_template(
+    helm: Path, chart: Path, release: str, namespace: str, values: Mapping[str, object]
+) -> list[Obj]:
+    """``helm template`` with ``--set-json`` per value (exact types), parsed."""
+    import yaml
+
+    cmd = [str(helm), "template", release, str(chart), "--namespace", namespace]
+    for key, value in values.items():
+        cmd += ["--set-json", f"{key}={json.dumps(value)}"]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=60).stdout
+    return [doc for doc in yaml.safe_load_all(out) if doc]
+
+
+@dataclass(frozen=True)
+class Manifests:
+    """A release's rendered objects, all in ``namespace``."""
+
+    namespace: str
+    objects: list[Obj]
+
+    def all(self, kind: str) -> list[Obj]:
+        return [o for o in self.objects if o.get("kind") == kind]
+
+    def get(self, kind: str, name: str) -> Obj | None:
+        return next((o for o in self.all(kind) if o["metadata"]["name"] == name), None)
+
+    def only(self, kind: str) -> Obj:
+        found = self.all(kind)
+        if len(found) != 1:
+            raise PodError(f"expected one {kind}, the chart renders {len(found)}")
+        return found[0]
+
+    def secret_value(self, name: str, key: str) -> str | None:
+        secret = self.get("Secret", name)
+        if secret is None:
+            return None
+        if key in (secret.get("stringData") or {}):
+            return str(secret["stringData"][key])
+        data = secret.get("data") or {}
+        return base64.b64decode(data[key]).decode() if key in data else None
+
+    def selected(self, service: Obj) -> Obj:
+        """The one workload whose pods the Service selects."""
+        selector = service["spec"].get("selector") or {}
+        for kind in ("Deployment", "DaemonSet", "StatefulSet"):
+            for workload in self.all(kind):
+                labels = workload["spec"]["template"]["metadata"].get("labels") or {}
+                if selector and selector.items() <= labels.items():
+                    return workload
+        raise PodError(f"Service {service['metadata']['name']} selects no workload")
+
+
+def service_forwards(manifests: Manifests) -> list[tuple[int, int]]:
+    """(Service port, container port) for every Service port whose ``targetPort`` (a number or
+    a name of the selected pod's ports) differs from it: with every pod on this machine's
+    network, only those need a relay to play the Service."""
+    forwards = []
+    for service in manifests.all("Service"):
+        workload = manifests.selected(service)
+        ports: dict[str, int] = {}
+        for c in workload["spec"]["template"]["spec"]["containers"]:
+            ports.update(container_ports(c))
+        for port in service["spec"].get("ports") or []:
+            target = str(port.get("targetPort", port["port"]))
+            if target in ports:
+                number = ports[target]
+            elif target.isdigit():
+                number = int(target)
+            else:
+                raise PodError(f"Service {service['metadata']['name']}: no port named {target}")
+            if number != port["port"]:
+                forwards.append((int(port["port"]), number))
+    return forwards
+
+
+# -- the node and the cluster ----------------------------------------------------------------
+
+
+class Node:
+    """What ``hostPath`` volumes reach on a node: its ``/run`` (where containerd keeps its
+    socket), kept in ``root``. A hostPath anywhere else is refused: this machine's own
+    filesystem is not a node's."""
+
+    def __init__(self, name: str, root: Path) -> None:
+        self.name = name
+        self.root = root
+        (root / "run").mkdir(parents=True, exist_ok=True)
+
+    def place(self, path: str, directory: Path, mode: int = 0o711) -> None:
+        """Makes ``path`` on the node be ``directory`` (a symlink that mounts follow), with
+        containerd's mode for its state directory: others may traverse, not list."""
+        link = self.resolve(path)
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(directory)
+        directory.chmod(mode)
+
+    def resolve(self, path: str) -> Path:
+        norm = os.path.normpath(path)
+        if norm != "/run" and not norm.startswith("/run/"):
+            raise PodError(f"hostPath {path}: the emulated node has only /run")
+        return self.root / norm.lstrip("/")
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """What kubelet gives every pod: the API server's Service and the account to reach it."""
+
+    api_host: str
+    api_port: int
+    ca: Path
+    token: str
+
+
+# -- pods ------------------------------------------------------------------------------------
+
+
+def _expand(text: str, env: Mapping[str, str]) -> str:
+    """Kubernetes' ``$(VAR)`` expansion: defined names are replaced, ``$$`` escapes, anything
+    else stays as written."""
+
+    def sub(m: re.Match[str]) -> str:
+        if m.group(0) == "$$":
+            return "$"
+        return env.get(m.group(1), m.group(0))
+
+    return re.sub(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)", sub, text)
+
+
+def service_env(manifests: Manifests, cluster: Cluster, links: bool) -> dict[str, str]:
+    """pkg/kubelet/envvars: the API server's variables always, every Service of the namespace's
+    when ``enableServiceLinks`` (the default). Cluster IPs are loopback here."""
+    env: dict[str, str] = {}
+    api_ports: list[Obj] = [{"name": "https", "port": cluster.api_port}]
+    services: list[tuple[str, str, list[Obj]]] = [("kubernetes", cluster.api_host, api_ports)]
+    if links:
+        services += [
+            (s["metadata"]["name"], "127.0.0.1", s["spec"].get("ports") or [])
+            for s in manifests.all("Service")
+            if s["spec"].get("clusterIP") != "None"
+        ]
+    for name, ip, ports in services:
+        prefix = name.upper().replace("-", "_")
+        env[f"{prefix}_SERVICE_HOST"] = ip
+        for index, port in enumerate(ports):
+            number, proto = port["port"], port.get("protocol", "TCP")
+            if index == 0:
+                env[f"{prefix}_SERVICE_PORT"] = str(number)
+                env[f"{prefix}_PORT"] = f"{proto.lower()}://{ip}:{number}"
+            if port.get("name"):
+                env[f"{prefix}_SERVICE_PORT_{port['name'].upper().replace('-', '_')}"] = str(number)
+            link = f"{prefix}_PORT_{number}_{proto}"
+            env[link] = f"{proto.lower()}://{ip}:{number}"
+            env[f"{link}_PROTO"], env[f"{link}_PORT"] = proto.lower(), str(number)
+            env[f"{link}_ADDR"] = ip
+    return env
+
+
+def hosts_file(manifests: Manifests, pod_name: str) -> str:
+    """Kubelet's /etc/hosts plus, standing in for cluster DNS, every name of every Service of
+    the namespace on loopback (where the pods listen, as they share this machine's network)."""
+    ns = manifests.namespace
+    lines = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost", f"127.0.0.1\t{pod_name}"]
+    for service in manifests.all("Service"):
+        name = service["metadata"]["name"]
+        names = [name, f"{name}.{ns}", f"{name}.{ns}.svc", f"{name}.{ns}.svc.cluster.local"]
+        lines.append("127.0.0.1\t" + " ".join(names))
+    return "\n".join(lines) + "\n"
+
+
+def container_ports(spec: Obj) -> dict[str, int]:
+    """Named ports of a container, and every number as itself."""
+    ports: dict[str, int] = {}
+    for port in spec.get("ports") or []:
+        number = int(port["containerPort"])
+        ports[str(number)] = number
+        if port.get("name"):
+            ports[port["name"]] = number
+    return ports
+
+
+@dataclass(frozen=True)
+class Identity:
+    uid: int
+    gid: int
+    groups: tuple[int, ...]
+    no_new_privs: bool
+    caps: tuple[str, ...]
+    read_only_root: bool
+
+    def setpriv(self) -> list[str]:
+        groups = f"--groups={','.join(map(str, self.groups))}" if self.groups else "--clear-groups"
+        argv = [SETPRIV, f"--reuid={self.uid}", f"--regid={self.gid}", groups]
+        if self.no_new_privs:
+            argv.append("--no-new-privs")
+        bounding = ",".join(["-all", *(f"+{c}" for c in self.caps)])
+        return [*argv, "--inh-caps=-all", f"--bounding-set={bounding}", "--"]
+
+
+def identity(pod_sc: Obj, sc: Obj, image: Image, where: str) -> Identity:
+    _refuse_unknown(pod_sc, _SECURITY_KEYS - {"allowPrivilegeEscalation", "capabilities"}, where)
+    _refuse_unknown(sc, _SECURITY_KEYS - {"supplementalGroups"}, where)
+    if sc.get("privileged"):
+        raise PodError(f"{where}: privileged containers not reproduced")
+    user, _, group = image.user.partition(":")
+
+    def numeric(value: str, what: str) -> int:
+        if value == "root":
+            return 0
+        if not value.isdigit():
+            raise PodError(f"{where}: image {what} {value!r} is not numeric")
+        return int(value)
+
+    uid = sc.get("runAsUser", pod_sc.get("runAsUser"))
+    uid = numeric(user, "USER") if uid is None else int(uid)
+    if sc.get("runAsNonRoot", pod_sc.get("runAsNonRoot")) and uid == 0:
+        raise PodError(f"{where}: runAsNonRoot and the container would run as uid 0")
+    gid = sc.get("runAsGroup", pod_sc.get("runAsGroup"))
+    if gid is None and group:
+        gid = numeric(group, "USER group")
+    if gid is None:
+        # The runtime reads the image's /etc/passwd (a Debian one, like this machine's); a uid
+        # it does not list gets gid 0.
+        try:
+            gid = pwd.getpwuid(uid).pw_gid
+        except KeyError:
+            gid = UNPRIVILEGED_GID if uid in image.system_uids else 0
+    groups = tuple(int(g) for g in pod_sc.get("supplementalGroups") or [])
+    capabilities = sc.get("capabilities") or {}
+    drop = {c.lower().removeprefix("cap_") for c in capabilities.get("drop") or []}
+    add = [c.lower().removeprefix("cap_") for c in capabilities.get("add") or []]
+    caps = () if "all" in drop else tuple(c for c in DEFAULT_CAPS if c not in drop)
+    return Identity(
+        uid=uid,
+        gid=int(gid),
+        groups=groups,
+        no_new_privs=sc.get("allowPrivilegeEscalation") is False,
+        caps=(*caps, *add),
+        read_only_root=bool(sc.get("readOnlyRootFilesystem")),
+    )
+
+
+def _check_host_path(path: Path, kind: str, where: str) -> None:
+    """kubelet's hostPath type checks (pkg/volume/hostpath)."""
+    if kind == "DirectoryOrCreate" and not path.exists():
+        path.mkdir(mode=0o755, parents=True)
+    elif kind == "FileOrCreate" and not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o644)
+    checks = {
+        "DirectoryOrCreate": stat.S_ISDIR,
+        "Directory": stat.S_ISDIR,
+        "FileOrCreate": stat.S_ISREG,
+        "File": stat.S_ISREG,
+        "Socket": stat.S_ISSOCK,
+    }
+    if kind == "":
+        return
+    if kind not in checks:
+        raise PodError(f"{where}: hostPath type {kind} not reproduced")
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise PodError(
+            f"{where}: hostPath type check failed: {kind} {path} does not exist"
+        ) from None
+    if not checks[kind](mode):
+        raise PodError(f"{where}: hostPath type check failed: {path} is not a {kind}")
+
+
+@dataclass
+class Container:
+    """One started container: its spec, its ports by name and number, its process."""
+
+    name: str
+    spec: Obj
+    ports: dict[str, int]
+    process: LoggedProcess
+
+    def probe(self, kind: str) -> str | None:
+        """Runs the ``kind`` probe once as kubelet would: None when it passes (or there is
+        none), else why not."""
+        probe = self.spec.get(kind)
+        if probe is None:
+            return None
+        if "httpGet" in probe:
+            import httpx
+
+            get = probe["httpGet"]
+            port = self.ports.get(str(get["port"]))
+            if port is None:
+                return f"{kind}: port {get['port']!r} is not a port of the container"
+            scheme = get.get("scheme", "HTTP").lower()
+            headers = {h["name"]: h["value"] for h in get.get("httpHeaders") or []}
+            url = f"{scheme}://127.0.0.1:{port}{get.get('path', '/')}"
+            try:
+                status = httpx.get(
+                    url, headers=headers, timeout=probe.get("timeoutSeconds", 1)
+                ).status_code
+            except httpx.HTTPError as exc:
+                return f"{kind}: GET {url}: {exc!r}"
+            return None if 200 <= status < 400 else f"{kind}: GET {url}: HTTP {status}"
+        if "tcpSocket" in probe:
+            port = self.ports.get(str(probe["tcpSocket"]["port"]))
+            if port is None:
+                return f"{kind}: port {probe['tcpSocket']['port']!r} is not a port of the container"
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            except OSError as exc:
+                return f"{kind}: connect :{port}: {exc}"
+            return None
+        raise PodError(f"{self.name}: {kind} {sorted(probe)} not reproduced")
+
+
+@dataclass
+class Pod:
+    name: str
+    containers: list[Container]
+
+    def container(self, name: str) -> Container:
+        return next(c for c in self.containers if c.name == name)
+
+    def stop(self) -> dict[str, int]:
+        """SIGTERM to every container, as kubelet stops a pod; their exit statuses."""
+        return {c.name: c.process.stop() for c in self.containers}
+
+
+def start_pod(
+    workload: Obj,
+    manifests: Manifests,
+    *,
+    node: Node,
+    cluster: Cluster,
+    images: Mapping[str, Image],
+    workdir: Path,
+) -> Pod:
+    """Starts every container of a Deployment's or DaemonSet's pod template on ``node``.
+    ``images`` maps an image repository (the reference without its tag) to what it holds."""
+    from tests.e2e.stack import LoggedProcess
+
+    kind, name = workload["kind"], workload["metadata"]["name"]
+    template = workload["spec"]["template"]
+    spec: Obj = template["spec"]
+    where = f"{kind} {name}"
+    _refuse_unknown(spec, _POD_KEYS, where)
+    pod_name = f"{name}-7d4b9c8f6-x2k4q" if kind == "Deployment" else f"{name}-p8m2z"
+    pod_dir = workdir / pod_name
+    pod_dir.mkdir(parents=True)
+    pod_dir.chmod(0o755)
+
+    volumes: dict[str, Path] = {}
+    for volume in spec.get("volumes") or []:
+        if set(volume) != {"name", "hostPath"}:
+            raise PodError(f"{where}: volume {volume['name']}: only hostPath is reproduced")
+        path = node.resolve(volume["hostPath"]["path"])
+        _check_host_path(path, volume["hostPath"].get("type", ""), f"{where}: {volume['name']}")
+        volumes[volume["name"]] = path
+
+    account_name = spec.get("serviceAccountName", "default")
+    account = manifests.get("ServiceAccount", account_name)
+    if account is None and account_name != "default":
+        raise PodError(f"{where}: serviceaccount {account_name} not found")
+    automount = spec.get("automountServiceAccountToken")
+    if automount is None:
+        automount = (account or {}).get("automountServiceAccountToken", True)
+    token_dir = pod_dir / "serviceaccount"
+    if automount:
+        token_dir.mkdir(mode=0o755)
+        for file, text in (
+            ("token", cluster.token),
+            ("ca.crt", cluster.ca.read_text()),
+            ("namespace", manifests.namespace),
+        ):
+            (token_dir / file).write_text(text)
+            (token_dir / file).chmod(0o644)
+    hosts = pod_dir / "hosts"
+    hosts.write_text(hosts_file(manifests, pod_name))
+    hosts.chmod(0o644)
+    links = service_env(manifests, cluster, spec.get("enableServiceLinks", True))
+
+    containers: list[Container] = []
+    try:
+        for c in spec["containers"]:
+            cwhere = f"{where}: container {c['name']}"
+            _refuse_unknown(c, _CONTAINER_KEYS, cwhere)
+            repository = (
+                c["image"].rsplit(":", 1)[0] if ":" in c["image"].split("/")[-1] else c["image"]
+            )
+            image = images.get(repository)
+            if image is None:
+                raise PodError(f"{cwhere}: no image built for {repository}")
+            who = identity(
+                spec.get("securityContext") or {}, c.get("securityContext") or {}, image, cwhere
+            )
+
+            env = dict(links)
+            for var in c.get("env") or []:
+                value = _env_value(var, manifests, node, cwhere, env)
+                if value is not None:
+                    env[var["name"]] = value
+            process_env = {"PATH": f"{image.python}/bin:{BASE_PATH}", "LANG": "C.UTF-8"}
+            process_env.update(image.env)
+            process_env.update(env)
+            process_env.setdefault("HOSTNAME", pod_name)
+            try:
+                home = pwd.getpwuid(who.uid).pw_dir
+            except KeyError:
+                home = "/"
+            process_env.setdefault("HOME", home)
+
+            entrypoint = list(image.entrypoint)
+            command = c.get("command")
+            args = c.get("args")
+            if command is not None:
+                argv = [*command, *(args or [])]
+            else:
+                argv = [*entrypoint, *(image.cmd if args is None else args)]
+            argv = [_expand(a, env) for a in argv]
+
+            mounts: list[Obj] = [{"type": "tmpfs", "target": "/run"}]
+            read_only: list[str] = []
+            writable = ["/etc/hosts"]
+            pod_mounts: list[tuple[str, Path, bool]] = []
+            for m in c.get("volumeMounts") or []:
+                if m["name"] not in volumes:
+                    raise PodError(f"{cwhere}: volumeMount {m['name']} names no volume")
+                source = volumes[m["name"]] / m.get("subPath", "")
+                pod_mounts.append((m["mountPath"], source, bool(m.get("readOnly"))))
+            if automount:
+                pod_mounts.append((SERVICE_ACCOUNT_DIR, token_dir, True))
+            # parents before children, as the runtime orders them
+            for target, source, ro in sorted(pod_mounts, key=lambda m: m[0].count("/")):
+                mounts.append({"type": "bind", "source": str(source), "target": target})
+                (read_only if ro else writable).append(target)
+            mounts.append({"type": "bind", "source": str(hosts), "target": "/etc/hosts"})
+            plan = {
+                "mounts": mounts,
+                "readOnlyRootFilesystem": who.read_only_root,
+                "readOnly": read_only,
+                "writable": writable,
+                "workdir": image.workdir,
+                "argv": [*who.setpriv(), *argv],
+                "env": process_env,
+            }
+            plan_path = pod_dir / f"{c['name']}.json"
+            plan_path.write_text(json.dumps(plan, indent=2))
+            process = LoggedProcess(
+                f"{pod_name}/{c['name']}",
+                [str(plan_path)],
+                {"PATH": BASE_PATH, "PYTHONPATH": str(REPO)},
+                command=(
+                    UNSHARE,
+                    "--mount",
+                    "--propagation",
+                    "private",
+                    sys.executable,
+                    "-m",
+                    __name__,
+                ),
+            )
+            containers.append(Container(c["name"], c, container_ports(c), process))
+    except BaseException:
+        for started in containers:
+            started.process.stop()
+        raise
+    return Pod(pod_name, containers)
+
+
+def _env_value(
+    var: Obj, manifests: Manifests, node: Node, where: str, env: Mapping[str, str]
+) -> str | None:
+    """One ``env`` entry's value, or None when an optional reference is absent (kubelet then
+    leaves the variable unset)."""
+    if "valueFrom" not in var:
+        return _expand(str(var.get("value", "")), env)
+    source = var["valueFrom"]
+    if "secretKeyRef" in source:
+        ref = source["secretKeyRef"]
+        value = manifests.secret_value(ref["name"], ref["key"])
+        if value is None and not ref.get("optional"):
+            raise PodError(f"{where}: {var['name']}: secret {ref['name']} has no key {ref['key']}")
+        return value
+    if "fieldRef" in source:
+        path = source["fieldRef"]["fieldPath"]
+        if path != "spec.nodeName":
+            raise PodError(f"{where}: {var['name']}: fieldRef {path} not reproduced")
+        return node.name
+    raise PodError(f"{where}: {var['name']}: valueFrom {sorted(source)} not reproduced")
+
+
+# -- inside the mount namespace --------------------------------------------------------------
+
+
+def _mount(*args: str) -> None:
+    subprocess.run(["mount", *args], check=True)
+
+
+def _mount_points() -> list[tuple[str, bool]]:
+    """(mount point, writable) for every mount this namespace sees."""
+    points = []
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        fields = line.split()
+        point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), fields[4])
+        points.append((point, "rw" in fields[5].split(",")))
+    return points
+
+
+def _under(path: str, tops: Sequence[str]) -> bool:
+    return any(path == top or path.startswith(top.rstrip("/") + "/") for top in tops)
+
+
+def enter(plan: Obj) -> NoReturn:
+    """Runs as root in a fresh private mount namespace: builds the container's view of the
+    filesystem, then becomes the container's process through setpriv."""
+    for mount in plan["mounts"]:
+        target = Path(mount["target"])
+        if mount["type"] == "tmpfs":
+            _mount("-t", "tmpfs", "-o", "mode=0755", "tmpfs", str(target))
+            continue
+        if os.path.isdir(mount["source"]):
+            target.mkdir(parents=True, exist_ok=True)
+        elif not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.touch()
+        _mount("--bind", mount["source"], str(target))
+    volumes = [os.path.realpath(t) for t in plan["readOnly"] + plan["writable"]]
+    if plan["readOnlyRootFilesystem"]:
+        for point, rw in _mount_points():
+            if rw and not _under(point, ("/proc", "/sys", "/dev")) and point not in volumes:
+                _mount("-o", "remount,bind,ro", point)
+    for target in plan["readOnly"]:
+        _mount("-o", "remount,bind,ro", target)
+    os.chdir(plan["workdir"])
+    os.execve(plan["argv"][0], plan["argv"], plan["env"])
+
+
+if __name__ == "__main__":
+    enter(json.loads(Path(sys.argv[1]).read_text()))
