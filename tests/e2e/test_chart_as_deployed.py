@@ -34,12 +34,14 @@ from tests.infra.containerd import Containerd
 from tests.infra.cri import start_cri_pull
 from tests.infra.images import ImagePusher, PushedImage
 from tests.infra.pod import (
+    HARNESS_TOOLS,
     Cluster,
     Image,
     Manifests,
     Node,
     Pod,
     build_image,
+    ensure_debian_tools,
     helm_template,
     prune_images,
     service_forwards,
@@ -94,6 +96,7 @@ def helm() -> Path:
 def images() -> dict[str, Image]:
     """Both images, built side by side, keyed by the repository values.yaml names."""
     require_e2e()
+    ensure_debian_tools({**HARNESS_TOOLS, "/usr/bin/openssl": "openssl"})
     prune_images()
     values = yaml.safe_load((CHART / "values.yaml").read_text())
     with ThreadPoolExecutor(2) as pool:
@@ -133,6 +136,14 @@ def wait_healthy(pod: Pod) -> None:
         raise AssertionError(f"{exc}: {last}\n{tails}") from None
 
 
+def rest(collector: Collector) -> httpx.Client:
+    """The collector's REST API as a user reads it: with the read token when the chart set one
+    (an empty bearer is not a header httpx sends)."""
+    token = collector.read_token
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return httpx.Client(base_url=collector.url, headers=headers, timeout=10.0)
+
+
 def pull_and_see(
     api: ApiServer,
     collector: Collector,
@@ -153,7 +164,7 @@ def pull_and_see(
 
     def completed() -> PullStatus | None:
         collector.process.check_alive()
-        with collector.client() as client:
+        with rest(collector) as client:
             got = client.get("/api/v1/pulls", params={"node": node})
         assert got.status_code == 200, got.text
         pulls = msgspec.json.decode(got.content, type=PullList).pulls
@@ -168,7 +179,7 @@ def pull_and_see(
         raise AssertionError(f"{exc}: the agent did not report it") from None
     assert pull is not None and pull.node_name == node
     assert pull.total_bytes == sum(image.layer_sizes)
-    with collector.client() as client:
+    with rest(collector) as client:
         got = client.get(f"/api/v1/pulls/{pull.id}")
     assert got.status_code == 200, got.text
     layers = msgspec.json.decode(got.content, type=PullStatus).layers
@@ -227,6 +238,8 @@ def test_chart_as_deployed_reports_pulls_across_a_containerd_restart(
             collector_pod, agent_pod = pods
             for pod in pods:
                 wait_healthy(pod)
+                for c in pod.containers:
+                    c.verify()
             (container,) = collector_pod.containers
             secret = manifests.only("Secret")["metadata"]["name"]
             read_token = manifests.secret_value(secret, "read-token") or ""
@@ -249,10 +262,12 @@ def test_chart_as_deployed_reports_pulls_across_a_containerd_restart(
                 api, collector, daemon, first, first.ref_at(throttle.host_port), node.name, "web"
             )
 
-            before = os.stat(daemon.address).st_ino
+            before = os.stat(daemon.address)
             daemon.restart()
-            # The premise of the next step: a restart replaces the socket, not only the daemon.
-            assert os.stat(daemon.address).st_ino != before
+            # The premise of the next step: a restart replaces the socket, not only the daemon
+            # (the file system may give the new one the old inode number once nothing holds it).
+            after = os.stat(daemon.address)
+            assert (after.st_ino, after.st_ctime_ns) != (before.st_ino, before.st_ctime_ns)
             pull_and_see(
                 api, collector, daemon, second, second.ref_at(throttle.host_port), node.name, "api"
             )

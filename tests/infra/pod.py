@@ -62,11 +62,13 @@ UNSHARE = "/usr/bin/unshare"
 REPO = Path(__file__).resolve().parents[2]
 SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 BASE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-DEFAULT_CAPS = (
-    "chown", "dac_override", "fsetid", "fowner", "mknod", "net_raw", "setgid", "setuid",
-    "setfcap", "setpcap", "net_bind_service", "sys_chroot", "kill", "audit_write",
-)  # fmt: skip
-"""containerd's default set for a container that asks for nothing else."""
+CAPS = {
+    "chown": 0, "dac_override": 1, "fowner": 3, "fsetid": 4, "kill": 5, "setgid": 6,
+    "setuid": 7, "setpcap": 8, "net_bind_service": 10, "net_raw": 13, "sys_chroot": 18,
+    "mknod": 27, "audit_write": 29, "setfcap": 31,
+}  # fmt: skip
+"""containerd's default set for a container that asks for nothing else (name: bit), which is
+also every capability a pod may add here."""
 UNPRIVILEGED_GID = 65534
 """Stands in for the group ``useradd --system`` would create in the image: some non-root gid."""
 
@@ -370,6 +372,23 @@ def prune_images(older_than: float = 86400.0) -> None:
             entry.unlink(missing_ok=True)
 
 
+HARNESS_TOOLS = {HOST_PYTHON: "python3", SETPRIV: "util-linux", UNSHARE: "util-linux"}
+"""What this module runs (path: Debian package)."""
+
+
+def ensure_debian_tools(tools: Mapping[str, str]) -> None:
+    """Installs the packages of missing tools: CI runs on a fresh machine, as root."""
+    missing = sorted({pkg for path, pkg in tools.items() if not os.access(path, os.X_OK)})
+    if not missing:
+        return
+    if os.geteuid() != 0:
+        raise PodError(f"missing {', '.join(missing)}: apt-get install them")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
+    install = ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing]
+    subprocess.run(install, check=True, env=env)
+
+
 # -- manifests -------------------------------------------------------------------------------
 
 
@@ -468,6 +487,35 @@ class Node:
         link.parent.mkdir(parents=True, exist_ok=True)
         link.symlink_to(directory)
         directory.chmod(mode)
+
+    def host_path(self, path: str, kind: str) -> Path:
+        """Where a hostPath volume's ``path`` is, after kubelet's checks of its ``type``
+        (pkg/volume/hostpath): ``...OrCreate`` creates what is missing, the rest must exist."""
+        checks = {
+            "": None,
+            "DirectoryOrCreate": stat.S_ISDIR,
+            "Directory": stat.S_ISDIR,
+            "FileOrCreate": stat.S_ISREG,
+            "File": stat.S_ISREG,
+            "Socket": stat.S_ISSOCK,
+        }
+        if kind not in checks:
+            raise PodError(f"hostPath type {kind} not reproduced")
+        resolved = self.resolve(path)
+        if kind == "DirectoryOrCreate" and not resolved.exists():
+            resolved.mkdir(mode=0o755, parents=True)
+        elif kind == "FileOrCreate" and not resolved.exists():
+            resolved.parent.mkdir(parents=True, exist_ok=True)
+            resolved.touch(mode=0o644)
+        check = checks[kind]
+        if check is not None:
+            try:
+                mode = resolved.stat().st_mode
+            except FileNotFoundError:
+                raise PodError(f"hostPath {path} ({kind}) does not exist on {self.name}") from None
+            if not check(mode):
+                raise PodError(f"hostPath {path} on {self.name} is not a {kind}")
+        return resolved
 
     def resolve(self, path: str) -> Path:
         norm = os.path.normpath(path)
@@ -603,7 +651,9 @@ def identity(pod_sc: Obj, sc: Obj, image: Image, where: str) -> Identity:
     capabilities = sc.get("capabilities") or {}
     drop = {c.lower().removeprefix("cap_") for c in capabilities.get("drop") or []}
     add = [c.lower().removeprefix("cap_") for c in capabilities.get("add") or []]
-    caps = () if "all" in drop else tuple(c for c in DEFAULT_CAPS if c not in drop)
+    if not set(add) <= CAPS.keys():
+        raise PodError(f"{where}: capabilities.add {add}: only the default set is reproduced")
+    caps = () if "all" in drop else tuple(c for c in CAPS if c not in drop)
     return Identity(
         uid=uid,
         gid=int(gid),
@@ -614,34 +664,6 @@ def identity(pod_sc: Obj, sc: Obj, image: Image, where: str) -> Identity:
     )
 
 
-def _check_host_path(path: Path, kind: str, where: str) -> None:
-    """kubelet's hostPath type checks (pkg/volume/hostpath)."""
-    if kind == "DirectoryOrCreate" and not path.exists():
-        path.mkdir(mode=0o755, parents=True)
-    elif kind == "FileOrCreate" and not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.touch(mode=0o644)
-    checks = {
-        "DirectoryOrCreate": stat.S_ISDIR,
-        "Directory": stat.S_ISDIR,
-        "FileOrCreate": stat.S_ISREG,
-        "File": stat.S_ISREG,
-        "Socket": stat.S_ISSOCK,
-    }
-    if kind == "":
-        return
-    if kind not in checks:
-        raise PodError(f"{where}: hostPath type {kind} not reproduced")
-    try:
-        mode = path.stat().st_mode
-    except FileNotFoundError:
-        raise PodError(
-            f"{where}: hostPath type check failed: {kind} {path} does not exist"
-        ) from None
-    if not checks[kind](mode):
-        raise PodError(f"{where}: hostPath type check failed: {path} is not a {kind}")
-
-
 @dataclass
 class Container:
     """One started container: its spec, its ports by name and number, its process."""
@@ -650,6 +672,29 @@ class Container:
     spec: Obj
     ports: dict[str, int]
     process: LoggedProcess
+    identity: Identity
+    mounts: dict[str, bool]
+    """Mount point (symlinks resolved) -> read-only, "/" included."""
+
+    def verify(self) -> None:
+        """Reads back from /proc what the process runs with, so that a harness step that did
+        nothing (a setpriv flag, a remount) cannot pass for what the manifest asks."""
+        proc = Path(f"/proc/{self.process.proc.pid}")
+        status = dict(line.split(":\t", 1) for line in (proc / "status").read_text().splitlines())
+        who = self.identity
+        bounding = sum(1 << CAPS[c] for c in who.caps)
+        assert status["Uid"].split() == [str(who.uid)] * 4, status["Uid"]
+        assert status["Gid"].split() == [str(who.gid)] * 4, status["Gid"]
+        assert sorted(map(int, status["Groups"].split())) == sorted(who.groups), status["Groups"]
+        assert status["NoNewPrivs"].strip() == str(int(who.no_new_privs))
+        assert int(status["CapBnd"], 16) == bounding, status["CapBnd"]
+        assert int(status["CapEff"], 16) == (bounding if who.uid == 0 else 0), status["CapEff"]
+        seen = {}
+        for line in (proc / "mountinfo").read_text().splitlines():
+            fields = line.split()
+            seen[_unescape(fields[4])] = "ro" in fields[5].split(",")  # the last one is on top
+        for point, read_only in self.mounts.items():
+            assert seen.get(point) == read_only, (point, seen.get(point), read_only)
 
     def probe(self, kind: str) -> str | None:
         """Runs the ``kind`` probe once as kubelet would: None when it passes (or there is
@@ -726,9 +771,11 @@ def start_pod(
     for volume in spec.get("volumes") or []:
         if set(volume) != {"name", "hostPath"}:
             raise PodError(f"{where}: volume {volume['name']}: only hostPath is reproduced")
-        path = node.resolve(volume["hostPath"]["path"])
-        _check_host_path(path, volume["hostPath"].get("type", ""), f"{where}: {volume['name']}")
-        volumes[volume["name"]] = path
+        host_path = volume["hostPath"]
+        try:
+            volumes[volume["name"]] = node.host_path(host_path["path"], host_path.get("type", ""))
+        except PodError as exc:
+            raise PodError(f"{where}: volume {volume['name']}: {exc}") from None
 
     account_name = spec.get("serviceAccountName", "default")
     account = manifests.get("ServiceAccount", account_name)
@@ -791,13 +838,15 @@ def start_pod(
                 argv = [*entrypoint, *(image.cmd if args is None else args)]
             argv = [_expand(a, env) for a in argv]
 
-            mounts: list[Obj] = [{"type": "tmpfs", "target": "/run"}]
+            mounts: list[Obj] = [{"type": "tmpfs", "target": "/run", "mode": "0755"}]
             read_only: list[str] = []
             writable = ["/etc/hosts"]
             pod_mounts: list[tuple[str, Path, bool]] = []
             for m in c.get("volumeMounts") or []:
                 if m["name"] not in volumes:
                     raise PodError(f"{cwhere}: volumeMount {m['name']} names no volume")
+                if _under(os.path.realpath(m["mountPath"]), ["/tmp"]):
+                    raise PodError(f"{cwhere}: a mountPath under /tmp is not reproduced")
                 source = volumes[m["name"]] / m.get("subPath", "")
                 pod_mounts.append((m["mountPath"], source, bool(m.get("readOnly"))))
             if automount:
@@ -807,6 +856,8 @@ def start_pod(
                 mounts.append({"type": "bind", "source": str(source), "target": target})
                 (read_only if ro else writable).append(target)
             mounts.append({"type": "bind", "source": str(hosts), "target": "/etc/hosts"})
+            # Last, as the sources above live under this machine's /tmp: the image's is empty.
+            mounts.append({"type": "tmpfs", "target": "/tmp", "mode": "1777"})
             plan = {
                 "mounts": mounts,
                 "readOnlyRootFilesystem": who.read_only_root,
@@ -832,7 +883,9 @@ def start_pod(
                     __name__,
                 ),
             )
-            containers.append(Container(c["name"], c, container_ports(c), process))
+            expected = {os.path.realpath(t): t in read_only for t, _, _ in pod_mounts}
+            expected["/"] = who.read_only_root
+            containers.append(Container(c["name"], c, container_ports(c), process, who, expected))
     except BaseException:
         for started in containers:
             started.process.stop()
@@ -874,9 +927,13 @@ def _mount_points() -> list[tuple[str, bool]]:
     points = []
     for line in Path("/proc/self/mountinfo").read_text().splitlines():
         fields = line.split()
-        point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), fields[4])
-        points.append((point, "rw" in fields[5].split(",")))
+        points.append((_unescape(fields[4]), "rw" in fields[5].split(",")))
     return points
+
+
+def _unescape(field: str) -> str:
+    """mountinfo writes space, tab, newline and backslash as octal escapes."""
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
 
 
 def _under(path: str, tops: Sequence[str]) -> bool:
@@ -889,7 +946,7 @@ def enter(plan: Obj) -> NoReturn:
     for mount in plan["mounts"]:
         target = Path(mount["target"])
         if mount["type"] == "tmpfs":
-            _mount("-t", "tmpfs", "-o", "mode=0755", "tmpfs", str(target))
+            _mount("-t", "tmpfs", "-o", f"mode={mount['mode']}", "tmpfs", str(target))
             continue
         if os.path.isdir(mount["source"]):
             target.mkdir(parents=True, exist_ok=True)
