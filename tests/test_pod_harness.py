@@ -19,6 +19,7 @@ from tests.infra.pod import (
     _expand,
     identity,
     parse_dockerfile,
+    pod_ip,
     service_env,
     start_pod,
 )
@@ -81,8 +82,8 @@ def test_service_links_are_the_variables_kubelet_sets() -> None:
     assert env["KUBERNETES_SERVICE_PORT"] == env["KUBERNETES_SERVICE_PORT_HTTPS"] == "6443"
     assert env["PULLTRACE_COLLECTOR_SERVICE_PORT"] == "8080"
     assert env["PULLTRACE_COLLECTOR_SERVICE_PORT_METRICS"] == "9090"
-    assert env["PULLTRACE_COLLECTOR_PORT"] == "tcp://127.0.0.1:8080"
-    assert env["PULLTRACE_COLLECTOR_PORT_9090_TCP_ADDR"] == "127.0.0.1"
+    assert env["PULLTRACE_COLLECTOR_PORT"] == f"tcp://{pod_ip()}:8080"
+    assert env["PULLTRACE_COLLECTOR_PORT_9090_TCP_ADDR"] == pod_ip()
     without = service_env(Manifests("ns", [service]), cluster, links=False)
     assert not any(k.startswith("PULLTRACE_") for k in without)
 

@@ -43,6 +43,7 @@ from tests.infra.pod import (
     build_image,
     ensure_debian_tools,
     helm_template,
+    pod_ip,
     prune_images,
     service_forwards,
     start_pod,
@@ -219,7 +220,7 @@ def test_chart_as_deployed_reports_pulls_across_a_containerd_restart(
     ):
         daemon.add_registry_host(throttle.host_port)
         relays = [
-            ThrottleProxy(f"127.0.0.1:{target}", port=port).start()
+            ThrottleProxy(f"{pod_ip()}:{target}", port=port, host=pod_ip()).start()
             for port, target in service_forwards(manifests)
         ]
         cluster = Cluster("127.0.0.1", front.port, front.ca, KUBE_TOKEN)
@@ -245,8 +246,8 @@ def test_chart_as_deployed_reports_pulls_across_a_containerd_restart(
             read_token = manifests.secret_value(secret, "read-token") or ""
             collector = Collector(
                 container.process,
-                f"http://127.0.0.1:{container.ports['http']}",
-                f"http://127.0.0.1:{container.ports['metrics']}/metrics",
+                container.url("http"),
+                f"{container.url('metrics')}/metrics",
                 read_token,
             )
 

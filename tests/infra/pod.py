@@ -10,28 +10,35 @@ a chart that starts using something new cannot pass by being half-run:
 - the container: ``command``/``args`` (with ``$(VAR)`` expansion), ``env`` (``value``, a
   ``secretKeyRef`` read from the rendered Secret, a ``fieldRef`` to ``spec.nodeName``), the
   Service environment variables kubelet adds, and ``HOSTNAME``/``HOME``;
-- the filesystem, in a private mount namespace (``unshare -m``): a fresh tmpfs on ``/run`` (an
-  image has nothing there), the pod's ``hostPath`` volumes bound from the node's filesystem with
-  their ``type`` checked (``DirectoryOrCreate`` creating the directory as kubelet does),
-  ``readOnly`` mounts remounted read-only, the service account token when it is automounted,
-  an ``/etc/hosts`` standing in for cluster DNS, and ``readOnlyRootFilesystem`` as every other
-  writable mount but ``/proc``, ``/sys``, ``/dev`` and the pod's writable volumes remounted
-  read-only;
+- the filesystem, in a private mount namespace (``unshare -m``): a fresh tmpfs on ``/run`` and
+  ``/tmp`` (an image has nothing there), the pod's ``hostPath`` volumes bound from the node's
+  ``/run`` with their ``type`` checked (``DirectoryOrCreate`` creating the directory as kubelet
+  does), ``readOnly`` mounts remounted read-only, the service account token when it is
+  automounted, an ``/etc/hosts`` standing in for cluster DNS (every Service name on loopback),
+  and ``readOnlyRootFilesystem`` as every other writable mount but ``/proc``, ``/sys``, ``/dev``
+  and the pod's writable volumes remounted read-only;
 - the identity, through ``setpriv``: ``runAsUser``/``runAsGroup`` (else the image's ``USER``),
   ``supplementalGroups``, ``runAsNonRoot``, ``allowPrivilegeEscalation: false`` as
   no-new-privs, and the runtime's default capabilities less ``capabilities.drop`` plus ``add``;
-- probes: ``httpGet`` and ``tcpSocket`` against the container's ports on loopback.
+- probes: ``httpGet`` and ``tcpSocket`` against the container's ports on loopback;
+- Services: a name resolves to loopback, where the pods listen; ``service_forwards`` lists the
+  ports a relay must map when a ``targetPort`` differs from the Service's port.
+
+``Container.verify`` reads the result back from /proc (uid, gids, no-new-privs, capabilities,
+mount flags), so a step that silently did nothing fails the test.
 
 Not reproduced: a network namespace per pod (every pod shares this machine's network, so ports
-are the host's), cgroup resource limits, seccomp and AppArmor profiles, image layers other than
-the installed Python packages (the root filesystem is this machine's), and volume types other
-than ``hostPath``.
+are the host's), cgroup resource limits, seccomp and AppArmor profiles, the image's own root
+filesystem (this machine's stands in; only the installed Python packages are the image's, on
+Debian's Python 3.11.2 rather than the image's 3.11.x), the base image's environment beyond
+``PATH`` and ``LANG``, volume types other than ``hostPath``, and init or sidecar containers.
 """
 
 from __future__ import annotations
 
 import base64
 import fcntl
+import functools
 import glob
 import hashlib
 import json
@@ -42,6 +49,7 @@ import shlex
 import shutil
 import socket
 import stat
+import struct
 import subprocess
 import sys
 import time
@@ -69,6 +77,7 @@ CAPS = {
 }  # fmt: skip
 """containerd's default set for a container that asks for nothing else (name: bit), which is
 also every capability a pod may add here."""
+SIOCGIFADDR = 0x8915
 UNPRIVILEGED_GID = 65534
 """Stands in for the group ``useradd --system`` would create in the image: some non-root gid."""
 
@@ -557,7 +566,7 @@ def service_env(manifests: Manifests, cluster: Cluster, links: bool) -> dict[str
     services: list[tuple[str, str, list[Obj]]] = [("kubernetes", cluster.api_host, api_ports)]
     if links:
         services += [
-            (s["metadata"]["name"], "127.0.0.1", s["spec"].get("ports") or [])
+            (s["metadata"]["name"], pod_ip(), s["spec"].get("ports") or [])
             for s in manifests.all("Service")
             if s["spec"].get("clusterIP") != "None"
         ]
@@ -578,15 +587,33 @@ def service_env(manifests: Manifests, cluster: Cluster, links: bool) -> dict[str
     return env
 
 
+@functools.cache
+def pod_ip() -> str:
+    """Every pod's IP here: this machine's first non-loopback IPv4 address, so that a probe or
+    a Service reaches a process the way kubelet and kube-proxy do, and one that listens on
+    loopback only is not reached (loopback when there is no other address)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        for _, name in socket.if_nameindex():
+            request = struct.pack("256s", name[:15].encode())
+            try:
+                address = socket.inet_ntoa(fcntl.ioctl(s.fileno(), SIOCGIFADDR, request)[20:24])
+            except OSError:
+                continue  # an interface without an IPv4 address
+            if not address.startswith("127."):
+                return address
+    return "127.0.0.1"
+
+
 def hosts_file(manifests: Manifests, pod_name: str) -> str:
     """Kubelet's /etc/hosts plus, standing in for cluster DNS, every name of every Service of
-    the namespace on loopback (where the pods listen, as they share this machine's network)."""
+    the namespace on the pods' IP (they share this machine's network)."""
     ns = manifests.namespace
-    lines = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost", f"127.0.0.1\t{pod_name}"]
+    ip = pod_ip()
+    lines = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost", f"{ip}\t{pod_name}"]
     for service in manifests.all("Service"):
         name = service["metadata"]["name"]
         names = [name, f"{name}.{ns}", f"{name}.{ns}.svc", f"{name}.{ns}.svc.cluster.local"]
-        lines.append("127.0.0.1\t" + " ".join(names))
+        lines.append(f"{ip}\t" + " ".join(names))
     return "\n".join(lines) + "\n"
 
 
@@ -696,6 +723,14 @@ class Container:
         for point, read_only in self.mounts.items():
             assert seen.get(point) == read_only, (point, seen.get(point), read_only)
 
+    def port(self, port: int | str) -> int | None:
+        """A probe's port: a number, or the name of one of the container's ports."""
+        return port if isinstance(port, int) else self.ports.get(port)
+
+    def url(self, port: str) -> str:
+        """``http://<pod IP>:<port>`` for a port name or number of the container."""
+        return f"http://{pod_ip()}:{self.ports[port]}"
+
     def probe(self, kind: str) -> str | None:
         """Runs the ``kind`` probe once as kubelet would: None when it passes (or there is
         none), else why not."""
@@ -706,12 +741,12 @@ class Container:
             import httpx
 
             get = probe["httpGet"]
-            port = self.ports.get(str(get["port"]))
+            port = self.port(get["port"])
             if port is None:
                 return f"{kind}: port {get['port']!r} is not a port of the container"
             scheme = get.get("scheme", "HTTP").lower()
             headers = {h["name"]: h["value"] for h in get.get("httpHeaders") or []}
-            url = f"{scheme}://127.0.0.1:{port}{get.get('path', '/')}"
+            url = f"{scheme}://{pod_ip()}:{port}{get.get('path', '/')}"
             try:
                 status = httpx.get(
                     url, headers=headers, timeout=probe.get("timeoutSeconds", 1)
@@ -720,11 +755,11 @@ class Container:
                 return f"{kind}: GET {url}: {exc!r}"
             return None if 200 <= status < 400 else f"{kind}: GET {url}: HTTP {status}"
         if "tcpSocket" in probe:
-            port = self.ports.get(str(probe["tcpSocket"]["port"]))
+            port = self.port(probe["tcpSocket"]["port"])
             if port is None:
                 return f"{kind}: port {probe['tcpSocket']['port']!r} is not a port of the container"
             try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                socket.create_connection((pod_ip(), port), timeout=1).close()
             except OSError as exc:
                 return f"{kind}: connect :{port}: {exc}"
             return None

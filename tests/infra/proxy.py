@@ -96,14 +96,17 @@ class ThrottleProxy(Managed):
         burst: int | None = None,
         port: int = 0,
         tls: ssl.SSLContext | None = None,
+        host: str = "127.0.0.1",
     ) -> None:
-        """``tls``: accept TLS with this context and relay the plain bytes to ``target``."""
+        """``tls``: accept TLS with this context and relay the plain bytes to ``target``;
+        ``host``: the address to listen on."""
         host, _, port_s = target.rpartition(":")
         self.target_host = host
         self.target_port = int(port_s)
         self.bucket = TokenBucket(rate, burst)
         self.port = port
         self.tls = tls
+        self.host = host
         self.bytes_forwarded = 0  # server -> client (HTTP headers included): what pulls downloaded
         self.bytes_upstream = 0  # client -> server
         self.connections_total = 0
@@ -145,7 +148,7 @@ class ThrottleProxy(Managed):
         if self._server is not None:
             return
         self._server = await asyncio.start_server(
-            self._handle, "127.0.0.1", self.port, reuse_address=True, ssl=self.tls
+            self._handle, self.host, self.port, reuse_address=True, ssl=self.tls
         )
         self.port = self._server.sockets[0].getsockname()[1]
 
