@@ -63,6 +63,9 @@ RELEASE = NAMESPACE = "pulltrace"  # as the README installs it
 KUBE_TOKEN = "service-account-token"
 READ_TOKEN = "read-secret"
 APP_NAMESPACE = "shop"
+RATE = 4 * MiB
+CRAWL = 32 * 1024
+"""Bytes/s: the images' 1.5 MiB take ~50 s at this rate, until the agent has seen them."""
 WAIT = 30.0
 """An upper bound for things that take a second or two; never a duration being tested."""
 
@@ -145,39 +148,56 @@ def rest(collector: Collector) -> httpx.Client:
     return httpx.Client(base_url=collector.url, headers=headers, timeout=10.0)
 
 
+def agent_pulls(collector: Collector, node: str, image: PushedImage) -> list[PullStatus]:
+    """The image's pulls on ``node`` that the agent reported: ``total_known`` is what it read
+    in containerd, unlike a phase-level pull the collector makes from kubelet's Events alone
+    (which would complete without any agent)."""
+    collector.process.check_alive()
+    with rest(collector) as client:
+        got = client.get("/api/v1/pulls", params={"node": node})
+    assert got.status_code == 200, got.text
+    pulls = msgspec.json.decode(got.content, type=PullList).pulls
+    return [p for p in pulls if p.manifest_digest == image.manifest_digest and p.total_known]
+
+
 def pull_and_see(
     api: ApiServer,
     collector: Collector,
     daemon: Containerd,
+    throttle: ThrottleProxy,
     image: PushedImage,
-    ref: str,
     node: str,
     pod_name: str,
 ) -> PullStatus:
-    """Kubelet's part of starting a pod (the pending Pod, Pulling, PullImage, Pulled), then
-    the pull as the collector's REST API serves it once completed."""
+    """Kubelet's part of starting a pod (the pending Pod, Pulling, PullImage, Pulled), with
+    the download held to a crawl until the collector shows the agent's view of it in flight
+    (however long the agent takes to reach containerd, it cannot miss the pull), then the pull
+    as the collector's REST API serves it once completed."""
+    ref = image.ref_at(throttle.host_port)
     pod = pending_pod(pod_name, node, ref, namespace=APP_NAMESPACE)
     api.add(pod)
     api.add(pulling(pod, now()))
+    throttle.set_rate(CRAWL)
     cri = start_cri_pull(daemon.address, ref)
+    try:
+        wait_for(
+            lambda: any(p.phase == "pulling" for p in agent_pulls(collector, node, image)),
+            WAIT,
+            f"{ref} in flight on {node}",
+            interval=0.2,
+        )
+    except TimeoutError as exc:
+        raise AssertionError(f"{exc}: the agent did not report it") from None
+    finally:
+        throttle.set_rate(RATE)
     cri.wait(60)
     api.add(pulled(pod, now(), seconds=cri.elapsed, size=image.total_size))
 
     def completed() -> PullStatus | None:
-        collector.process.check_alive()
-        with rest(collector) as client:
-            got = client.get("/api/v1/pulls", params={"node": node})
-        assert got.status_code == 200, got.text
-        pulls = msgspec.json.decode(got.content, type=PullList).pulls
-        # total_known: what the agent saw in containerd, not a phase-level pull the collector
-        # makes from kubelet's Events alone (it would complete without any agent)
-        mine = [p for p in pulls if p.manifest_digest == image.manifest_digest and p.total_known]
-        return next((p for p in mine if p.phase == "completed" and p.pods), None)
+        done = [p for p in agent_pulls(collector, node, image) if p.phase == "completed"]
+        return next((p for p in done if p.pods), None)
 
-    try:
-        pull = wait_for(completed, WAIT, f"{ref} completed on {node}", interval=0.2)
-    except TimeoutError as exc:
-        raise AssertionError(f"{exc}: the agent did not report it") from None
+    pull = wait_for(completed, WAIT, f"{ref} completed on {node}", interval=0.2)
     assert pull is not None and pull.node_name == node
     assert pull.total_bytes == sum(image.layer_sizes)
     with rest(collector) as client:
@@ -214,7 +234,7 @@ def test_chart_as_deployed_reports_pulls_across_a_containerd_restart(
     pods: list[Pod] = []
     codes: dict[str, int] = {}
     with (
-        ThrottleProxy(registry.host_port, rate=MiB) as throttle,  # each pull takes ~1.5 s
+        ThrottleProxy(registry.host_port, rate=RATE) as throttle,
         ApiServer(token=KUBE_TOKEN) as api,
         TlsFront(api.url.removeprefix("http://"), tmp_path) as front,
     ):
@@ -259,9 +279,7 @@ def test_chart_as_deployed_reports_pulls_across_a_containerd_restart(
             # Its first report: from here on the agent sees every pull from its first ingest.
             wait_for(agent_connected, WAIT, "the agent's first report", interval=0.2)
 
-            pull_and_see(
-                api, collector, daemon, first, first.ref_at(throttle.host_port), node.name, "web"
-            )
+            pull_and_see(api, collector, daemon, throttle, first, node.name, "web")
 
             before = os.stat(daemon.address)
             daemon.restart()
@@ -269,9 +287,7 @@ def test_chart_as_deployed_reports_pulls_across_a_containerd_restart(
             # (the file system may give the new one the old inode number once nothing holds it).
             after = os.stat(daemon.address)
             assert (after.st_ino, after.st_ctime_ns) != (before.st_ino, before.st_ctime_ns)
-            pull_and_see(
-                api, collector, daemon, second, second.ref_at(throttle.host_port), node.name, "api"
-            )
+            pull_and_see(api, collector, daemon, throttle, second, node.name, "api")
             for pod in pods:
                 wait_healthy(pod)
 
