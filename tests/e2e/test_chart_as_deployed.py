@@ -55,7 +55,7 @@ from tests.kube.apiserver import ApiServer
 from tests.kube.objects import pending_pod, pulled, pulling
 from tests.kube.tls import TlsFront
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.k8s]
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "chart"

@@ -100,9 +100,9 @@ class ThrottleProxy(Managed):
     ) -> None:
         """``tls``: accept TLS with this context and relay the plain bytes to ``target``;
         ``host``: the address to listen on."""
-        host, _, port_s = target.rpartition(":")
-        self.target_host = host
-        self.target_port = int(port_s)
+        target_host, _, target_port = target.rpartition(":")
+        self.target_host = target_host
+        self.target_port = int(target_port)
         self.bucket = TokenBucket(rate, burst)
         self.port = port
         self.tls = tls
