@@ -15,7 +15,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +30,8 @@ from tests.infra.util import terminate_group, wait_for
 
 START_TIMEOUT = 30.0
 """An upper bound for a Python process to start and, for the collector, list the cluster."""
+PULLTRACE = (sys.executable, "-m", "pulltrace.cli")
+"""The command under test: this checkout's. tests/images passes an image's venv instead."""
 
 
 def hermetic_env(home: Path, **extra: str) -> dict[str, str]:
@@ -48,10 +50,16 @@ class LoggedProcess:
     """A ``pulltrace`` subcommand whose output is read continuously: a pipe nobody drains
     would block the process once it fills, and the lines explain failures."""
 
-    def __init__(self, name: str, args: list[str], env: Mapping[str, str]) -> None:
+    def __init__(
+        self,
+        name: str,
+        args: list[str],
+        env: Mapping[str, str],
+        command: Sequence[str] = PULLTRACE,
+    ) -> None:
         self.name = name
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "pulltrace.cli", *args],
+            [*command, *args],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -142,7 +150,12 @@ class Collector:
 
 
 def start_collector(
-    kubeconfig: Path, home: Path, *, agent_token: str, read_token: str
+    kubeconfig: Path,
+    home: Path,
+    *,
+    agent_token: str,
+    read_token: str,
+    command: Sequence[str] = PULLTRACE,
 ) -> Collector:
     """Listens on ports the kernel picks (read back from the "collector listening" line, so
     there is no window in which another process can take them) and returns once ``/readyz``
@@ -154,7 +167,7 @@ def start_collector(
         PULLTRACE_READ_TOKEN=read_token,
     )
     args = ["collector", "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"]
-    process = LoggedProcess("collector", args, env)
+    process = LoggedProcess("collector", args, env, command)
     try:
         listening = process.wait_log("collector listening")
         collector = Collector(
@@ -176,11 +189,19 @@ def start_collector(
 
 
 def start_agent(
-    server: str, node: str, containerd: str, *, token: str, home: Path, interval: str = "250ms"
+    server: str,
+    node: str,
+    containerd: str,
+    *,
+    token: str,
+    home: Path,
+    interval: str = "250ms",
+    command: Sequence[str] = PULLTRACE,
 ) -> LoggedProcess:
     args = ["agent", "--server", server, "--node", node, "--containerd", containerd]
     args += ["--interval", interval]
-    return LoggedProcess("agent", args, hermetic_env(home, PULLTRACE_AGENT_TOKEN=token))
+    env = hermetic_env(home, PULLTRACE_AGENT_TOKEN=token)
+    return LoggedProcess("agent", args, env, command)
 
 
 class EventRecorder:
