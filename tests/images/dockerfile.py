@@ -205,9 +205,12 @@ def pip_env() -> dict[str, str]:
     return env
 
 
-def replay(dockerfile: Dockerfile, stage_root: Path, pip: list[str]) -> list[list[str]]:
-    """Runs the build stage into the environment of ``pip`` (a command list, e.g. a venv's pip
-    or ``pip --prefix DIR``); returns the pip argv it ran. ``--prefix=/install`` is dropped."""
+def replay(
+    dockerfile: Dockerfile, stage_root: Path, pip: list[str], prefix: Path | None = None
+) -> list[list[str]]:
+    """Runs the build stage with ``pip`` (a command list, e.g. a venv's ``python -m pip``) and
+    returns the commands it ran. ``--prefix=/install`` becomes ``--prefix=<prefix>``, or is
+    dropped when ``prefix`` is None so that pip installs into its own environment."""
     workdir = PurePosixPath("/")
     ignore = DockerIgnore.of_repo()
     ran = []
@@ -219,7 +222,8 @@ def replay(dockerfile: Dockerfile, stage_root: Path, pip: list[str]) -> list[lis
             _copy(stage_root, workdir, instruction.args, ignore)
         elif instruction.keyword == "RUN":
             (argv,) = Stage("", "", [instruction]).pip_installs()
-            argv = [a for a in argv if a != f"--prefix={PREFIX}"]
+            into = [] if prefix is None else [f"--prefix={prefix}"]
+            argv = [b for a in argv for b in (into if a == f"--prefix={PREFIX}" else [a])]
             command = [*pip, "install", *argv]
             cwd = stage_root / str(workdir).lstrip("/")
             subprocess.run(command, cwd=cwd, env=pip_env(), check=True, timeout=900)
