@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-python3 -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+python3 -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
 
 # The end-to-end tests start a real containerd and a real registry; install them when we can.
 if [ "$(id -u)" = 0 ] && ! { command -v containerd && command -v docker-registry && command -v runc; } >/dev/null; then
