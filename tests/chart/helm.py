@@ -39,7 +39,7 @@ def _mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) 
     keys = [loader.construct_object(k, deep=deep) for k, _ in node.value]
     twice = sorted({str(k) for k in keys if keys.count(k) > 1})
     if twice:
-        raise yaml.constructor.ConstructorError(None, None, f"duplicate keys {twice}", node.start_mark)
+        raise yaml.constructor.ConstructorError(None, None, f"keys twice: {twice}", node.start_mark)
     return loader.construct_mapping(node, deep=deep)
 
 
@@ -106,15 +106,6 @@ def env(workload: Obj) -> dict[str, Any]:
     return {e["name"]: e.get("value", e.get("valueFrom")) for e in items}
 
 
-def values_args(values: Mapping[str, Any] | None, tmp: Path) -> list[str]:
-    """``-f file`` for a values mapping: a file, not --set, so numbers stay YAML numbers."""
-    if not values:
-        return []
-    path = tmp / f"values-{len(list(tmp.glob('values-*.yaml')))}.yaml"
-    path.write_text(yaml.safe_dump(dict(values)))
-    return ["-f", str(path)]
-
-
 class Helm:
     def __init__(self, binary: Path) -> None:
         self.binary = binary
@@ -135,9 +126,7 @@ class Helm:
 
     def notes(self, *args: str, release: str = RELEASE, namespace: str = NAMESPACE) -> str:
         """NOTES.txt as `helm install` prints it; --dry-run=client needs no cluster."""
-        out = self.run(
-            "install", release, str(CHART), "-n", namespace, "--dry-run=client", *args
-        )
+        out = self.run("install", release, str(CHART), "-n", namespace, "--dry-run=client", *args)
         return out.split("\nNOTES:\n", 1)[1]
 
 
@@ -177,11 +166,22 @@ def _resources(group_version: str) -> Obj:
         "apiVersion": "v1",
         "groupVersion": group_version,
         "resources": [
-            {"name": plural, "singularName": kind.lower(), "namespaced": namespaced,
-             "kind": kind, "verbs": ["get", "list", "create", "patch"]}
+            {
+                "name": plural,
+                "singularName": kind.lower(),
+                "namespaced": namespaced,
+                "kind": kind,
+                "verbs": ["get", "list", "create", "patch"],
+            }
             for plural, kind, namespaced in _GROUPS[group_version]
         ],
     }
+
+
+def _group(group_version: str) -> Obj:
+    name, version = group_version.split("/")
+    entry = {"groupVersion": group_version, "version": version}
+    return {"name": name, "versions": [entry], "preferredVersion": entry}
 
 
 @contextmanager
@@ -196,46 +196,49 @@ def cluster_with_secrets(secrets: Mapping[str, Mapping[str, str]], tmp: Path) ->
         if request.params["namespace"] != NAMESPACE or name not in secrets:
             request.status(404, "NotFound", f'secrets "{name}" not found')
             return
-        request.json(200, {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "metadata": {
-                "name": name,
-                "namespace": NAMESPACE,
-                "labels": {"app.kubernetes.io/managed-by": "Helm"},
-                "annotations": {
-                    "meta.helm.sh/release-name": RELEASE,
-                    "meta.helm.sh/release-namespace": NAMESPACE,
+        request.json(
+            200,
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {
+                    "name": name,
+                    "namespace": NAMESPACE,
+                    "labels": {"app.kubernetes.io/managed-by": "Helm"},
+                    "annotations": {
+                        "meta.helm.sh/release-name": RELEASE,
+                        "meta.helm.sh/release-namespace": NAMESPACE,
+                    },
+                },
+                "type": "Opaque",
+                "data": {
+                    k: base64.b64encode(v.encode()).decode() for k, v in secrets[name].items()
                 },
             },
-            "type": "Opaque",
-            "data": {k: base64.b64encode(v.encode()).decode() for k, v in secrets[name].items()},
-        })
+        )
 
     def not_found(request: Request) -> None:
         request.status(404, "NotFound", "the server could not find the requested resource")
 
+    groups = [gv for gv in _GROUPS if "/" in gv]
+    version = {
+        "major": "1",
+        "minor": KUBE_VERSION.split(".")[1],
+        "gitVersion": f"v{KUBE_VERSION}.0",
+    }
+    core = {"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []}
+    group_list = {
+        "kind": "APIGroupList",
+        "apiVersion": "v1",
+        "groups": [_group(gv) for gv in groups],
+    }
     with ApiServer() as api:
-        api.route("GET", "/version", lambda r: r.json(200, {
-            "major": "1", "minor": KUBE_VERSION.split(".")[1], "gitVersion": f"v{KUBE_VERSION}.0"
-        }))
-        api.route("GET", "/api", lambda r: r.json(200, {
-            "kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []
-        }))
-        groups = [gv for gv in _GROUPS if "/" in gv]
-        api.route("GET", "/apis", lambda r: r.json(200, {
-            "kind": "APIGroupList",
-            "apiVersion": "v1",
-            "groups": [
-                {"name": gv.split("/")[0],
-                 "versions": [{"groupVersion": gv, "version": gv.split("/")[1]}],
-                 "preferredVersion": {"groupVersion": gv, "version": gv.split("/")[1]}}
-                for gv in groups
-            ],
-        }))
-        api.route("GET", "/api/v1", lambda r: r.json(200, _resources("v1")))
-        for gv in groups:
-            api.route("GET", f"/apis/{gv}", lambda r, gv=gv: r.json(200, _resources(gv)))
+        api.route("GET", "/version", lambda r: r.json(200, version))
+        api.route("GET", "/api", lambda r: r.json(200, core))
+        api.route("GET", "/apis", lambda r: r.json(200, group_list))
+        for gv in ["v1", *groups]:
+            path = "/api/v1" if gv == "v1" else f"/apis/{gv}"
+            api.route("GET", path, lambda r, gv=gv: r.json(200, _resources(gv)))
         api.route("GET", r"/api/v1/namespaces/(?P<namespace>[^/]+)/secrets/(?P<name>[^/]+)", secret)
         api.route("GET", r"/.*", not_found)
         yield api.kubeconfig(tmp / "kubeconfig.json")

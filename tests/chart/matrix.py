@@ -17,9 +17,11 @@ EVERYTHING: dict[str, Any] = {
             "nodeAffinity": {
                 "requiredDuringSchedulingIgnoredDuringExecution": {
                     "nodeSelectorTerms": [
-                        {"matchExpressions": [
-                            {"key": "kubernetes.io/arch", "operator": "In", "values": ["amd64"]}
-                        ]}
+                        {
+                            "matchExpressions": [
+                                {"key": "kubernetes.io/arch", "operator": "In", "values": ["amd64"]}
+                            ]
+                        }
                     ]
                 }
             }
@@ -40,20 +42,35 @@ EVERYTHING: dict[str, Any] = {
         "podAnnotations": {"example.com/team": "platform"},
     },
     "auth": {"agentToken": 12345678, "readToken": "read-me"},
-    "service": {"type": "NodePort", "port": 80, "metricsPort": 9100,
-                "annotations": {"example.com/lb": "internal"}},
-    "rbac": {"viewers": {"users": ["alice"], "groups": ["devs"],
-                         "serviceAccounts": [{"name": "ci", "namespace": "builds"}]}},
+    "service": {
+        "type": "NodePort",
+        "port": 80,
+        "metricsPort": 9100,
+        "annotations": {"example.com/lb": "internal"},
+    },
+    "rbac": {
+        "viewers": {
+            "users": ["alice"],
+            "groups": ["devs"],
+            "serviceAccounts": [{"name": "ci", "namespace": "builds"}],
+        }
+    },
     "networkPolicy": {
         "enabled": True,
-        "apiFrom": [{"ipBlock": {"cidr": "10.0.0.0/24"}},
-                    {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ci"}}}],
+        "apiFrom": [
+            {"ipBlock": {"cidr": "10.0.0.0/24"}},
+            {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ci"}}},
+        ],
         "metricsFrom": [
             {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
         ],
     },
-    "serviceMonitor": {"enabled": True, "interval": "15s", "scrapeTimeout": "10s",
-                       "labels": {"release": "prometheus"}},
+    "serviceMonitor": {
+        "enabled": True,
+        "interval": "15s",
+        "scrapeTimeout": "10s",
+        "labels": {"release": "prometheus"},
+    },
     "imagePullSecrets": [{"name": "regcred"}],
 }
 
@@ -64,8 +81,10 @@ MATRIX: dict[str, list[str]] = {
     "existing-secret": ["--set", "auth.existingSecret=my-tokens"],
     "service-monitor": ["--set", "serviceMonitor.enabled=true"],
     "network-policy": [
-        "--set", "networkPolicy.enabled=true",
-        "--set", "networkPolicy.metricsFrom[0].namespaceSelector.matchLabels.team=monitoring",
+        "--set",
+        "networkPolicy.enabled=true",
+        "--set",
+        "networkPolicy.metricsFrom[0].namespaceSelector.matchLabels.team=monitoring",
     ],
     "watch-namespaces-list": ["--set", "collector.watchNamespaces={shop,ml}"],
     "watch-namespaces-string": ["--set", "collector.watchNamespaces=shop"],

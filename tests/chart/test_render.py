@@ -241,19 +241,23 @@ def test_watch_namespaces_as_a_string_equal_the_list(helm: Helm) -> None:
 def test_viewer_role_grants_only_the_collector_proxy(render_set: RenderSet) -> None:
     render = render_set("defaults")
     role = render.one("Role", f"{RELEASE}-viewer")
-    assert role["rules"] == [{
-        "apiGroups": [""],
-        "resources": ["services/proxy"],
-        "resourceNames": [f"{RELEASE}-collector", f"{RELEASE}-collector:http"],
-        "verbs": ["get"],
-    }]
+    assert role["rules"] == [
+        {
+            "apiGroups": [""],
+            "resources": ["services/proxy"],
+            "resourceNames": [f"{RELEASE}-collector", f"{RELEASE}-collector:http"],
+            "verbs": ["get"],
+        }
+    ]
     assert not render.find("RoleBinding")
 
 
 def test_viewers_are_bound_to_the_viewer_role(render_set: RenderSet) -> None:
     binding = render_set("everything").one("RoleBinding", f"{RELEASE}-viewer")
     assert binding["roleRef"] == {
-        "apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": f"{RELEASE}-viewer"
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "Role",
+        "name": f"{RELEASE}-viewer",
     }
     assert binding["subjects"] == [
         {"kind": "User", "apiGroup": "rbac.authorization.k8s.io", "name": "alice"},
@@ -320,8 +324,12 @@ def test_service_monitor_scrapes_the_collector_service(render_set: RenderSet, na
     assert endpoint["port"] in [p["name"] for p in service["spec"]["ports"]]
     assert endpoint["path"] == "/metrics"
     if name == "everything":
-        assert endpoint == {"port": "metrics", "path": "/metrics", "interval": "15s",
-                            "scrapeTimeout": "10s"}
+        assert endpoint == {
+            "port": "metrics",
+            "path": "/metrics",
+            "interval": "15s",
+            "scrapeTimeout": "10s",
+        }
         assert sm["metadata"]["labels"]["release"] == "prometheus"
 
 
@@ -341,7 +349,8 @@ def test_every_value_set_reaches_the_objects(render_set: RenderSet) -> None:
     """The "everything" set is not silently ignored: each of its values shows up."""
     render = render_set("everything")
     collector, agent = render.collector, render.agent
-    assert container(collector)["image"] == "ghcr.io/pulltrace/pulltrace-collector@sha256:" + "ab" * 32
+    digest = "sha256:" + "ab" * 32
+    assert container(collector)["image"] == f"ghcr.io/pulltrace/pulltrace-collector@{digest}"
     assert container(agent)["image"] == "ghcr.io/pulltrace/pulltrace-agent:0.2.0"
     assert container(agent)["imagePullPolicy"] == "Always"
     assert env(collector)["PULLTRACE_HISTORY_TTL"] == "2h"
@@ -353,7 +362,7 @@ def test_every_value_set_reaches_the_objects(render_set: RenderSet) -> None:
     assert pod_spec(collector)["nodeSelector"] == {"kubernetes.io/os": "linux"}
     assert pod_spec(collector)["tolerations"][0]["key"] == "dedicated"
     assert "nodeAffinity" in pod_spec(collector)["affinity"]
-    assert agent["spec"]["updateStrategy"]["rollingUpdate"] == {"maxUnavailable": 2}
+    assert agent["spec"]["updateStrategy"]["rollingUpdate"] == {"maxUnavailable": 2, "maxSurge": 0}
     assert collector["spec"]["template"]["metadata"]["labels"]["example.com/cost"] == "ops"
     for workload in (collector, agent):
         assert pod_spec(workload)["imagePullSecrets"] == [{"name": "regcred"}]
