@@ -121,6 +121,7 @@ def test_agent_runs_unprivileged_on_every_node(render_set: RenderSet, name: str)
     assert container(agent)["securityContext"] == AGENT_SECURITY
     assert spec["automountServiceAccountToken"] is False
     assert {"operator": "Exists"} in spec["tolerations"]
+    assert spec["nodeSelector"]["kubernetes.io/os"] == "linux"  # Windows nodes: no agent
     assert not spec.get("hostNetwork") and not spec.get("hostPID")
 
 
