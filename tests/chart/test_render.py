@@ -109,6 +109,7 @@ def test_probes_and_secrets_point_at_what_exists(render_set: RenderSet, name: st
                 assert ref["key"] in secrets[ref["name"]]
         labels = workload["spec"]["template"]["metadata"]["labels"]
         assert selects(workload["spec"]["selector"]["matchLabels"], labels)
+        assert pod_spec(workload)["enableServiceLinks"] is False  # no PULLTRACE_COLLECTOR_PORT
         annotations = workload["spec"]["template"]["metadata"]["annotations"]
         assert set(annotations) <= {"checksum/auth", "example.com/team"}, annotations
 
