@@ -26,7 +26,7 @@ from httpx_sse import connect_sse
 from prometheus_client.parser import text_string_to_metric_families
 
 from pulltrace.model import PullEvent, PullList
-from tests.infra.util import terminate_group, wait_for
+from tests.infra.util import DEADLINE_SCALE, terminate_group, wait_for
 
 START_TIMEOUT = 30.0
 """An upper bound for a Python process to start and, for the collector, list the cluster."""
@@ -262,6 +262,7 @@ class EventRecorder:
 
     def wait_until(self, check: Callable[[], object], what: str, timeout: float = 30.0) -> None:
         """Re-checks on every message instead of polling; a stream that ended fails at once."""
+        timeout *= DEADLINE_SCALE
         deadline = time.monotonic() + timeout
         with self._cond:
             while not check():
