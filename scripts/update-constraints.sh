@@ -12,6 +12,6 @@ python3 -m venv "$venv"
 {
     echo "# Pinned by scripts/update-constraints.sh on $(date -u +%Y-%m-%d) with $("$venv/bin/python" -V)."
     echo "# scripts/test.sh installs with -c constraints.txt; run that script to try newer releases."
-    "$venv/bin/pip" freeze --exclude-editable --all | grep -viE '^(pulltrace|pip|setuptools|wheel)=='
+    "$venv/bin/pip" freeze --exclude-editable --all | grep -viE '^(pulltrace|pip|setuptools|wheel)(==| @ )'
 } > constraints.txt
 echo "constraints.txt: $(grep -vc '^#' constraints.txt) pins"
