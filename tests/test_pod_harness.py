@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.images.dockerfile import parse
 from tests.infra.pod import (
     SETPRIV,
     Cluster,
@@ -18,50 +19,46 @@ from tests.infra.pod import (
     PodError,
     _expand,
     identity,
-    parse_dockerfile,
+    image_config,
     pod_ip,
     service_env,
     start_pod,
 )
 
-DOCKERFILE = """\
-# build
+FINAL_STAGE = """\
 FROM python:3.11-slim AS build
-WORKDIR /src
-COPY requirements.txt ./
-RUN pip install --no-cache-dir --prefix=/install --no-deps -r requirements.txt \\
-    && pip install --prefix /install --no-deps .
+RUN pip install --prefix=/install .
 
 FROM python:3.11-slim
+ARG VERSION=dev
+LABEL org.opencontainers.image.version="${VERSION}"
 COPY --from=build /install /usr/local
-RUN useradd --system --uid 10001 pulltrace
-USER 10001
 ENV A=1 \\
     B="two words"
+USER 10001:10001
+EXPOSE 8080
 ENTRYPOINT ["pulltrace", "collector"]
 """
 
 
-def test_dockerfile_gives_the_final_stage_and_the_pip_lines_without_their_target() -> None:
-    build, final = parse_dockerfile(DOCKERFILE)
-    assert build.steps == [
-        ("copy", ["requirements.txt", "./"]),
-        ("pip", ["--no-cache-dir", "--no-deps", "-r", "requirements.txt"]),
-        ("pip", ["--no-deps", "."]),
-    ]
-    assert build.workdir == "/src"
-    assert final.entrypoint == ["pulltrace", "collector"] and final.cmd == []
-    assert final.env == {"A": "1", "B": "two words"}
-    assert (final.user, final.system_uids) == ("10001", {10001})
+def test_the_final_stage_gives_the_container_its_start(tmp_path: Path) -> None:
+    dockerfile = tmp_path / "Dockerfile"
+    dockerfile.write_text(FINAL_STAGE)
+    got = image_config(parse(dockerfile), tmp_path / "venv")
+    assert (got.entrypoint, got.cmd) == (("pulltrace", "collector"), ())
+    assert got.env == {"A": "1", "B": "two words"}
+    assert (got.user, got.workdir, got.python) == ("10001:10001", "/", tmp_path / "venv")
 
 
 @pytest.mark.parametrize(
     "line",
-    ["RUN apt-get install -y curl", "ENV PATH=/x:$PATH", "VOLUME /data", 'SHELL ["bash"]'],
+    ["RUN useradd -u 10001 app", "ENV PATH=/x:$PATH", "COPY pulltrace /app", "VOLUME /data"],
 )
-def test_dockerfile_lines_it_cannot_reproduce_are_refused(line: str) -> None:
+def test_final_stage_lines_it_cannot_reproduce_are_refused(line: str, tmp_path: Path) -> None:
+    dockerfile = tmp_path / "Dockerfile"
+    dockerfile.write_text(f"FROM python:3.11-slim\n{line}\n")
     with pytest.raises(PodError):
-        parse_dockerfile(f"FROM python:3.11-slim\n{line}\n")
+        image_config(parse(dockerfile), tmp_path / "venv")
 
 
 def test_variable_expansion_follows_kubernetes() -> None:
@@ -88,8 +85,8 @@ def test_service_links_are_the_variables_kubelet_sets() -> None:
     assert not any(k.startswith("PULLTRACE_") for k in without)
 
 
-def image(user: str = "0", system_uids: frozenset[int] = frozenset()) -> Image:
-    return Image(("pulltrace", "agent"), (), {}, user, "/", Path("/venv"), system_uids)
+def image(user: str = "0") -> Image:
+    return Image(("pulltrace", "agent"), (), {}, user, "/", Path("/venv"))
 
 
 def test_identity_applies_the_security_contexts() -> None:
@@ -105,11 +102,9 @@ def test_identity_applies_the_security_contexts() -> None:
         "--inh-caps=-all", "--bounding-set=-all", "--",
     ]  # fmt: skip
     assert who.read_only_root
-    # the image's USER when the pod says nothing; a useradd'ed uid has a group of its own
-    collector = identity(
-        {}, {"capabilities": {"drop": ["NET_RAW"]}}, image("10001", frozenset({10001})), "c"
-    )
-    assert (collector.uid, collector.gid, collector.groups) == (10001, 65534, ())
+    # the image's USER when the pod says nothing
+    collector = identity({}, {"capabilities": {"drop": ["NET_RAW"]}}, image("10001:10001"), "c")
+    assert (collector.uid, collector.gid, collector.groups) == (10001, 10001, ())
     assert "net_raw" not in collector.caps and "chown" in collector.caps
     assert not collector.no_new_privs
 

@@ -30,6 +30,7 @@ import yaml
 from pulltrace.model import PodRef, PullList, PullStatus
 from tests.conftest import require_e2e
 from tests.e2e.stack import Collector
+from tests.images.dockerfile import ROLES
 from tests.infra.containerd import Containerd
 from tests.infra.cri import start_cri_pull
 from tests.infra.images import ImagePusher, PushedImage
@@ -64,10 +65,21 @@ KUBE_TOKEN = "service-account-token"
 READ_TOKEN = "read-secret"
 APP_NAMESPACE = "shop"
 RATE = 4 * MiB
-CRAWL = 32 * 1024
-"""Bytes/s: the images' 1.5 MiB take ~50 s at this rate, until the agent has seen them."""
-WAIT = 30.0
-"""An upper bound for things that take a second or two; never a duration being tested."""
+CRAWL = 16 * 1024
+"""Bytes/s until the agent has seen a pull: the images' 1.5 MiB would take ~100 s, longer than
+any wait here."""
+WAIT = 15.0
+"""What a healthy machine needs for things that take a second or two (``wait_for`` scales it
+for loaded ones); never a duration being tested."""
+
+
+PORT_VALUES = (
+    "collector.containerPort",
+    "collector.metricsContainerPort",
+    "service.port",
+    "service.metricsPort",
+    "agent.healthPort",
+)
 
 
 @dataclass(frozen=True)
@@ -103,13 +115,8 @@ def images() -> dict[str, Image]:
     ensure_debian_tools({**HARNESS_TOOLS, "/usr/bin/openssl": "openssl"})
     prune_images()
     values = yaml.safe_load((CHART / "values.yaml").read_text())
-    with ThreadPoolExecutor(2) as pool:
-        built = {
-            values[role]["image"]["repository"]: pool.submit(
-                build_image, REPO / role / "Dockerfile", REPO
-            )
-            for role in ("agent", "collector")
-        }
+    with ThreadPoolExecutor(len(ROLES)) as pool:
+        built = {values[r]["image"]["repository"]: pool.submit(build_image, r) for r in ROLES}
         return {repository: future.result() for repository, future in built.items()}
 
 
@@ -221,12 +228,10 @@ def test_chart_as_deployed_reports_pulls_across_a_containerd_restart(
 ) -> None:
     daemon = fresh_containerd
     # Ports the kernel picks, set through the chart's values: every pod shares this machine's
-    # network, where 8080 may be taken.
-    values: dict[str, object] = {
-        "service.port": free_port(),
-        "service.metricsPort": free_port(),
-        **variant.values,
-    }
+    # network, where 8080 may be taken. The Service's differ from the containers', as by
+    # default, so the agent reaches the collector through the Service's port mapping.
+    values: dict[str, object] = {key: free_port() for key in PORT_VALUES}
+    values.update(variant.values)
     manifests = Manifests(NAMESPACE, helm_template(helm, CHART, RELEASE, NAMESPACE, values))
     node = Node(variant.node, tmp_path / "node")
     node.place(variant.socket_dir, daemon.dir)

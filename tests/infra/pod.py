@@ -4,9 +4,10 @@ runtime would run it, so that a test exercises the chart as written rather than 
 What a manifest says is applied; what cannot be reproduced here fails loudly (``PodError``), so
 a chart that starts using something new cannot pass by being half-run:
 
-- the image: its Dockerfile's ``RUN pip install`` lines replayed into a venv made from Debian's
-  ``/usr/bin/python3`` (readable by any uid, unlike a developer's pyenv), its ``COPY`` lines
-  staged the same way, and its final stage's ``ENTRYPOINT``, ``CMD``, ``ENV`` and ``USER``;
+- the image: its Dockerfile's build stage replayed (tests/images/dockerfile.py: ``COPY``
+  through .dockerignore, its own ``pip install`` lines) into a venv of Debian's
+  ``/usr/bin/python3`` (readable by any uid, unlike a developer's pyenv), and its final stage's
+  ``ENTRYPOINT``, ``CMD``, ``ENV``, ``USER`` and ``WORKDIR``;
 - the container: ``command``/``args`` (with ``$(VAR)`` expansion), ``env`` (``value``, a
   ``secretKeyRef`` read from the rendered Secret, a ``fieldRef`` to ``spec.nodeName``), the
   Service environment variables kubelet adds, and ``HOSTNAME``/``HOME``;
@@ -39,7 +40,6 @@ from __future__ import annotations
 import base64
 import fcntl
 import functools
-import glob
 import hashlib
 import json
 import os
@@ -53,10 +53,13 @@ import struct
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
+
+import tests.images.dockerfile
+from tests.images.dockerfile import Dockerfile, DockerIgnore, replay, role_dockerfile
 
 if TYPE_CHECKING:
     from tests.e2e.stack import LoggedProcess
@@ -78,8 +81,6 @@ CAPS = {
 """containerd's default set for a container that asks for nothing else (name: bit), which is
 also every capability a pod may add here."""
 SIOCGIFADDR = 0x8915
-UNPRIVILEGED_GID = 65534
-"""Stands in for the group ``useradd --system`` would create in the image: some non-root gid."""
 
 # Keys that change nothing when every pod runs on one machine; any other key is refused.
 _POD_KEYS = {
@@ -111,66 +112,38 @@ def _refuse_unknown(obj: Obj, known: set[str], where: str) -> None:
 # -- images ----------------------------------------------------------------------------------
 
 
-@dataclass
-class Stage:
-    """One ``FROM`` of a Dockerfile, with what the later instructions set."""
+@dataclass(frozen=True)
+class Image:
+    """What a container of this image starts from: the final stage's settings, and ``python``,
+    the venv standing in for the image's Python with what its build stage installed."""
 
-    name: str
-    base: str
-    workdir: str = "/"
-    env: dict[str, str] = field(default_factory=dict)
-    user: str = "0"
-    entrypoint: list[str] = field(default_factory=list)
-    cmd: list[str] = field(default_factory=list)
-    steps: list[tuple[str, list[str]]] = field(default_factory=list)
-    """("copy", [flags..., src..., dest]) or ("pip", [pip install arguments])."""
-    system_uids: set[int] = field(default_factory=set)
+    entrypoint: tuple[str, ...]
+    cmd: tuple[str, ...]
+    env: Mapping[str, str]
+    user: str
+    workdir: str
+    python: Path
 
 
-def _instructions(text: str) -> Iterator[tuple[str, str]]:
-    """(KEYWORD, rest) with line continuations joined and comment lines dropped."""
-    pending = ""
-    for raw in text.splitlines():
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        if line.endswith("\\"):
-            pending += line[:-1] + " "
-            continue
-        keyword, _, rest = (pending + line).partition(" ")
-        pending = ""
-        yield keyword.upper(), rest.strip()
+_FINAL_IGNORED = ("ARG", "LABEL", "EXPOSE")
 
 
-def _exec_form(rest: str) -> list[str]:
-    if rest.startswith("["):
-        form = json.loads(rest)
-        assert isinstance(form, list) and all(isinstance(a, str) for a in form)
-        return form
-    return ["/bin/sh", "-c", rest]
-
-
-def parse_dockerfile(text: str) -> list[Stage]:
-    stages: list[Stage] = []
-    for keyword, rest in _instructions(text):
-        if keyword == "FROM":
-            words = rest.split()
-            base = words[0]
-            name = words[2] if len(words) == 3 and words[1].upper() == "AS" else str(len(stages))
-            parent = next((s for s in stages if s.name == base), None)
-            stage = Stage(name, base)
-            if parent is not None:
-                stage.workdir, stage.env, stage.user = parent.workdir, dict(parent.env), parent.user
-                stage.entrypoint, stage.cmd = list(parent.entrypoint), list(parent.cmd)
-            stages.append(stage)
-            continue
-        if not stages:
-            raise PodError(f"Dockerfile: {keyword} before FROM")
-        stage = stages[-1]
-        if keyword == "WORKDIR":
-            stage.workdir = os.path.join(stage.workdir, rest)
+def image_config(dockerfile: Dockerfile, python: Path) -> Image:
+    """The final stage's ``ENTRYPOINT``, ``CMD``, ``ENV``, ``USER`` and ``WORKDIR``; its only
+    ``COPY`` may be the build stage's install (``--from``), which ``python`` holds. Anything
+    else there is refused: it would make the image differ from the venv."""
+    entrypoint: list[str] = []
+    cmd: list[str] = []
+    env: dict[str, str] = {}
+    user, workdir = "0", "/"
+    for instruction in dockerfile.final.instructions:
+        keyword, args = instruction.keyword, instruction.args
+        if keyword == "ENTRYPOINT":
+            entrypoint, cmd = instruction.json_args(), []
+        elif keyword == "CMD":
+            cmd = instruction.json_args()
         elif keyword == "ENV":
-            words = shlex.split(rest)
+            words = shlex.split(args)
             pairs = (
                 [w.partition("=") for w in words]
                 if "=" in words[0]
@@ -179,197 +152,61 @@ def parse_dockerfile(text: str) -> list[Stage]:
             for key, _, value in pairs:
                 if "$" in value:
                     raise PodError(
-                        f"Dockerfile: ENV {key}={value}: variable expansion not reproduced"
+                        f"{dockerfile.path}: ENV {key}={value}: expansion not reproduced"
                     )
-                stage.env[key] = value
+                env[key] = value
         elif keyword == "USER":
-            stage.user = rest
-        elif keyword == "ENTRYPOINT":
-            stage.entrypoint, stage.cmd = _exec_form(rest), []
-        elif keyword == "CMD":
-            stage.cmd = _exec_form(rest)
-        elif keyword == "COPY":
-            stage.steps.append(("copy", shlex.split(rest)))
-        elif keyword == "RUN":
-            _run(stage, rest)
-        elif keyword not in ("EXPOSE", "LABEL", "ARG"):
-            raise PodError(f"Dockerfile: {keyword} not reproduced by tests/infra/pod.py")
-    if not stages:
-        raise PodError("Dockerfile: no FROM")
-    return stages
-
-
-@dataclass(frozen=True)
-class Image:
-    """What a container of this image starts from; ``python`` is the venv standing in for the
-    image's Python with its installed packages."""
-
-    entrypoint: tuple[str, ...]
-    cmd: tuple[str, ...]
-    env: Mapping[str, str]
-    user: str
-    workdir: str
-    python: Path
-    system_uids: frozenset[int]
-    """uids a ``RUN useradd`` creates (with a group of their own, so not gid 0)."""
-
-
-_PIP_TARGET_FLAGS = ("--prefix", "--root", "--target", "-t")
-
-
-def _pip_install_args(argv: list[str]) -> list[str] | None:
-    """The arguments after ``pip install`` (or ``python -m pip install``), or None. Flags that
-    choose where packages go are dropped: here they go into the venv."""
-    if argv[:2] in (["pip", "install"], ["pip3", "install"]):
-        rest = argv[2:]
-    elif len(argv) > 3 and argv[0].startswith("python") and argv[1:4] == ["-m", "pip", "install"]:
-        rest = argv[4:]
-    else:
-        return None
-    out: list[str] = []
-    skip = False
-    for arg in rest:
-        if skip:
-            skip = False
-        elif arg in _PIP_TARGET_FLAGS:
-            skip = True
-        elif not arg.startswith(tuple(f + "=" for f in _PIP_TARGET_FLAGS)) and arg != "--user":
-            out.append(arg)
-    return out
-
-
-def _run(stage: Stage, command: str) -> None:
-    """A ``RUN`` line: ``pip install``s become steps, ``useradd`` a uid with a group of its
-    own; anything else is refused, so a new kind of line cannot be skipped silently."""
-    for part in re.split(r"\s*&&\s*", command):
-        argv = shlex.split(part)
-        pip_args = _pip_install_args(argv)
-        uid = _user_uid(argv) if argv and argv[0] in ("useradd", "adduser") else None
-        if pip_args is not None:
-            stage.steps.append(("pip", pip_args))
-        elif uid is not None:
-            stage.system_uids.add(uid)
-        elif not argv or argv[0] != "groupadd":
-            raise PodError(f"Dockerfile: RUN {part!r} not reproduced by tests/infra/pod.py")
-
-
-def _user_uid(argv: list[str]) -> int | None:
-    """The uid a ``useradd``/``adduser`` command line asks for."""
-    for flag in ("--uid", "-u"):
-        if flag in argv[:-1]:
-            return int(argv[argv.index(flag) + 1])
-        for arg in argv:
-            if arg.startswith(flag + "="):
-                return int(arg.split("=", 1)[1])
-    return None
-
-
-def _copy(context: Path, stage_root: Path, workdir: str, words: list[str]) -> None:
-    """``COPY src... dest`` from the build context (``--from`` copies are the installed
-    packages moving between stages, which the venv already holds)."""
-    if any(w.startswith("--from") for w in words):
-        return
-    args = [w for w in words if not w.startswith("--")]
-    *sources, dest = args
-    target = stage_root / os.path.join(workdir, dest).lstrip("/")
-    for pattern in sources:
-        matches = sorted(glob.glob(str(context / pattern)))
-        if not matches:
-            raise PodError(f"COPY {pattern}: not in the build context")
-        for match in map(Path, matches):
-            if match.is_dir():
-                shutil.copytree(match, target, dirs_exist_ok=True, ignore=_ignored)
-            elif dest.endswith("/") or len(sources) > 1:
-                target.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(match, target / match.name)
-            else:
-                target.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(match, target)
-
-
-def _ignored(directory: str, names: list[str]) -> list[str]:
-    return [n for n in names if n in ("__pycache__", ".mypy_cache") or n.endswith(".egg-info")]
+            user = args
+        elif keyword == "WORKDIR":
+            workdir = os.path.join(workdir, args)
+        elif keyword == "COPY" and args.startswith("--from="):
+            continue
+        elif keyword not in _FINAL_IGNORED:
+            raise PodError(f"{dockerfile.path}: {keyword} {args} in the final stage not reproduced")
+    return Image(tuple(entrypoint), tuple(cmd), env, user, workdir, python)
 
 
 IMAGE_CACHE = Path("/var/tmp/pulltrace-e2e-images")
-"""Built images by the hash of everything that goes into them (the Dockerfile, the files its
-``COPY`` lines take, the host Python and this harness), as a container builder caches layers;
+"""Built images by the hash of everything that goes into them (the Dockerfile, its build
+context, the host Python and the code that builds them), as a container builder caches layers;
 world-readable, and outside /tmp's per-test directories so that a rerun of unchanged code skips
-the ~20 s of pip per image."""
+the pip installs."""
 
 
-def _image_key(dockerfile: Path, context: Path, stages: list[Stage]) -> str:
+def _image_key(dockerfile: Dockerfile) -> str:
     digest = hashlib.sha256()
     version = subprocess.run([HOST_PYTHON, "--version"], capture_output=True, text=True).stdout
-    for part in (Path(__file__).read_bytes(), dockerfile.read_bytes(), version.encode()):
+    builders = (Path(__file__), Path(tests.images.dockerfile.__file__), dockerfile.path)
+    for part in (*(p.read_bytes() for p in builders), version.encode()):
         digest.update(hashlib.sha256(part).digest())
-    for stage in stages:
-        for kind, words in stage.steps:
-            if kind != "copy":
-                continue
-            for pattern in words[:-1]:
-                for match in sorted(glob.glob(str(context / pattern))):
-                    files = [Path(match)] if os.path.isfile(match) else _tree(Path(match))
-                    for file in files:
-                        digest.update(str(file.relative_to(context)).encode() + b"\0")
-                        digest.update(hashlib.sha256(file.read_bytes()).digest())
+    for relative in DockerIgnore.of_repo().context_files():
+        digest.update(relative.encode() + b"\0")
+        digest.update(
+            hashlib.sha256((tests.images.dockerfile.ROOT / relative).read_bytes()).digest()
+        )
     return digest.hexdigest()[:20]
 
 
-def _tree(directory: Path) -> list[Path]:
-    """The files ``COPY`` takes from a directory (what ``_copy`` leaves out, left out)."""
-    files: list[Path] = []
-    for root, dirs, names in os.walk(directory):
-        dirs[:] = sorted(d for d in dirs if d not in _ignored(root, dirs))
-        files += [Path(root) / n for n in sorted(names) if n not in _ignored(root, names)]
-    return files
-
-
-def build_image(dockerfile: Path, context: Path) -> Image:
-    """Replays the Dockerfile's ``COPY`` and ``RUN pip install`` lines into a venv of Debian's
-    Python (world-readable: the container's uid must be able to run what is installed), or
-    finds it already built from the same inputs."""
-    stages = parse_dockerfile(dockerfile.read_text())
+def build_image(role: str) -> Image:
+    """The role's image: its Dockerfile's build stage replayed (tests/images/dockerfile.py) into
+    a venv of Debian's Python, world-readable so that the container's uid can run it, or found
+    already built from the same inputs."""
+    dockerfile = role_dockerfile(role)
     IMAGE_CACHE.mkdir(mode=0o755, exist_ok=True)
-    dest = IMAGE_CACHE / f"{dockerfile.parent.name}-{_image_key(dockerfile, context, stages)}"
+    dest = IMAGE_CACHE / f"{role}-{_image_key(dockerfile)}"
     python = dest / "python"
     with (IMAGE_CACHE / f"{dest.name}.lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # another test run may be building the same
         if not (dest / "complete").exists():
             shutil.rmtree(dest, ignore_errors=True)
             dest.mkdir(mode=0o755)
-            _build(dockerfile, context, stages, dest, python)
+            # Without pip inside (that would need Debian's python3-venv): this process's pip
+            # installs into it, running under its interpreter, so wheels are chosen for it.
+            subprocess.run([HOST_PYTHON, "-m", "venv", "--without-pip", str(python)], check=True)
+            pip = [sys.executable, "-m", "pip", "--python", str(python / "bin" / "python")]
+            replay(dockerfile, dest / "stage", pip)
             (dest / "complete").touch()
-    final = stages[-1]
-    return Image(
-        entrypoint=tuple(final.entrypoint),
-        cmd=tuple(final.cmd),
-        env=dict(final.env),
-        user=final.user,
-        workdir=final.workdir,
-        python=python,
-        system_uids=frozenset(uid for stage in stages for uid in stage.system_uids),
-    )
-
-
-def _build(dockerfile: Path, context: Path, stages: list[Stage], dest: Path, python: Path) -> None:
-    # Without pip inside (which would need Debian's python3-venv): this process's pip installs
-    # into it, running under that interpreter, so markers and wheels are chosen for it.
-    subprocess.run([HOST_PYTHON, "-m", "venv", "--without-pip", str(python)], check=True)
-    for index, stage in enumerate(stages):
-        root = dest / f"stage{index}"
-        for kind, words in stage.steps:
-            if kind == "copy":
-                _copy(context, root, stage.workdir, words)
-                continue
-            cwd = root / stage.workdir.lstrip("/")
-            cwd.mkdir(parents=True, exist_ok=True)
-            cmd = [sys.executable, "-m", "pip", "--python", str(python / "bin" / "python")]
-            done = subprocess.run(
-                [*cmd, "install", "-q", *words], cwd=cwd, capture_output=True, text=True
-            )
-            if done.returncode != 0:
-                raise PodError(f"{dockerfile}: pip install {shlex.join(words)}: {done.stderr}")
+    return image_config(dockerfile, python)
 
 
 def prune_images(older_than: float = 86400.0) -> None:
@@ -673,7 +510,7 @@ def identity(pod_sc: Obj, sc: Obj, image: Image, where: str) -> Identity:
         try:
             gid = pwd.getpwuid(uid).pw_gid
         except KeyError:
-            gid = UNPRIVILEGED_GID if uid in image.system_uids else 0
+            gid = 0
     groups = tuple(int(g) for g in pod_sc.get("supplementalGroups") or [])
     capabilities = sc.get("capabilities") or {}
     drop = {c.lower().removeprefix("cap_") for c in capabilities.get("drop") or []}
