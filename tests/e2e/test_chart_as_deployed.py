@@ -15,8 +15,8 @@ directory keeps the dead inode and fails there.
 
 from __future__ import annotations
 
+import json
 import os
-import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -28,6 +28,8 @@ import pytest
 import yaml
 
 from pulltrace.model import PodRef, PullList, PullStatus
+from tests.chart.conftest import helm  # noqa: F401 (tests/chart's fixture)
+from tests.chart.helm import CHART, NAMESPACE, Helm
 from tests.conftest import require_e2e
 from tests.e2e.stack import Collector
 from tests.images.dockerfile import ROLES
@@ -43,7 +45,6 @@ from tests.infra.pod import (
     Pod,
     build_image,
     ensure_debian_tools,
-    helm_template,
     pod_ip,
     prune_images,
     service_forwards,
@@ -58,9 +59,6 @@ from tests.kube.tls import TlsFront
 
 pytestmark = [pytest.mark.e2e, pytest.mark.k8s]
 
-REPO = Path(__file__).resolve().parents[2]
-CHART = REPO / "chart"
-RELEASE = NAMESPACE = "pulltrace"  # as the README installs it
 KUBE_TOKEN = "service-account-token"
 READ_TOKEN = "read-secret"
 APP_NAMESPACE = "shop"
@@ -93,19 +91,6 @@ class Variant:
 
 STANDARD = Variant("node-a", "/run/containerd", {"auth.readToken": READ_TOKEN})
 K3S = Variant("k3s-node", "/run/k3s/containerd")
-
-
-@pytest.fixture(scope="module")
-def helm() -> Path:
-    require_e2e()
-    out = subprocess.run(
-        ["bash", str(REPO / "scripts" / "fetch-tools.sh")],
-        check=True,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    return Path(out.stdout.strip().splitlines()[-1]) / "helm"
 
 
 @pytest.fixture(scope="module")
@@ -219,7 +204,7 @@ def pull_and_see(
 @pytest.mark.parametrize("variant", [STANDARD, K3S], ids=["containerd", "k3s"])
 def test_chart_as_deployed_reports_pulls_across_a_containerd_restart(
     variant: Variant,
-    helm: Path,
+    helm: Helm,  # noqa: F811 (the fixture imported above)
     images: dict[str, Image],
     fresh_containerd: Containerd,
     registry: Registry,
@@ -232,7 +217,10 @@ def test_chart_as_deployed_reports_pulls_across_a_containerd_restart(
     # default, so the agent reaches the collector through the Service's port mapping.
     values: dict[str, object] = {key: free_port() for key in PORT_VALUES}
     values.update(variant.values)
-    manifests = Manifests(NAMESPACE, helm_template(helm, CHART, RELEASE, NAMESPACE, values))
+    sets = [
+        a for key, value in values.items() for a in ("--set-json", f"{key}={json.dumps(value)}")
+    ]
+    manifests = Manifests(NAMESPACE, helm.template(*sets).objects)
     node = Node(variant.node, tmp_path / "node")
     node.place(variant.socket_dir, daemon.dir)
     first, second = pusher.image(2, 3 * MiB // 4), pusher.image(2, 3 * MiB // 4)

@@ -238,19 +238,6 @@ def ensure_debian_tools(tools: Mapping[str, str]) -> None:
 # -- manifests -------------------------------------------------------------------------------
 
 
-def helm_template(
-    helm: Path, chart: Path, release: str, namespace: str, values: Mapping[str, object]
-) -> list[Obj]:
-    """``helm template`` with ``--set-json`` per value (exact types), parsed."""
-    import yaml
-
-    cmd = [str(helm), "template", release, str(chart), "--namespace", namespace]
-    for key, value in values.items():
-        cmd += ["--set-json", f"{key}={json.dumps(value)}"]
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=60).stdout
-    return [doc for doc in yaml.safe_load_all(out) if doc]
-
-
 @dataclass(frozen=True)
 class Manifests:
     """A release's rendered objects, all in ``namespace``."""
