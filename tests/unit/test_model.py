@@ -89,6 +89,8 @@ def test_committed_json_schemas_match_the_model() -> None:
     for name, kind in SCHEMA_TYPES.items():
         path = schema.SCHEMA_DIR / f"{name}.v1.json"
         assert path.read_text() == schema.render(kind), f"run python -m pulltrace.schema ({path})"
+    committed = {p.name for p in schema.SCHEMA_DIR.glob("*.json")}
+    assert committed == {f"{name}.v1.json" for name in SCHEMA_TYPES}, "a schema without a type"
 
 
 def test_encoded_structs_validate_against_their_schema() -> None:
