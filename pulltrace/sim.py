@@ -287,6 +287,7 @@ class SimCluster:
         self.pulls: list[_Pull] = []
         self.start = start
         self.now = start
+        self._outage: tuple[int, str] | None = None
         self._serial = 0
         self._next_arrival = start + self.rng.expovariate(rate) if rate > 0 else float("inf")
         self._open(start)
@@ -359,13 +360,21 @@ class SimCluster:
 
     def down(self, now: float) -> str | None:
         """The node whose containerd is restarting at ``now``, if any: every ``OUTAGE_EVERY``
-        seconds one worker's, in turn, for ``OUTAGE_FOR`` seconds. Its agent says so and its
-        pulls stand still, as a real agent reports them."""
+        seconds, for ``OUTAGE_FOR`` seconds, the worker with the most pulls in flight as it
+        begins. Its agent says so and its pulls stand still, as a real agent reports them."""
         since = now - self.start - OUTAGE_AFTER
-        workers = [n.name for n in self.nodes if not n.name.startswith("gpu")]
-        if since < 0 or since % OUTAGE_EVERY >= OUTAGE_FOR or not workers:
+        if since < 0 or since % OUTAGE_EVERY >= OUTAGE_FOR:
             return None
-        return workers[int(since // OUTAGE_EVERY) * 7 % len(workers)]
+        index = int(since // OUTAGE_EVERY)
+        if self._outage is None or self._outage[0] != index:
+            busy = {n.name: 0 for n in self.nodes if not n.name.startswith("gpu")}
+            for pull in self.pulls:
+                if pull.node in busy and pull.active and pull.start <= now:
+                    busy[pull.node] += 1
+            if not busy:
+                return None
+            self._outage = (index, max(sorted(busy), key=lambda name: busy[name]))
+        return self._outage[1]
 
     def _arrivals(self, now: float) -> None:
         weights = [image.weight for image in CATALOG]
@@ -373,7 +382,7 @@ class SimCluster:
             node = self.rng.choice(self.nodes)
             image = self.rng.choices(CATALOG, weights)[0]
             busy = any(p.active and p.node == node.name and p.image is image for p in self.pulls)
-            if not busy:
+            if not busy and node.name != self.down(self._next_arrival):
                 self._start(node, image, self._next_arrival)
             self._next_arrival += self.rng.expovariate(self.rate)
 
