@@ -102,8 +102,11 @@ class _Handler(BaseHTTPRequestHandler):
     do_HEAD = do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _not_allowed
 
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
-        """Malformed requests too get a JSON answer, not the standard library's HTML page."""
+        """Malformed requests too get a JSON answer, not the standard library's HTML page,
+        with a status line even when the request line was too broken to name a version."""
         self.close_connection = True
+        if self.request_version == "HTTP/0.9":
+            self.request_version = "HTTP/1.0"
         self._reply(code, {"error": message or HTTPStatus(code).phrase})
 
     def _reply(self, status: int, body: dict[str, str]) -> None:
