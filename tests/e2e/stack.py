@@ -234,6 +234,8 @@ class EventRecorder:
                 self._cond.notify_all()
 
     def _receive(self, kind: str, data: str) -> None:
+        if kind == "message" and not data:
+            return  # httpx-sse's reading of a heartbeat comment once an id has been seen
         with self._cond:
             if kind == "snapshot":
                 self.snapshot = msgspec.json.decode(data, type=PullList)

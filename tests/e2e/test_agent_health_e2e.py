@@ -24,7 +24,6 @@ from tests.infra.containerd import Containerd
 from tests.infra.cri import start_cri_pull
 from tests.infra.images import ImagePusher
 from tests.infra.proxy import ThrottleProxy
-from tests.infra.registry import Registry
 from tests.infra.util import MiB, wait_for
 from tests.kube.apiserver import ApiServer
 from tests.report_sink import ReportSink
@@ -46,11 +45,12 @@ def probe(url: str) -> tuple[int, dict[str, Any]]:
 
 def test_containerd_stopping_and_restarting_under_a_running_agent(
     fresh_containerd: Containerd,
-    registry: Registry,
+    throttle: ThrottleProxy,
     pusher: ImagePusher,
     tmp_path: Path,
 ) -> None:
     daemon = fresh_containerd
+    daemon.add_registry_host(throttle.host_port)
     with ApiServer(token="kube") as api:
         collector = start_collector(
             api.kubeconfig(tmp_path / "kubeconfig"),
@@ -102,16 +102,15 @@ def test_containerd_stopping_and_restarting_under_a_running_agent(
             daemon.start()
             events.wait_node(NODE, "ready", "the node to be ready again", mark)
             assert probe(f"{health}/readyz")[0] == 200
-            image = pusher.image(2, MiB)
-            start_cri_pull(daemon.address, image.ref_at(registry.host_port)).wait(60)
-            done = events.wait_event(
-                lambda e: (
-                    e.type == "pull.completed" and e.pull.manifest_digest == image.manifest_digest
-                ),
-                "the pull after the restart to complete",
+            image = pusher.image(2, MiB)  # a second through the throttle: seen while it pulls
+            cri = start_cri_pull(daemon.address, image.ref_at(throttle.host_port))
+            seen = events.wait_event(
+                lambda e: e.pull.manifest_digest == image.manifest_digest,
+                "the pull after the restart",
                 WAIT,
             )
-            assert done.node_name == NODE and done.pull.total_bytes == sum(image.layer_sizes)
+            cri.wait(60)
+            assert seen.node_name == NODE and seen.pull.total_bytes == sum(image.layer_sizes)
             assert collector.metric("pulltrace_node_containerd_up", node=NODE) == 1
         finally:
             codes = {"agent": agent.stop() if agent is not None else 0}
@@ -165,10 +164,11 @@ def test_the_agent_finds_containerd_where_it_comes_up_and_follows_a_recreated_so
         # Killed: the old socket file stays until the new daemon replaces it with its own.
         daemon.restart(kill=True)
         image = pusher.image(2, MiB)  # a second through the throttle: seen while it pulls
-        start_cri_pull(daemon.address, image.ref_at(throttle.host_port)).wait(60)
+        cri = start_cri_pull(daemon.address, image.ref_at(throttle.host_port))
         digest = image.manifest_digest
-        wait_for(lambda: reported(sink, digest, "completed"), WAIT, "the pull after the restart")
-        assert reported(sink, digest, "pulling") and agent.readiness()[0] == 200
+        wait_for(lambda: reported(sink, digest, "pulling"), WAIT, "the pull after the restart")
+        cri.wait(60)
+        assert agent.readiness()[0] == 200
     finally:
         agent.stop.set()
         loop.join(WAIT)
