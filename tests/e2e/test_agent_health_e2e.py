@@ -112,15 +112,17 @@ def test_containerd_stopping_and_restarting_under_a_running_agent(
             cri.wait(60)
             assert seen.node_name == NODE and seen.pull.total_bytes == sum(image.layer_sizes)
             assert collector.metric("pulltrace_node_containerd_up", node=NODE) == 1
+            logged = [(r["level"], r["msg"]) for r in collector.process.records()]
+            assert [m for level, m in logged if level == "warning"] == [
+                f"node degraded: {degraded.error}"
+            ]
+            assert ("info", "node ready") in logged
         finally:
             codes = {"agent": agent.stop() if agent is not None else 0}
             codes["collector"] = collector.stop()
             if events is not None:
                 events.close()
     assert codes == {"agent": 0, "collector": 0}
-    assert [r["msg"] for r in collector.process.records() if r["level"] == "warning"] == [
-        f"node degraded: {degraded.error}"
-    ]
 
 
 def reported(sink: ReportSink, digest: str, phase: str) -> bool:
