@@ -88,18 +88,24 @@ class _Handler(BaseHTTPRequestHandler):
         return self.server_version
 
     def do_GET(self) -> None:
+        probe = self._probe()
+        if probe is not None:
+            status, body = probe()
+            self._reply(status, body)
+
+    def _not_allowed(self) -> None:
+        if self._probe() is not None:
+            self._reply(405, {"error": f"method {self.command} is not allowed; use GET"})
+
+    do_HEAD = do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _not_allowed
+
+    def _probe(self) -> Probe | None:
+        """The probe the path names; None once a 404 has been sent."""
         path = self.path.partition("?")[0]
         probe = self.server.probes.get(path)
         if probe is None:
-            self._reply(404, {"error": f"no such endpoint: GET {path[:200]}"})
-            return
-        status, body = probe()
-        self._reply(status, body)
-
-    def _not_allowed(self) -> None:
-        self._reply(405, {"error": f"method {self.command} is not allowed; use GET"})
-
-    do_HEAD = do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _not_allowed
+            self._reply(404, {"error": f"no such endpoint: {self.command} {path[:200]}"})
+        return probe
 
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         """Malformed requests too get a JSON answer, not the standard library's HTML page,

@@ -79,6 +79,7 @@ def test_live_while_the_poll_loop_turns(agent: Agent, probes: str) -> None:
         (b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n", 404),
         (b"POST /readyz HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello", 405),
         (b"DELETE /healthz HTTP/1.1\r\nHost: x\r\n\r\n", 405),
+        (b"POST /elsewhere HTTP/1.1\r\nHost: x\r\n\r\n", 404),
         (b"GARBAGE\r\n\r\n", 400),
         (b"GET /" + b"a" * 70_000 + b" HTTP/1.1\r\n\r\n", 414),
         (b"GET /healthz HTTP/1.1\r\n" + b"X-A: b\r\n" * 200 + b"\r\n", 431),
