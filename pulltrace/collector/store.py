@@ -136,6 +136,7 @@ class _Node:
     containerd_error: str = ""
     announced: NodeStatus | None = None
     """The status of the node's last event; None before its agent first reported."""
+    announced_key: tuple[object, ...] = ()
     pulls: dict[str, _Pull] = field(default_factory=dict)
     by_agent_id: dict[str, _Pull] = field(default_factory=dict)
     tombstones: set[str] = field(default_factory=set)
@@ -592,7 +593,19 @@ class PullStore:
                     self._emit_node("node.removed", node.announced, node.announced.state)
 
     def _announce(self, node: _Node) -> None:
-        """A node event when the node's status changed (its last-seen time aside)."""
+        """A node event when the node's status changed (its last-seen time aside). Runs for
+        every report: what it depends on is compared first, as one tuple."""
+        key = (
+            node.connected,
+            node.containerd_reachable,
+            node.containerd_socket,
+            node.containerd_error,
+            node.agent_version,
+            node.interval,
+        )
+        if key == node.announced_key:
+            return
+        node.announced_key = key
         error = ""
         state: NodeState = "ready"
         if not node.connected:
