@@ -6,6 +6,7 @@ in ``docs/schemas/`` disagree with the model.
 
 from __future__ import annotations
 
+import inspect
 import json
 import sys
 from pathlib import Path
@@ -19,9 +20,24 @@ SCHEMA_DIR = Path(__file__).resolve().parent.parent / "docs" / "schemas"
 
 
 def schema_for(kind: type[msgspec.Struct]) -> dict[str, Any]:
-    schema: dict[str, Any] = msgspec.json.schema(kind)
+    schema: dict[str, Any] = _clean_descriptions(msgspec.json.schema(kind))
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     return schema
+
+
+def _clean_descriptions(node: Any) -> Any:
+    """Docstrings dedented here rather than by msgspec, whose dedenting changed in 0.23: the
+    committed files must not depend on which msgspec release generated them."""
+    if isinstance(node, dict):
+        return {
+            key: inspect.cleandoc(value)
+            if key == "description" and isinstance(value, str)
+            else _clean_descriptions(value)
+            for key, value in node.items()
+        }
+    if isinstance(node, list):
+        return [_clean_descriptions(item) for item in node]
+    return node
 
 
 def render(kind: type[msgspec.Struct]) -> str:

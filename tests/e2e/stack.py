@@ -15,7 +15,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,10 +26,12 @@ from httpx_sse import connect_sse
 from prometheus_client.parser import text_string_to_metric_families
 
 from pulltrace.model import NodeStatus, PullEvent, PullList
-from tests.infra.util import terminate_group, wait_for
+from tests.infra.util import DEADLINE_SCALE, terminate_group, wait_for
 
 START_TIMEOUT = 30.0
 """An upper bound for a Python process to start and, for the collector, list the cluster."""
+PULLTRACE = (sys.executable, "-m", "pulltrace.cli")
+"""The command under test: this checkout's. tests/images passes an image's venv instead."""
 
 
 def hermetic_env(home: Path, **extra: str) -> dict[str, str]:
@@ -48,10 +50,16 @@ class LoggedProcess:
     """A ``pulltrace`` subcommand whose output is read continuously: a pipe nobody drains
     would block the process once it fills, and the lines explain failures."""
 
-    def __init__(self, name: str, args: list[str], env: Mapping[str, str]) -> None:
+    def __init__(
+        self,
+        name: str,
+        args: list[str],
+        env: Mapping[str, str],
+        command: Sequence[str] = PULLTRACE,
+    ) -> None:
         self.name = name
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "pulltrace.cli", *args],
+            [*command, *args],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -142,7 +150,12 @@ class Collector:
 
 
 def start_collector(
-    kubeconfig: Path, home: Path, *, agent_token: str, read_token: str
+    kubeconfig: Path,
+    home: Path,
+    *,
+    agent_token: str,
+    read_token: str,
+    command: Sequence[str] = PULLTRACE,
 ) -> Collector:
     """Listens on ports the kernel picks (read back from the "collector listening" line, so
     there is no window in which another process can take them) and returns once ``/readyz``
@@ -154,7 +167,7 @@ def start_collector(
         PULLTRACE_READ_TOKEN=read_token,
     )
     args = ["collector", "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"]
-    process = LoggedProcess("collector", args, env)
+    process = LoggedProcess("collector", args, env, command)
     try:
         listening = process.wait_log("collector listening")
         collector = Collector(
@@ -176,12 +189,20 @@ def start_collector(
 
 
 def start_agent(
-    server: str, node: str, containerd: str, *, token: str, home: Path, interval: str = "250ms"
+    server: str,
+    node: str,
+    containerd: str,
+    *,
+    token: str,
+    home: Path,
+    interval: str = "250ms",
+    command: Sequence[str] = PULLTRACE,
 ) -> LoggedProcess:
     """Its probes on a port the kernel picks: ``health_url`` reads it back from its log."""
     args = ["agent", "--server", server, "--node", node, "--containerd", containerd]
     args += ["--interval", interval, "--health-listen", "127.0.0.1:0"]
-    return LoggedProcess("agent", args, hermetic_env(home, PULLTRACE_AGENT_TOKEN=token))
+    env = hermetic_env(home, PULLTRACE_AGENT_TOKEN=token)
+    return LoggedProcess("agent", args, env, command)
 
 
 def health_url(agent: LoggedProcess) -> str:
@@ -251,6 +272,7 @@ class EventRecorder:
 
     def wait_until(self, check: Callable[[], object], what: str, timeout: float = 30.0) -> None:
         """Re-checks on every message instead of polling; a stream that ended fails at once."""
+        timeout *= DEADLINE_SCALE
         deadline = time.monotonic() + timeout
         with self._cond:
             while not check():

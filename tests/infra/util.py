@@ -18,6 +18,10 @@ T = TypeVar("T")
 
 CTR = "/usr/bin/ctr"
 MiB = 1 << 20
+# Every wait's deadline is multiplied by this. A wait returns as soon as its event happens, so a
+# long deadline costs nothing when the system is healthy; a short one turned a loaded two-core CI
+# machine into failures (the containerd-restart tests timed out under load).
+DEADLINE_SCALE = float(os.environ.get("PULLTRACE_TEST_DEADLINE_SCALE", "3"))
 
 
 def wait_for(
@@ -31,8 +35,10 @@ def wait_for(
 
     Returns the first truthy value ``check`` gives. Exceptions in ``ignore`` count as "not yet"
     (the last one is chained to the TimeoutError); any other exception aborts the wait at once,
-    which lets a check fail fast when, say, the daemon it waits for has exited.
+    which lets a check fail fast when, say, the daemon it waits for has exited. ``timeout`` is
+    what a healthy machine needs; the deadline is that times ``DEADLINE_SCALE``.
     """
+    timeout *= DEADLINE_SCALE
     deadline = time.monotonic() + timeout
     last_exc: Exception | None = None
     while True:
