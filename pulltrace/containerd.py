@@ -253,6 +253,11 @@ def _identity(path: str) -> tuple[int, int] | None:
     return (info.st_dev, info.st_ino)
 
 
+_SOCKET_ERRORS = ("Connection refused", "Permission denied", "No such file or directory")
+"""How gRPC's connection errors end (after the address, once or twice): said alone, they are
+the reason."""
+
+
 class _NotFound(ContainerdError):
     pass
 
@@ -264,6 +269,7 @@ def _translate(err: grpc.RpcError, path: str) -> ContainerdError:
     if code == grpc.StatusCode.NOT_FOUND:
         return _NotFound(first)
     if code == grpc.StatusCode.UNAVAILABLE:
-        return ContainerdError(unreachable(path, first), first)
+        reason = next((e.lower() for e in _SOCKET_ERRORS if first.endswith(e)), first)
+        return ContainerdError(unreachable(path, reason), reason)
     name = code.name if code is not None else "error"
     return ContainerdError(f"containerd at {path}: {name}: {first}", f"{name}: {first}")
