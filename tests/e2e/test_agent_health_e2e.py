@@ -72,8 +72,7 @@ def test_containerd_stopping_and_restarting_under_a_running_agent(
                 {"status": "ready", "containerd": daemon.address},
             )
 
-            # -- containerd dies, its socket left behind: kubelet and the collector are told,
-            # once ----------------------------------------------------------------------------
+            # -- containerd dies, its socket left behind: kubelet and the collector are told --
             mark = events.node_mark()
             daemon.stop(kill=True)
             degraded = events.wait_node(NODE, "degraded", "the node to go degraded", mark)
