@@ -241,6 +241,7 @@ class AgentProcess(Managed):
         argv = [str(command), "agent", "--server", server, "--containerd", address]
         argv += ["--containerd-namespace", NAMESPACE, "--node", "bench"]
         argv += ["--interval", f"{INTERVAL}s"]
+        argv += ["--health-listen", "127.0.0.1:0"]  # served as deployed, on a free port
         self.log = log
         self.proc = subprocess.Popen(
             argv,

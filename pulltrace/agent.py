@@ -3,6 +3,11 @@
 Polling never waits on the collector: while it is down the agent keeps polling, so lifecycle
 transitions stay accurate, and sends only the latest full report once it is back, since each
 report supersedes the one before.
+
+While containerd cannot be read the agent keeps reporting, saying so (``containerdReachable:
+false`` and why), with the pulls it holds frozen as they were: a heartbeat alone would tell
+the collector that the node is fine. ``/readyz`` says the same to kubelet, and ``/healthz``
+whether the poll loop itself is still turning.
 """
 
 from __future__ import annotations
@@ -19,9 +24,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import FrameType
 
+import msgspec
+
 from pulltrace import __version__
-from pulltrace.containerd import ContainerdError, ContentClient
-from pulltrace.model import AgentReport, PullStatus, encode
+from pulltrace.collector.config import Address, format_address, listen_socket
+from pulltrace.containerd import ContainerdError, FollowingClient
+from pulltrace.health import ProbeServer
+from pulltrace.model import ACTIVE_PHASES, REASON_MAX, AgentReport, PullStatus, encode
+from pulltrace.sockets import unreachable
 from pulltrace.tracker import Tracker
 
 log = logging.getLogger("pulltrace.agent")
@@ -29,19 +39,45 @@ log = logging.getLogger("pulltrace.agent")
 MAX_BACKOFF = 30.0
 
 
+LIVENESS_MIN = 10.0
+"""Seconds: ``/healthz`` fails once no poll has finished for this long, or five intervals."""
+
+
 @dataclass(frozen=True)
 class AgentConfig:
     server: str
     node_name: str
-    containerd: str
+    containerd: tuple[str, ...]
+    """Candidate sockets, in order (``pulltrace.sockets.candidates``)."""
     namespace: str
     interval: float = 1.0
     token: str = ""
     stall_timeout: float = 90.0
+    health_listen: Address | None = None
 
     @property
     def report_url(self) -> str:
         return self.server.rstrip("/") + "/api/v1/report"
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerdState:
+    """The last poll's outcome, replaced whole so that the probe threads read it without a
+    lock."""
+
+    socket: str
+    polled_at: float
+    """``time.monotonic()`` when the last poll ended (the agent's start before the first)."""
+    reachable: bool | None = None
+    """None before the first poll."""
+    reason: str = ""
+
+    @property
+    def problem(self) -> str:
+        """Why the node is not ready; empty when it is."""
+        if self.reachable is None:
+            return f"containerd at {self.socket} not polled yet"
+        return "" if self.reachable else unreachable(self.socket, self.reason)
 
 
 class Reporter:
@@ -54,7 +90,7 @@ class Reporter:
             headers["Authorization"] = f"Bearer {config.token}"
         self._headers = headers
         self._http = _Connection(config.report_url)
-        self._last_body: bytes | None = None
+        self._last_body: tuple[bytes, str, bool, str] | None = None
         self._last_sent = -1e18
         self._backoff = 0.0
         self._retry_at = -1e18
@@ -66,8 +102,9 @@ class Reporter:
         """Under the collector's staleness limit of three intervals."""
         return 2 * self.config.interval
 
-    def offer(self, pulls: list[PullStatus], now: float) -> bool:
-        body = encode_pulls(pulls)
+    def offer(self, pulls: list[PullStatus], now: float, containerd: ContainerdState) -> bool:
+        reachable = containerd.reachable is not False
+        body = (encode_pulls(pulls), containerd.socket, reachable, containerd.reason)
         changed = body != self._last_body
         if now < self._retry_at or not (changed or now - self._last_sent >= self.heartbeat):
             return False
@@ -77,6 +114,9 @@ class Reporter:
             pulls=pulls,
             agent_version=__version__,
             interval_seconds=self.config.interval,
+            containerd_reachable=reachable,
+            containerd_socket=containerd.socket,
+            containerd_error="" if reachable else containerd.reason[:REASON_MAX],
         )
         if self._post(encode(report), now):
             self._last_body = body
@@ -170,26 +210,47 @@ class _Reply:
 class Agent:
     def __init__(self, config: AgentConfig) -> None:
         self.config = config
-        self.client = ContentClient(config.containerd, config.namespace)
+        self.client = FollowingClient(config.containerd, config.namespace)
         self.tracker = Tracker(self.client, config.node_name, stall_timeout=config.stall_timeout)
         self.reporter = Reporter(config)
         self.stop = threading.Event()
-        self._containerd_ok: bool | None = None
+        self.containerd = ContainerdState(self.client.path, time.monotonic())
         self._phases: dict[str, str] = {}
 
     def poll_once(self) -> list[PullStatus]:
         try:
             pulls = self.tracker.poll()
         except ContainerdError as err:
-            if self._containerd_ok is not False:
-                log.warning(str(err), extra={"containerd": self.client.path})
-            self._containerd_ok = False
-            return self.tracker.statuses()
-        if self._containerd_ok is not True:
+            return self._unreachable(err)
+        if self.containerd.reachable is not True:
             log.info("polling containerd", extra={"containerd": self.client.path})
-        self._containerd_ok = True
+        self.containerd = ContainerdState(self.client.path, time.monotonic(), True)
         self._log_transitions(pulls)
         return pulls
+
+    def _unreachable(self, err: ContainerdError) -> list[PullStatus]:
+        """Says why once, then looks again for the socket to use: containerd may have come up
+        at another candidate, or recreated its own."""
+        path, reason = self.client.path, self.client.diagnose(err)
+        if self.containerd.reachable is not False:
+            log.warning(unreachable(path, reason), extra={"containerd": path})
+        self.containerd = ContainerdState(path, time.monotonic(), False, reason)
+        if self.client.reconnect():
+            log.info("reconnecting to containerd", extra={"containerd": self.client.path})
+        return frozen(self.tracker.statuses())
+
+    def liveness(self) -> tuple[int, dict[str, str]]:
+        limit = max(LIVENESS_MIN, 5 * self.config.interval)
+        idle = time.monotonic() - self.containerd.polled_at
+        if idle > limit:
+            return 503, {"error": f"the poll loop has not finished a poll for {idle:.0f}s"}
+        return 200, {"status": "ok"}
+
+    def readiness(self) -> tuple[int, dict[str, str]]:
+        problem = self.containerd.problem
+        if problem:
+            return 503, {"error": problem}
+        return 200, {"status": "ready", "containerd": self.containerd.socket}
 
     def _log_transitions(self, pulls: list[PullStatus]) -> None:
         seen: dict[str, str] = {}
@@ -208,7 +269,7 @@ class Agent:
                 )
         self._phases = seen
 
-    def run(self) -> None:
+    def run(self, probes: ProbeServer | None = None) -> None:
         log.info(
             "agent starting",
             extra={
@@ -216,13 +277,15 @@ class Agent:
                 "node": self.config.node_name,
                 "server": self.config.server,
                 "interval": self.config.interval,
+                "containerd": list(self.config.containerd),
+                "health": format_address(probes.address) if probes else "off",
             },
         )
         next_tick = time.monotonic()
         try:
             while not self.stop.is_set():
                 pulls = self.poll_once()
-                self.reporter.offer(pulls, time.monotonic())
+                self.reporter.offer(pulls, time.monotonic(), self.containerd)
                 next_tick += self.config.interval
                 delay = next_tick - time.monotonic()
                 if delay < 0:
@@ -230,18 +293,44 @@ class Agent:
                     delay = 0
                 self.stop.wait(delay)
         finally:
+            if probes is not None:
+                probes.close()
             self.reporter.close()
             self.client.close()
             log.info("agent stopped")
 
 
+def frozen(pulls: list[PullStatus]) -> list[PullStatus]:
+    """Pulls as they were when containerd was last read: their phases stand, but nothing is
+    known to be moving."""
+    replace = msgspec.structs.replace
+    return [
+        replace(
+            p,
+            bytes_per_sec=0.0,
+            eta_seconds=None,
+            layers=[replace(layer, bytes_per_sec=0.0) for layer in p.layers],
+        )
+        if p.phase in ACTIVE_PHASES
+        else p
+        for p in pulls
+    ]
+
+
 def run(config: AgentConfig) -> int:
+    """Raises ConfigError when the health address cannot be bound."""
+    address = config.health_listen
+    sock = listen_socket(address, "--health-listen") if address is not None else None
     agent = Agent(config)
+    probes = None
+    if sock is not None:
+        probes = ProbeServer(sock, {"/healthz": agent.liveness, "/readyz": agent.readiness})
+        probes.start()
 
     def _stop(signum: int, frame: FrameType | None) -> None:
         agent.stop.set()
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    agent.run()
+    agent.run(probes)
     return 0

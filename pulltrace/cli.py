@@ -22,6 +22,8 @@ EXIT_SOURCE = 2  # ls and watch: nothing to read from (kubectl too uses one code
 EXIT_WAIT_ERROR = 3  # wait keeps 1 and 2 for "a pull failed" and "timed out"
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+HEALTH_ENV = "PULLTRACE_AGENT_HEALTH_LISTEN"
+MAX_SOCKET_PATH = 4096
 
 
 class UsageError(Exception):
@@ -121,6 +123,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=duration,
         default=90.0,
         help="a download that makes no progress this long is failed (default 90s)",
+    )
+    agent.add_argument(
+        "--health-listen",
+        metavar="ADDR",
+        default=None,
+        help="serve GET /healthz and /readyz here (env PULLTRACE_AGENT_HEALTH_LISTEN; "
+        'default :8081; "off" or "" disables)',
     )
     agent.add_argument("--log-level", default=None, help="debug, info, warning, error")
     _add_collector(sub)
@@ -267,7 +276,7 @@ def _query(args: argparse.Namespace, phase: str = "", text: str = "") -> Query:
 
 def _ls(args: argparse.Namespace) -> int:
     from pulltrace import output
-    from pulltrace.listing import ListingError, list_pulls
+    from pulltrace.listing import ListingError, list_pulls, node_warnings
 
     fmt = "json" if args.json else args.output
     query = _query(args, args.phase, args.image)
@@ -285,13 +294,16 @@ def _ls(args: argparse.Namespace) -> int:
         pulls = list_pulls(plan, query, args.sample)
     except ListingError as err:
         raise SourceFailure(str(err)) from None
+    for line in node_warnings(plan, query):
+        print(line, file=sys.stderr)
     sys.stdout.write(output.format_pulls(pulls, fmt))
     return 0
 
 
 def _agent(args: argparse.Namespace) -> int:
     from pulltrace import logs
-    from pulltrace.sockets import MISSING_CLIENT, client_installed, containerd_socket
+    from pulltrace.collector.config import ConfigError, parse_address
+    from pulltrace.sockets import MISSING_CLIENT, candidates, client_installed
 
     if not client_installed():
         raise UsageError(MISSING_CLIENT)
@@ -302,19 +314,36 @@ def _agent(args: argparse.Namespace) -> int:
     if not args.node or len(args.node) > 253:
         raise UsageError("agent needs a node name of 1-253 characters (--node)")
     interval = args.interval or _env_duration("PULLTRACE_REPORT_INTERVAL", "1s")
+    sockets = candidates(args.containerd)
+    if len(sockets[0]) > MAX_SOCKET_PATH:
+        raise UsageError(f"--containerd: a socket path of at most {MAX_SOCKET_PATH} characters")
+    health, health_source = args.health_listen, "--health-listen"
+    if health is None:
+        health = os.environ.get(HEALTH_ENV, ":8081")
+        health_source = HEALTH_ENV
+    try:
+        health_address = (
+            None if health.strip() in ("", "off") else parse_address(health, health_source)
+        )
+    except ConfigError as err:
+        raise UsageError(str(err)) from None
     logs.setup(args.log_level)
     from pulltrace.agent import AgentConfig, run
 
     config = AgentConfig(
         server=args.server,
         node_name=args.node,
-        containerd=containerd_socket(args.containerd),
+        containerd=sockets,
         namespace=args.containerd_namespace,
         interval=interval,
         token=os.environ.get("PULLTRACE_AGENT_TOKEN", ""),
         stall_timeout=args.stall_timeout,
+        health_listen=health_address,
     )
-    return run(config)
+    try:
+        return run(config)
+    except ConfigError as err:
+        raise UsageError(str(err)) from None
 
 
 def _collector(args: argparse.Namespace) -> int:

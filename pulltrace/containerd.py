@@ -7,7 +7,7 @@ grpcio release works; the protobuf messages come from ``pulltrace/_pb``.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -17,6 +17,7 @@ from google.protobuf.empty_pb2 import Empty
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from pulltrace._pb import content_pb2, version_pb2
+from pulltrace.sockets import choose, unreachable
 
 DEFAULT_NAMESPACE = "k8s.io"
 _CONTENT = "/containerd.services.content.v1.Content/"
@@ -24,7 +25,12 @@ _MAX_MANIFEST_BYTES = 4 << 20
 
 
 class ContainerdError(Exception):
-    """containerd could not be reached or refused a call; the message is one line for users."""
+    """containerd could not be reached or refused a call; the message is one line for users,
+    ``reason`` the same without the socket's path (for messages that name it already)."""
+
+    def __init__(self, message: str, reason: str = "") -> None:
+        super().__init__(message)
+        self.reason = reason or message
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,10 +136,9 @@ class ContentClient:
 
     def check(self) -> str:
         """Fails fast with a clear reason when the socket is missing or unreadable."""
-        if not os.path.exists(self.path):
-            raise ContainerdError(f"containerd socket {self.path} does not exist")
-        if not os.access(self.path, os.R_OK | os.W_OK):
-            raise ContainerdError(f"containerd socket {self.path}: permission denied")
+        problem = socket_problem(self.path)
+        if problem is not None:
+            raise ContainerdError(unreachable(self.path, problem), problem)
         reply = self._call(self._version, Empty())
         return str(reply.version)
 
@@ -181,16 +186,90 @@ class ContentClient:
             raise _translate(err, self.path) from None
 
 
+class FollowingClient:
+    """The agent's content store: a ``ContentClient`` on whichever candidate socket exists,
+    replaced by ``reconnect`` when another candidate is the one now, or the socket at the same
+    path is a new one (containerd deletes and recreates it when it restarts).
+
+    gRPC reconnects a channel to the same path by itself, but never to another path, and not
+    before its backoff has passed; a new channel is tried at once.
+    """
+
+    def __init__(
+        self, candidates: Sequence[str], namespace: str = DEFAULT_NAMESPACE, timeout: float = 5.0
+    ) -> None:
+        self.candidates = tuple(candidates)
+        self.namespace = namespace
+        self.timeout = timeout
+        self._client, self._identity = self._open()
+
+    def _open(self) -> tuple[ContentClient, tuple[int, int] | None]:
+        path = socket_path(choose(self.candidates))
+        return ContentClient(path, self.namespace, self.timeout), _identity(path)
+
+    @property
+    def path(self) -> str:
+        return self._client.path
+
+    def list_statuses(self) -> list[Ingest]:
+        return self._client.list_statuses()
+
+    def list(self, filters: Iterable[str]) -> list[BlobInfo]:
+        return self._client.list(filters)
+
+    def read(self, digest: str, limit: int = _MAX_MANIFEST_BYTES) -> bytes:
+        return self._client.read(digest, limit)
+
+    def reconnect(self) -> bool:
+        """After a failed call: a new channel when the socket to use is another one now.
+        Whether it was replaced."""
+        path = socket_path(choose(self.candidates))
+        if path == self._client.path and _identity(path) == self._identity:
+            return False
+        self._client.close()
+        self._client, self._identity = self._open()
+        return True
+
+    def diagnose(self, err: ContainerdError) -> str:
+        """Why containerd could not be read, without the path: the socket's own problem when
+        it has one, which says more than gRPC's connection error."""
+        return socket_problem(self.path) or err.reason
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def socket_problem(path: str) -> str | None:
+    """Only whether it exists: a permission problem comes back from the connection itself, in
+    gRPC's words, and a second guess at it here could only disagree."""
+    return None if os.path.exists(path) else "no such socket (is containerd running?)"
+
+
+def _identity(path: str) -> tuple[int, int] | None:
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return (info.st_dev, info.st_ino)
+
+
+_SOCKET_ERRORS = ("Connection refused", "Permission denied", "No such file or directory")
+"""How gRPC's connection errors end (after the address, once or twice): said alone, they are
+the reason."""
+
+
 class _NotFound(ContainerdError):
     pass
 
 
 def _translate(err: grpc.RpcError, path: str) -> ContainerdError:
     code = err.code() if isinstance(err, grpc.Call) else None
-    details = (err.details() if isinstance(err, grpc.Call) else None) or str(err)
+    details = ((err.details() if isinstance(err, grpc.Call) else None) or str(err)).splitlines()
+    first = details[0] if details else "no details"
     if code == grpc.StatusCode.NOT_FOUND:
-        return _NotFound(details)
+        return _NotFound(first)
     if code == grpc.StatusCode.UNAVAILABLE:
-        return ContainerdError(f"containerd at {path} is unavailable: {details.splitlines()[0]}")
+        reason = next((e.lower() for e in _SOCKET_ERRORS if first.endswith(e)), first)
+        return ContainerdError(unreachable(path, reason), reason)
     name = code.name if code is not None else "error"
-    return ContainerdError(f"containerd at {path}: {name}: {details.splitlines()[0]}")
+    return ContainerdError(f"containerd at {path}: {name}: {first}", f"{name}: {first}")

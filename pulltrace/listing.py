@@ -12,11 +12,11 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TextIO
 
-from pulltrace import output
+from pulltrace import output, render
 from pulltrace.client.connect import Plan
 from pulltrace.client.source import ConnectionState
-from pulltrace.client.store import ClientStore, Query, order
-from pulltrace.model import PullStatus, encode
+from pulltrace.client.store import ClientStore, Query, degraded, order
+from pulltrace.model import NodeStatus, PullStatus, encode
 
 WATCH_REPRINT = 2.0  # seconds between two progress lines of one pull; phase changes at once
 
@@ -64,6 +64,26 @@ def list_pulls(plan: Plan, query: Query, sample: float) -> list[PullStatus]:
     return order(pulls, query, datetime.now(UTC))
 
 
+def node_warnings(plan: Plan, query: Query) -> list[str]:
+    """A line for each node whose agent cannot read containerd: its pulls are listed as they
+    were when it last could, and would otherwise look merely slow. Only a collector has
+    agents to ask about."""
+    if plan.kind not in ("collector", "proxy"):
+        return []
+    from pulltrace.client.rest import CollectorError, get_nodes
+
+    assert plan.endpoint is not None
+    try:
+        nodes = get_nodes(plan.endpoint)
+    except CollectorError as err:
+        return [f"warning: cannot read the nodes' health: {err}"]
+    return [degraded_line(n) for n in degraded(nodes or [], query.node)]
+
+
+def degraded_line(node: NodeStatus) -> str:
+    return f"warning: node {render.printable(node.node_name)}: {render.printable(node.error)}"
+
+
 async def _demo_pulls(seed: int) -> list[PullStatus]:
     """The demo after its warm-up: the same busy cluster ``watch --demo`` opens on."""
     import asyncio
@@ -97,6 +117,7 @@ async def watch_rows(
     JSON output is one PullStatus per line. Runs until interrupted."""
     store = ClientStore()
     printed: dict[str, tuple[str, float]] = {}
+    warned: dict[str, str] = {}
     header_done = False
     namespaces = [query.namespace] if query.namespace else []
     async for message in plan.source(namespaces):
@@ -105,6 +126,11 @@ async def watch_rows(
                 print(f"pulltrace: {message.state}: {message.detail}", file=err, flush=True)
             continue
         store.apply(message)
+        now_degraded = {n.node_name: n for n in degraded((store.nodes or {}).values(), query.node)}
+        for name, node in now_degraded.items():
+            if warned.get(name) != node.error:
+                print(degraded_line(node), file=err, flush=True)
+        warned = {name: node.error for name, node in now_degraded.items()}
         changed, _ = store.drain()
         now = clock()
         rows = []

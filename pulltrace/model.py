@@ -15,6 +15,9 @@ from typing import Annotated, Literal, TypeVar
 import msgspec
 
 SCHEMA_VERSION: Literal["v1"] = "v1"
+REASON_MAX = 1024
+"""Characters in a node's error: one sentence, not a log; senders truncate to fit."""
+VERSION_MAX = 64
 
 Phase = Literal["resolving", "pulling", "completed", "failed", "stale"]
 EventType = Literal[
@@ -28,11 +31,15 @@ EventType = Literal[
     "pull.removed",
 ]
 ACTIVE_PHASES: frozenset[str] = frozenset({"resolving", "pulling"})
+NodeState = Literal["ready", "degraded", "stale"]
+NodeEventType = Literal["node.changed", "node.removed"]
 
 NodeName = Annotated[str, msgspec.Meta(min_length=1, max_length=253)]
 NonNegInt = Annotated[int, msgspec.Meta(ge=0)]
 NonNegFloat = Annotated[float, msgspec.Meta(ge=0)]
 Percent = Annotated[float, msgspec.Meta(ge=0, le=100)]
+SocketPath = Annotated[str, msgspec.Meta(max_length=4096)]
+Reason = Annotated[str, msgspec.Meta(max_length=REASON_MAX)]
 
 
 class _Wire(msgspec.Struct, rename="camel", omit_defaults=False, forbid_unknown_fields=False):
@@ -88,6 +95,35 @@ class AgentReport(_Wire):
     pulls: list[PullStatus] = msgspec.field(default_factory=list)
     agent_version: str = ""
     interval_seconds: Annotated[float, msgspec.Meta(gt=0)] = 1.0
+    containerd_reachable: bool = True
+    """Whether the agent's last poll reached containerd. The default keeps reports of agents
+    older than this field valid: they said nothing, and their pulls moved."""
+    containerd_socket: SocketPath = ""
+    containerd_error: Reason = ""
+    """Why containerd could not be read (without the socket path), when it could not."""
+
+
+class NodeStatus(_Wire, kw_only=True):
+    """What the collector knows of one node's agent: ``ready`` (reporting, containerd
+    readable), ``degraded`` (reporting, containerd not readable: its pulls are frozen, not
+    progressing) or ``stale`` (silent for three report intervals). Nodes known only from
+    kubelet have no agent, and no status."""
+
+    node_name: NodeName
+    state: NodeState
+    containerd_reachable: bool = True
+    containerd_socket: SocketPath = ""
+    error: Reason = ""
+    """Why the node is not ready, one sentence; empty when it is."""
+    agent_version: Annotated[str, msgspec.Meta(max_length=VERSION_MAX)] = ""
+    last_seen: datetime | None = None
+
+
+class NodeList(_Wire, kw_only=True):
+    """What ``GET /api/v1/nodes`` returns."""
+
+    schema_version: Literal["v1"] = SCHEMA_VERSION
+    nodes: list[NodeStatus]
 
 
 class PullEvent(_Wire, kw_only=True):
@@ -100,11 +136,19 @@ class PullEvent(_Wire, kw_only=True):
 
 
 class PullList(_Wire, kw_only=True):
-    """What ``pulltrace ls --json`` prints, ``GET /api/v1/pulls`` returns, and the SSE stream's
-    ``snapshot`` event carries."""
+    """What ``pulltrace ls --json`` prints and ``GET /api/v1/pulls`` returns; the SSE stream's
+    ``snapshot`` event is one too, with nodes added (``StreamSnapshot``)."""
 
     schema_version: Literal["v1"] = SCHEMA_VERSION
     pulls: list[PullStatus]
+
+
+class StreamSnapshot(PullList, kw_only=True):
+    """The SSE stream's ``snapshot`` event: a ``PullList`` (which older clients read it as)
+    plus the nodes whose agents the collector has heard from. Nodes not in it are gone."""
+
+    nodes: list[NodeStatus] | None = None
+    """Always a list from a collector that tracks nodes; absent from older ones."""
 
 
 SCHEMA_TYPES: dict[str, type[msgspec.Struct]] = {
@@ -112,6 +156,9 @@ SCHEMA_TYPES: dict[str, type[msgspec.Struct]] = {
     "pull-status": PullStatus,
     "pull-event": PullEvent,
     "pull-list": PullList,
+    "stream-snapshot": StreamSnapshot,
+    "node-status": NodeStatus,
+    "node-list": NodeList,
 }
 
 _encoder = msgspec.json.Encoder()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 
 import msgspec
@@ -9,6 +10,7 @@ import msgspec
 from pulltrace.model import LayerStatus, PullStatus
 
 _UNITS = ("B", "KiB", "MiB", "GiB", "TiB")
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069]")
 
 
 def human_bytes(n: float) -> str:
@@ -163,6 +165,15 @@ def plain(cell: Cell) -> str:
 def dimmed(cell: Cell) -> Cell:
     """Finished rows recede so that the eye lands on what is still moving."""
     return tuple((text, f"{style} dim".strip()) for text, style in cell)
+
+
+def printable(text: str, limit: int = 300) -> str:
+    """Text from the network made safe for a terminal line: control, line-breaking and
+    direction-changing characters escaped (``\\x1b``, ``\\n``), at most ``limit``
+    characters."""
+    head = text[: limit + 1]  # escaping only lengthens: the rest would be cut anyway
+    escaped = _UNPRINTABLE.sub(lambda m: m.group().encode("unicode_escape").decode(), head)
+    return fit(escaped, limit)
 
 
 def fit(text: str, width: int) -> str:

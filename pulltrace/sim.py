@@ -30,6 +30,14 @@ CONCURRENT_LAYERS = 3
 """containerd's default ``max_concurrent_downloads`` per pull."""
 RETAIN = 60.0
 """Seconds an agent keeps reporting a finished pull, like the tracker's ``retain``."""
+OUTAGE_AFTER = 120.0
+"""Seconds from the start to the first containerd outage: after the demo's warm-up, so that
+screenshots open on a healthy cluster."""
+OUTAGE_EVERY = 300.0
+OUTAGE_FOR = 25.0
+SOCKET = "/run/containerd/containerd.sock"
+OUTAGE_ERROR = "connection refused"
+"""What a real agent reports while containerd restarts."""
 
 
 def _digest(*parts: object) -> str:
@@ -276,7 +284,9 @@ class SimCluster:
                 if self.rng.random() < (0.3 if base is PYTHON else 0.6):
                     node.store.update(_digest(base.name, i) for i in range(len(base.sizes)))
         self.pulls: list[_Pull] = []
+        self.start = start
         self.now = start
+        self._outage: tuple[int, str] | None = None
         self._serial = 0
         self._next_arrival = start + self.rng.expovariate(rate) if rate > 0 else float("inf")
         self._open(start)
@@ -333,10 +343,37 @@ class SimCluster:
         for pull in self.pulls:
             if pull.start <= now:
                 by_node[pull.node].append(pull.status())
+        down = self.down(now)
         return [
-            AgentReport(node_name=name, timestamp=stamp, pulls=pulls, agent_version="sim")
+            AgentReport(
+                node_name=name,
+                timestamp=stamp,
+                pulls=pulls,
+                agent_version="sim",
+                containerd_reachable=name != down,
+                containerd_socket=SOCKET,
+                containerd_error=OUTAGE_ERROR if name == down else "",
+            )
             for name, pulls in by_node.items()
         ]
+
+    def down(self, now: float) -> str | None:
+        """The node whose containerd is restarting at ``now``, if any: every ``OUTAGE_EVERY``
+        seconds, for ``OUTAGE_FOR`` seconds, the worker with the most pulls in flight as it
+        begins. Its agent says so and its pulls stand still, as a real agent reports them."""
+        since = now - self.start - OUTAGE_AFTER
+        if since < 0 or since % OUTAGE_EVERY >= OUTAGE_FOR:
+            return None
+        index = int(since // OUTAGE_EVERY)
+        if self._outage is None or self._outage[0] != index:
+            busy = {n.name: 0 for n in self.nodes if not n.name.startswith("gpu")}
+            for pull in self.pulls:
+                if pull.node in busy and pull.active and pull.start <= now:
+                    busy[pull.node] += 1
+            if not busy:
+                return None
+            self._outage = (index, max(sorted(busy), key=lambda name: busy[name]))
+        return self._outage[1]
 
     def _arrivals(self, now: float) -> None:
         weights = [image.weight for image in CATALOG]
@@ -344,14 +381,21 @@ class SimCluster:
             node = self.rng.choice(self.nodes)
             image = self.rng.choices(CATALOG, weights)[0]
             busy = any(p.active and p.node == node.name and p.image is image for p in self.pulls)
-            if not busy:
+            if not busy and node.name != self.down(self._next_arrival):
                 self._start(node, image, self._next_arrival)
             self._next_arrival += self.rng.expovariate(self.rate)
 
     def _advance(self, now: float, dt: float) -> None:
+        down = self.down(now)
         for node in self.nodes:
             node.wander = min(1.4, max(0.35, node.wander * self.rng.uniform(0.88, 1.12)))
             active = [p for p in self.pulls if p.active and p.node == node.name]
+            if node.name == down:
+                for pull in active:
+                    pull.speed = 0.0
+                    for layer in pull.layers:
+                        layer.speed = 0.0
+                continue
             if not active:
                 continue
             share = node.bandwidth * node.wander / len(active)

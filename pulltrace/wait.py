@@ -15,7 +15,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, TextIO
@@ -23,7 +23,7 @@ from typing import Any, Literal, TextIO
 from pulltrace import render
 from pulltrace.client.connect import Plan
 from pulltrace.client.source import ConnectionState, Snapshot
-from pulltrace.client.store import ClientStore
+from pulltrace.client.store import ClientStore, degraded
 from pulltrace.model import PullStatus
 
 EXIT_PULLED, EXIT_FAILED, EXIT_TIMEOUT, EXIT_ERROR = 0, 1, 2, 3
@@ -160,14 +160,21 @@ class Printer:
             self._said.add(key)
             self.line(text)
 
-    def progress(self, need: Need) -> None:
+    def progress(self, need: Need, trouble: str = "") -> None:
+        """A pending need's pull as it goes; ``trouble`` is why its node's agent cannot see
+        it go (containerd unreachable), which is said even before the pull shows."""
         pull = need.pull
-        if pull is None or pull.phase not in ("pulling", "resolving"):
+        active = pull is not None and pull.phase in ("pulling", "resolving")
+        if not (active or trouble):
             return
         now = self.clock()
         if now - self._last.get(need.key, -1e18) < self.interval:
             return
         self._last[need.key] = now
+        suffix = f"; node degraded: {render.printable(trouble)}" if trouble else ""
+        if pull is None or not active:
+            self.line(f"waiting for {need.image} on {need.node}{suffix}")
+            return
         if pull.total_known:
             size = f"{render.human_bytes(pull.downloaded_bytes + pull.cached_bytes)}"
             size += f"/{render.human_bytes(pull.total_bytes)}"
@@ -177,10 +184,12 @@ class Printer:
             )
         else:
             detail = "pulling (no byte progress without the collector's agent on this node)"
-        self.line(f"pulling {need.image} on {need.node}: {detail}")
+        self.line(f"pulling {need.image} on {need.node}: {detail}{suffix}")
 
 
-def report(needs: list[Need], printer: Printer) -> None:
+def report(needs: list[Need], printer: Printer, troubles: Mapping[str, str] | None = None) -> None:
+    """``troubles``: node name -> why its agent cannot read containerd."""
+    troubles = troubles or {}
     for need in needs:
         where = f"{need.image} on {need.node or '(unscheduled)'}"
         if need.state == "pulled":
@@ -195,7 +204,7 @@ def report(needs: list[Need], printer: Printer) -> None:
         elif need.state == "failed":
             printer.once(need, "failed", f"FAILED {where}: {need.reason}")
         else:
-            printer.progress(need)
+            printer.progress(need, troubles.get(need.node, ""))
 
 
 def summary_markdown(needs: list[Need], verdict: str) -> str:
@@ -222,6 +231,10 @@ def dedupe(needs: list[Need]) -> list[Need]:
 def _worse(a: Need, b: Need) -> bool:
     order = {"failed": 0, "pending": 1, "pulled": 2}
     return order[a.state] < order[b.state]
+
+
+def _troubles(store: ClientStore) -> dict[str, str]:
+    return {n.node_name: n.error for n in degraded((store.nodes or {}).values())}
 
 
 class PodLister:
@@ -324,7 +337,7 @@ async def wait(
                 needs = needs_from_pulls(pulls, selection)
             apply_pulls(needs, pulls)
             needs = dedupe(needs)
-            report(needs, printer)
+            report(needs, printer, _troubles(store))
             if any(n.state == "failed" for n in needs):
                 verdict, code = "a pull failed", EXIT_FAILED
                 break
@@ -338,9 +351,13 @@ async def wait(
         waiting = [n for n in needs if n.state == "pending"]
         if not needs:
             printer.line(f"timed out: nothing matched {selection.describe()}")
+        troubles = _troubles(store)
         for need in waiting:
             pull = need.pull
             state = f"{pull.phase} {pull.percent:.0f}%" if pull else need.reason or "not started"
+            trouble = troubles.get(need.node)
+            if trouble:
+                state += f"; node degraded: {render.printable(trouble)}"
             printer.line(f"timed out: still waiting for {need.image} on {need.node}: {state}")
     else:
         printer.line(verdict)

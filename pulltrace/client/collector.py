@@ -18,8 +18,15 @@ import msgspec
 
 from pulltrace import __version__
 from pulltrace.client.rest import Endpoint, explain_status, unreachable, unreadable
-from pulltrace.client.source import ConnectionState, Event, LinkState, Message, Snapshot
-from pulltrace.model import PullEvent, PullList, decode
+from pulltrace.client.source import (
+    ConnectionState,
+    Event,
+    LinkState,
+    Message,
+    NodeUpdate,
+    Snapshot,
+)
+from pulltrace.model import NodeStatus, PullEvent, StreamSnapshot, decode
 
 EVENTS_PATH = "/api/v1/events"
 READ_TIMEOUT = 45.0  # three missed 15 s heartbeats: the connection is dead
@@ -106,7 +113,10 @@ class CollectorSource:
 
     def _message(self, event: str, data: str) -> Message | None:
         if event == "snapshot":
-            return Snapshot(decode(data, PullList).pulls)
+            snapshot = decode(data, StreamSnapshot)
+            return Snapshot(snapshot.pulls, snapshot.nodes)
         if event.startswith(("pull.", "layer.")):
             return Event(decode(data, PullEvent))
+        if event in ("node.changed", "node.removed"):
+            return NodeUpdate(decode(data, NodeStatus), removed=event == "node.removed")
         return None  # a newer collector's event type: ignore, as the v1 schema promises

@@ -12,8 +12,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
-from pulltrace.client.source import ConnectionState, Event, Message, Snapshot
-from pulltrace.model import PullEvent
+from pulltrace.client.source import ConnectionState, Event, Message, NodeUpdate, Snapshot
 from pulltrace.sim import SimCluster
 
 DEFAULT_SEED = 7
@@ -60,10 +59,15 @@ class DemoSource:
         cluster = SimCluster(self.seed, self.nodes, start=t)
         sim_now = [t]
         store = PullStore(correlator=cluster.pods, clock=lambda: sim_now[0])
-        pending: list[PullEvent] = []
-        store.add_listener(pending.append)
+        pending: list[Message] = []
+        store.add_listener(lambda event: pending.append(Event(event)))
+        store.add_node_listener(
+            lambda change: pending.append(
+                NodeUpdate(change.status, removed=change.kind == "node.removed")
+            )
+        )
         yield ConnectionState("live", "simulated cluster")
-        yield Snapshot(store.pulls())
+        yield Snapshot(store.pulls(), store.nodes())
         while True:
             t += STEP
             if t > warm_until:
@@ -77,6 +81,6 @@ class DemoSource:
             for report in cluster.step(t):
                 store.apply_report(report)
             store.tick()
-            for event in pending:
-                yield Event(event)
+            for message in pending:
+                yield message
             pending.clear()

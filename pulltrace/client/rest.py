@@ -14,12 +14,13 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from pulltrace import __version__
-from pulltrace.model import PullList, PullStatus, decode
+from pulltrace.model import NodeList, NodeStatus, PullList, PullStatus, decode
 
 if TYPE_CHECKING:
     import ssl
 
 PULLS_PATH = "/api/v1/pulls"
+NODES_PATH = "/api/v1/nodes"
 TIMEOUT = 10.0
 
 
@@ -167,4 +168,18 @@ def get_pulls(endpoint: Endpoint, params: dict[str, str] | None = None) -> list[
     try:
         return decode(body, PullList).pulls
     except ValueError as err:  # msgspec's errors are ValueErrors
+        raise CollectorError(unreadable(endpoint, err)) from None
+
+
+def get_nodes(endpoint: Endpoint) -> list[NodeStatus] | None:
+    """``GET /api/v1/nodes``; None from a collector older than node health (404). Raises
+    CollectorError with one clear line."""
+    status, body = get(endpoint, NODES_PATH)
+    if status == 404:
+        return None
+    if status != 200:
+        raise CollectorError(explain_status(endpoint, status, body))
+    try:
+        return decode(body, NodeList).nodes
+    except ValueError as err:
         raise CollectorError(unreadable(endpoint, err)) from None

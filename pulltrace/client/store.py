@@ -15,8 +15,8 @@ from typing import Literal
 
 import msgspec
 
-from pulltrace.client.source import Event, Snapshot
-from pulltrace.model import ACTIVE_PHASES, PullEvent, PullStatus
+from pulltrace.client.source import Event, NodeUpdate, Snapshot
+from pulltrace.model import ACTIVE_PHASES, NodeStatus, PullEvent, PullStatus
 
 SortKey = Literal["node", "image", "speed", "progress", "eta", "age"]
 DESCENDING_SORTS: frozenset[str] = frozenset({"speed", "progress"})
@@ -63,6 +63,8 @@ class ClientStore:
         """Throughput points taken so far, so a view redraws the sparkline only when it moved."""
         self.structure_changed = False
         """Pulls were added or removed since the last drain: row order may need recomputing."""
+        self.nodes: dict[str, NodeStatus] | None = None
+        """The nodes' agents by name; None while the source has said nothing of nodes."""
 
     def __len__(self) -> int:
         return len(self.views)
@@ -73,12 +75,33 @@ class ClientStore:
     def pulls(self) -> list[PullStatus]:
         return [v.pull for v in self.views.values()]
 
-    def apply(self, message: Snapshot | Event) -> None:
+    def apply(self, message: Snapshot | Event | NodeUpdate) -> None:
         """What every consumer of a ``Source`` does with its data messages."""
         if isinstance(message, Snapshot):
             self.apply_snapshot(message.pulls)
+            if message.nodes is not None:
+                self.nodes = {n.node_name: n for n in message.nodes}
+        elif isinstance(message, NodeUpdate):
+            self.apply_node(message)
         else:
             self.apply_event(message.event)
+
+    def apply_node(self, update: NodeUpdate) -> None:
+        if self.nodes is None:
+            self.nodes = {}
+        if update.removed:
+            self.nodes.pop(update.node.node_name, None)
+        else:
+            self.nodes[update.node.node_name] = update.node
+
+    def node_counts(self) -> dict[str, int] | None:
+        """Nodes by state, or None when the source does not track nodes."""
+        if self.nodes is None:
+            return None
+        counts = {"ready": 0, "degraded": 0, "stale": 0}
+        for node in self.nodes.values():
+            counts[node.state] += 1
+        return counts
 
     def apply_snapshot(self, pulls: Iterable[PullStatus]) -> None:
         """Replaces everything but keeps the histories of pulls that survive, so a reconnect
@@ -164,6 +187,12 @@ class ClientStore:
     def _touch(self, pull_id: str, structural: bool = False) -> None:
         self.dirty.add(pull_id)
         self.structure_changed |= structural
+
+
+def degraded(nodes: Iterable[NodeStatus], node: str = "") -> list[NodeStatus]:
+    """Nodes whose agent cannot read containerd, by name (only ``node`` when given)."""
+    chosen = [n for n in nodes if n.state == "degraded" and (not node or n.node_name == node)]
+    return sorted(chosen, key=lambda n: n.node_name)
 
 
 def _active(pull: PullStatus) -> bool:

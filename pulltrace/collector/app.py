@@ -28,10 +28,10 @@ from pulltrace.collector.asgi import CHALLENGE, BearerToken, error_body, send_er
 from pulltrace.collector.broker import Broker
 from pulltrace.collector.config import CollectorConfig
 from pulltrace.collector.correlator import Correlator
-from pulltrace.collector.eventlog import log_event
+from pulltrace.collector.eventlog import log_event, log_node
 from pulltrace.collector.metrics import Metrics
 from pulltrace.collector.store import PullStore
-from pulltrace.model import Phase, PullList, PullStatus, encode
+from pulltrace.model import NodeList, Phase, PullList, PullStatus, encode
 
 log = logging.getLogger("pulltrace.collector")
 
@@ -51,6 +51,8 @@ def create_app(
 ) -> ASGIApp:
     store.add_listener(broker.publish)
     store.add_listener(log_event)
+    store.add_node_listener(lambda change: broker.publish_node(change.kind, change.status))
+    store.add_node_listener(log_node)
     if metrics is not None:
         store.add_listener(metrics.on_event)
         metrics.observe(
@@ -58,6 +60,7 @@ def create_app(
             sse_clients=lambda: broker.client_count,
             agents=store.connected_agents,
             sse_resyncs=lambda: broker.resyncs,
+            nodes=store.nodes,
         )
     limiter = ingest.NodeRateLimiter(rate=config.reports_per_second, clock=limiter_clock)
     report = ingest.ReportEndpoint(
@@ -94,6 +97,11 @@ def create_app(
             return _error(404, f"no pull with id {pull_id!r}")
         return _json(encode(pull))
 
+    async def list_nodes(request: Request) -> Response:
+        if request.query_params:
+            return _error(400, "GET /api/v1/nodes takes no query parameters")
+        return _json(encode(NodeList(nodes=store.nodes())))
+
     async def healthz(request: Request) -> Response:
         return _json(b'{"status":"ok"}')
 
@@ -121,6 +129,7 @@ def create_app(
         routes=[
             Route("/api/v1/pulls", list_pulls, methods=["GET"]),
             Route("/api/v1/pulls/{id}", get_pull, methods=["GET"]),
+            Route("/api/v1/nodes", list_nodes, methods=["GET"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
         ],

@@ -36,7 +36,7 @@ import zlib
 from collections import deque
 from collections.abc import Callable
 
-from pulltrace.model import PullEvent, PullList, PullStatus, encode
+from pulltrace.model import NodeEventType, NodeStatus, PullEvent, PullStatus, StreamSnapshot, encode
 
 HEARTBEAT = b": heartbeat\n\n"
 GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
@@ -211,6 +211,7 @@ class Broker:
         self,
         snapshot: Callable[[], list[PullStatus]],
         *,
+        nodes: Callable[[], list[NodeStatus]] = list,
         max_clients: int = 256,
         ring_size: int = 16384,
         ring_bytes: int = 64 << 20,
@@ -220,6 +221,7 @@ class Broker:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._snapshot = snapshot
+        self._nodes = nodes
         self.max_clients = max_clients
         self.queue_bytes = queue_bytes
         self._seq = time.time_ns() // 1000 if first_id is None else first_id
@@ -251,6 +253,12 @@ class Broker:
         """The store's listener: encode once; the next flush closes it into a batch."""
         self._seq += 1
         frame = b"id: %d\nevent: %s\ndata: %s\n\n" % (self._seq, event.type.encode(), encode(event))
+        self._pending.append(frame)
+
+    def publish_node(self, kind: NodeEventType, status: NodeStatus) -> None:
+        """A node's status changed: an event like any other, in the ring and resumable."""
+        self._seq += 1
+        frame = b"id: %d\nevent: %s\ndata: %s\n\n" % (self._seq, kind.encode(), encode(status))
         self._pending.append(frame)
 
     def subscribe(self, last_event_id: str | None = None, *, gzip: bool = False) -> Subscription:
@@ -320,7 +328,7 @@ class Broker:
             since = self._missed(seq, gzip)
             if since is not None:
                 return self._seq, [snapshot.data(gzip), *since]
-        body = encode(PullList(pulls=self._snapshot()))
+        body = encode(StreamSnapshot(pulls=self._snapshot(), nodes=self._nodes()))
         snapshot = _Encoded(b"id: %d\nevent: snapshot\ndata: %s\n\n" % (self._seq, body))
         self._cached = (self._seq, now, snapshot)
         return self._seq, [snapshot.data(gzip)]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -121,3 +122,33 @@ def _duration(text: str, what: str) -> float:
         return duration(text)
     except argparse.ArgumentTypeError as err:
         raise ConfigError(f"{what}: {err}") from None
+
+
+def listen_socket(address: Address, flag: str) -> socket.socket:
+    """A listening socket, non-blocking, for the collector's servers and the agent's probes.
+    Every interface for an empty host: IPv6 and IPv4 together where the kernel allows it."""
+    host, port = address
+    candidates = [(host, socket.AF_INET6 if ":" in host else socket.AF_INET)]
+    if not host:
+        candidates = [("::", socket.AF_INET6), ("0.0.0.0", socket.AF_INET)]
+    error: OSError | None = None
+    for bind_host, family in candidates:
+        try:
+            sock = socket.socket(family, socket.SOCK_STREAM)
+        except OSError as err:  # a kernel without IPv6
+            error = err
+            continue
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6 and not host:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+            sock.bind((bind_host, port))
+            sock.listen(2048)
+        except OSError as err:
+            sock.close()
+            error = err
+            continue
+        sock.setblocking(False)
+        return sock
+    reason = error.strerror if error is not None and error.strerror else str(error)
+    raise ConfigError(f"{flag}: cannot listen on {format_address(address)}: {reason}")

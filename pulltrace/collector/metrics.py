@@ -1,5 +1,7 @@
-"""Prometheus metrics on their own port. Labels are bounded (a report's outcome), never a pull,
-pod or node, so a busy cluster cannot blow up the series count."""
+"""Prometheus metrics on their own port. Labels are bounded (a report's outcome, a node state),
+never a pull or pod, so a busy cluster cannot blow up the series count. The one exception is
+``pulltrace_node_containerd_up{node}``: one series per node with an agent, which an alert on a
+node whose containerd is down needs, and which goes when the collector forgets the node."""
 
 from __future__ import annotations
 
@@ -7,12 +9,12 @@ from collections.abc import Callable, Iterator
 from typing import Literal, get_args
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_asgi_app
-from prometheus_client.core import CounterMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from pulltrace.collector.asgi import send_error
-from pulltrace.model import PullEvent
+from pulltrace.model import NodeState, NodeStatus, PullEvent
 
 DURATION_BUCKETS = (1, 5, 10, 30, 60, 120, 300, 600)
 ReportResult = Literal["accepted", "unauthorized", "too_large", "invalid", "rate_limited"]
@@ -59,6 +61,7 @@ class Metrics:
         sse_clients: Callable[[], int],
         agents: Callable[[], int],
         sse_resyncs: Callable[[], int],
+        nodes: Callable[[], list[NodeStatus]],
     ) -> None:
         """Values read at scrape time, from the same event loop, so they are never behind."""
         self.pulls_active.set_function(active_pulls)
@@ -71,6 +74,7 @@ class Metrics:
                 sse_resyncs,
             )
         )
+        self.registry.register(_NodeGauges(nodes))
 
     def on_event(self, event: PullEvent) -> None:
         """A store listener. Bytes are counted from each event's cumulative figure, so the
@@ -121,3 +125,30 @@ class _ReadCounter(Collector):
 
     def collect(self) -> Iterator[CounterMetricFamily]:
         yield CounterMetricFamily(self._name, self._documentation, value=self._read())
+
+
+class _NodeGauges(Collector):
+    """Per node, whether its agent can read containerd (0 too when the agent is silent: then
+    nobody can), and how many nodes are in each state."""
+
+    def __init__(self, read: Callable[[], list[NodeStatus]]) -> None:
+        self._read = read
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        nodes = self._read()
+        up = GaugeMetricFamily(
+            "pulltrace_node_containerd_up",
+            "1 when the node's agent reports and can read containerd, else 0",
+            labels=["node"],
+        )
+        counts: dict[NodeState, int] = dict.fromkeys(get_args(NodeState), 0)
+        for node in nodes:
+            up.add_metric([node.node_name], 1.0 if node.state == "ready" else 0.0)
+            counts[node.state] += 1
+        yield up
+        states = GaugeMetricFamily(
+            "pulltrace_nodes", "Nodes whose agent has reported, by state", labels=["state"]
+        )
+        for state, n in counts.items():
+            states.add_metric([state], n)
+        yield states

@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import logging
 import signal
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -24,7 +23,7 @@ from starlette.types import ASGIApp
 from pulltrace import __version__
 from pulltrace.collector.app import create_app
 from pulltrace.collector.broker import Broker
-from pulltrace.collector.config import Address, CollectorConfig, ConfigError, format_address
+from pulltrace.collector.config import CollectorConfig, ConfigError, format_address, listen_socket
 from pulltrace.collector.correlator import Correlator
 from pulltrace.collector.metrics import Metrics
 from pulltrace.collector.store import PullStore
@@ -62,6 +61,7 @@ class Service:
         )
         self.broker = Broker(
             self.store.snapshot,
+            nodes=self.store.nodes,
             max_clients=config.max_sse_clients,
             ring_size=config.ring_size,
             queue_bytes=config.client_queue_bytes,
@@ -70,9 +70,9 @@ class Service:
         app = create_app(
             config, self.store, self.broker, correlator, self.metrics, limiter_clock=limiter_clock
         )
-        self._api_socket = _bind(config.listen, "--listen")
+        self._api_socket = listen_socket(config.listen, "--listen")
         try:
-            self._metrics_socket = _bind(config.metrics_listen, "--metrics-listen")
+            self._metrics_socket = listen_socket(config.metrics_listen, "--metrics-listen")
         except ConfigError:
             self._api_socket.close()
             raise
@@ -156,35 +156,6 @@ def _connect(namespaces: list[str]) -> Correlator | None:
     if correlator is None:
         log.warning("Kubernetes correlation off: no in-cluster service account or kubeconfig")
     return correlator
-
-
-def _bind(address: Address, flag: str) -> socket.socket:
-    """Every interface for an empty host: IPv6 and IPv4 together where the kernel allows it."""
-    host, port = address
-    candidates = [(host, socket.AF_INET6 if ":" in host else socket.AF_INET)]
-    if not host:
-        candidates = [("::", socket.AF_INET6), ("0.0.0.0", socket.AF_INET)]
-    error: OSError | None = None
-    for bind_host, family in candidates:
-        try:
-            sock = socket.socket(family, socket.SOCK_STREAM)
-        except OSError as err:  # a kernel without IPv6
-            error = err
-            continue
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            if family == socket.AF_INET6 and not host:
-                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-            sock.bind((bind_host, port))
-            sock.listen(2048)
-        except OSError as err:
-            sock.close()
-            error = err
-            continue
-        sock.setblocking(False)
-        return sock
-    reason = error.strerror if error is not None and error.strerror else str(error)
-    raise ConfigError(f"{flag}: cannot listen on {format_address(address)}: {reason}")
 
 
 def _uvicorn_config(app: ASGIApp, *, lifespan: Literal["on", "off"]) -> uvicorn.Config:

@@ -11,6 +11,12 @@ a new pull under a new agent id and the collector folds it into the resolving on
 collector's id does not change. Collector ids are the first agent id seen for the pull: an agent
 restart, which can change the agent id of an in-flight pull, keeps the collector's. A pull that
 failed and is then resumed is a new pull with a new id, as the agent says.
+
+Nodes. A node whose agent reports is ``ready``, or ``degraded`` while the agent says it cannot
+read containerd (its pulls then keep their phases but show no speed: nobody can see them
+move), and ``stale`` once the agent has been silent for three intervals. Every change of that
+status (not of its last-seen time) is one node event; a node known only from kubelet has no
+agent and no status.
 """
 
 from __future__ import annotations
@@ -31,19 +37,36 @@ import msgspec
 from pulltrace.collector.correlator import Correlator
 from pulltrace.model import (
     ACTIVE_PHASES,
+    REASON_MAX,
+    VERSION_MAX,
     AgentReport,
     EventType,
     LayerStatus,
+    NodeEventType,
+    NodeState,
+    NodeStatus,
     PodRef,
     PullEvent,
     PullStatus,
 )
 from pulltrace.rate import RateWindow, eta_seconds
+from pulltrace.sockets import unreachable
 
 STALE_AFTER_INTERVALS = 3
 """The agent heartbeats every two intervals, so three silent intervals mean it is gone."""
 
 Listener = Callable[[PullEvent], None]
+
+
+@dataclass(frozen=True, slots=True)
+class NodeChange:
+    kind: NodeEventType
+    status: NodeStatus
+    before: NodeState | None
+    """The state last announced; None for a node not announced before."""
+
+
+NodeListener = Callable[[NodeChange], None]
 _TERMINAL = frozenset({"completed", "failed"})
 _replace = msgspec.structs.replace
 
@@ -107,6 +130,13 @@ class _Node:
     last_seen: float | None = None
     """None for a node known only from kubelet."""
     connected: bool = False
+    agent_version: str = ""
+    containerd_reachable: bool = True
+    containerd_socket: str = ""
+    containerd_error: str = ""
+    announced: NodeStatus | None = None
+    """The status of the node's last event; None before its agent first reported."""
+    announced_key: tuple[object, ...] = ()
     pulls: dict[str, _Pull] = field(default_factory=dict)
     by_agent_id: dict[str, _Pull] = field(default_factory=dict)
     tombstones: set[str] = field(default_factory=set)
@@ -129,6 +159,7 @@ class PullStore:
         self._correlator = correlator
         self._clock = clock
         self._listeners: list[Listener] = []
+        self._node_listeners: list[NodeListener] = []
         self._pulls: dict[str, _Pull] = {}
         self._nodes: dict[str, _Node] = {}
         self._dirty: dict[str, _Pull] = {}
@@ -176,8 +207,19 @@ class PullStore:
     def connected_agents(self) -> int:
         return sum(1 for n in self._nodes.values() if n.connected)
 
+    def nodes(self) -> list[NodeStatus]:
+        """The nodes whose agents have reported, by name, each seen last when it last was."""
+        return [
+            _replace(node.announced, last_seen=self._datetime(node.last_seen))
+            for node in sorted(self._nodes.values(), key=lambda n: n.name)
+            if node.announced is not None and node.last_seen is not None
+        ]
+
     def add_listener(self, fn: Listener) -> None:
         self._listeners.append(fn)
+
+    def add_node_listener(self, fn: NodeListener) -> None:
+        self._node_listeners.append(fn)
 
     def correlation_changed(self) -> None:
         """The next tick re-matches pods and re-reads kubelet's pulls. Call it on the loop that
@@ -204,6 +246,11 @@ class PullStore:
         node.interval = report.interval_seconds
         node.last_seen = now
         node.connected = True
+        node.agent_version = report.agent_version[:VERSION_MAX]
+        node.containerd_reachable = report.containerd_reachable
+        node.containerd_socket = report.containerd_socket
+        node.containerd_error = report.containerd_error
+        self._announce(node)
         ts = report.timestamp.timestamp()
         reported = {p.id for p in report.pulls}
         node.tombstones &= reported
@@ -286,18 +333,27 @@ class PullStore:
             # What the windows measured was another blob (the manifest, while resolving).
             pull.rate = RateWindow()
             pull.layer_rates.clear()
-        pull.base = self._agent_view(pull, p, ts)
+        pull.base = self._agent_view(pull, p, ts, node.containerd_reachable)
         if pull.emitted is None or identity_changed:
             self._match(pull)
             if p.repository:
                 self._absorb_rows(node, pull)
         self._refresh(pull)
 
-    def _agent_view(self, pull: _Pull, p: PullStatus, ts: float) -> PullStatus:
+    def _agent_view(self, pull: _Pull, p: PullStatus, ts: float, seen: bool) -> PullStatus:
         """Rates from the collector's own windows over the agent's timestamps (immune to network
-        jitter), the agent's figure until two samples exist; percent that never goes back."""
+        jitter), the agent's figure until two samples exist; percent that never goes back.
+        While the agent cannot see containerd (``seen`` false) an active pull has no speed and
+        its windows start again when it can."""
         phase = p.phase
-        if phase in ACTIVE_PHASES:
+        if phase in ACTIVE_PHASES and not seen:
+            pull.rate = RateWindow()
+            pull.layer_rates.clear()
+            speed, eta = 0.0, None
+            layers = [
+                x if not x.bytes_per_sec else _replace(x, bytes_per_sec=0.0) for x in p.layers
+            ]
+        elif phase in ACTIVE_PHASES:
             pull.rate.add(ts, p.downloaded_bytes)
             speed = pull.rate.rate() or p.bytes_per_sec
             remaining = p.total_bytes - p.downloaded_bytes - p.cached_bytes
@@ -523,6 +579,7 @@ class PullStore:
             limit = STALE_AFTER_INTERVALS * node.interval
             silent = now - node.last_seen > limit
             node.connected = not silent
+            self._announce(node)
             for pull in list(node.pulls.values()):
                 if pull.source != "agent" or not pull.active or now - pull.reported_at <= limit:
                     continue
@@ -532,6 +589,58 @@ class PullStore:
                     self._mark_stale(pull)
             if silent and not node.pulls and now - node.last_seen > limit + self.history_ttl:
                 del self._nodes[name]
+                if node.announced is not None:
+                    self._emit_node("node.removed", node.announced, node.announced.state)
+
+    def _announce(self, node: _Node) -> None:
+        """A node event when the node's status changed (its last-seen time aside). Runs for
+        every report: what it depends on is compared first, as one tuple."""
+        key = (
+            node.connected,
+            node.containerd_reachable,
+            node.containerd_socket,
+            node.containerd_error,
+            node.agent_version,
+            node.interval,
+        )
+        if key == node.announced_key:
+            return
+        node.announced_key = key
+        error = ""
+        state: NodeState = "ready"
+        if not node.connected:
+            state = "stale"
+            limit = STALE_AFTER_INTERVALS * node.interval
+            error = f"no report from its agent for {STALE_AFTER_INTERVALS} intervals ({limit:g}s)"
+        elif not node.containerd_reachable:
+            state = "degraded"
+            where = node.containerd_socket or "its socket"
+            error = unreachable(where, node.containerd_error or "no reason given")
+        error = error[:REASON_MAX]
+        before = node.announced
+        if before is not None and (
+            before.state,
+            before.containerd_reachable,
+            before.containerd_socket,
+            before.error,
+            before.agent_version,
+        ) == (state, node.containerd_reachable, node.containerd_socket, error, node.agent_version):
+            return
+        node.announced = NodeStatus(
+            node_name=node.name,
+            state=state,
+            containerd_reachable=node.containerd_reachable,
+            containerd_socket=node.containerd_socket,
+            error=error,
+            agent_version=node.agent_version,
+            last_seen=self._datetime(node.last_seen),
+        )
+        self._emit_node("node.changed", node.announced, before.state if before else None)
+
+    def _emit_node(self, kind: NodeEventType, status: NodeStatus, before: NodeState | None) -> None:
+        change = NodeChange(kind, status, before)
+        for fn in self._node_listeners:
+            fn(change)
 
     def _mark_stale(self, pull: _Pull) -> None:
         """Not failed: nobody knows; the node may come back and report it again."""
@@ -579,6 +688,10 @@ class PullStore:
             fn(event)
 
     # -- helpers ----------------------------------------------------------------------------
+
+    @staticmethod
+    def _datetime(t: float | None) -> datetime | None:
+        return None if t is None else datetime.fromtimestamp(t, UTC)
 
     def _begin(self) -> float:
         self._now = self._clock()

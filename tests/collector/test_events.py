@@ -160,7 +160,8 @@ async def test_resume_with_last_event_id_replays_exactly_what_was_missed(
         await post(http, body("node-a", [pull("a1", layers=[layer(0, done=1000)])], at=1))
         seen = await steady.until(is_event("pull.completed", "a1"))
         missed = seen[[e.id for e in seen].index(last_id) + 1 :]
-        assert missed[0].event == "pull.started"
+        # node-b's agent reports for the first time: its node is announced, then its pull.
+        assert [e.event for e in missed[:2]] == ["node.changed", "pull.started"]
         async with Reader(url, {"Last-Event-ID": last_id, **accept}) as back:
             replay = await back.until(is_event("pull.completed", "a1"))
             assert back.response_headers.get("content-encoding", "identity") == encoding
@@ -181,7 +182,8 @@ async def test_resume_from_an_id_no_longer_held_gets_a_fresh_snapshot(
         first = await steady.next()
         for n in range(3):
             await post(http, body(f"node-{n}", [pull(f"p{n}", node=f"node-{n}")]))
-            # One batch each, so that the ring of two events holds whole batches of one.
+            # One batch each (the new node's status, the pull's start), so that the ring of two
+            # events holds one whole batch.
             await steady.until(is_event("pull.started", f"p{n}"))
         header = {
             "old": first.id,
@@ -191,7 +193,7 @@ async def test_resume_from_an_id_no_longer_held_gets_a_fresh_snapshot(
         async with Reader(url, {"Last-Event-ID": header}) as back:
             fresh = await back.next()
     assert sorted(p.id for p in snapshot_of(fresh)) == ["p0", "p1", "p2"]
-    assert int(fresh.id) == int(first.id) + 3
+    assert int(fresh.id) == int(first.id) + 6
 
 
 async def test_a_client_up_to_date_gets_nothing_replayed(
@@ -202,8 +204,9 @@ async def test_a_client_up_to_date_gets_nothing_replayed(
         first = await steady.next()
         async with Reader(url, {"Last-Event-ID": first.id}) as back:
             await post(http, body("node-a", [pull("a1")]))
-            sse = await back.next()
-    assert sse.event == "pull.started" and int(sse.id) == int(first.id) + 1
+            node, started = await back.next(), await back.next()
+    assert node.event == "node.changed" and int(node.id) == int(first.id) + 1
+    assert started.event == "pull.started" and int(started.id) == int(first.id) + 2
 
 
 async def test_heartbeat_comments(launch: Callable[..., Running]) -> None:
@@ -345,7 +348,7 @@ async def test_a_stalled_client_is_resynchronised_and_never_delays_a_fast_one(
         assert "snapshot" not in {e.event for e in got}
         ids = [int(e.id) for e in got]
         assert ids == list(range(ids[0], ids[0] + len(ids)))
-        assert len(got) == 41 * n
+        assert len(got) == 42 * n  # each report: a new node, and a pull with 40 layers
         assert broker.resyncs == 1
         async with httpx.AsyncClient() as scraper:
             metrics = (await scraper.get(running.metrics_url)).text
@@ -440,6 +443,7 @@ async def test_gzip_and_plain_clients_at_once_read_the_same_events(
         seen = [await r.until(is_event("pull.completed", "a1")) for r in (zipped, plain)]
     assert [(e.id, e.event, e.data) for e in seen[0]] == [(e.id, e.event, e.data) for e in seen[1]]
     assert [e.event for e in seen[0]] == [
+        "node.changed",
         "pull.started",
         "layer.started",
         "layer.completed",

@@ -25,7 +25,7 @@ import msgspec
 from httpx_sse import connect_sse
 from prometheus_client.parser import text_string_to_metric_families
 
-from pulltrace.model import PullEvent, PullList
+from pulltrace.model import NodeStatus, PullEvent, PullList
 from tests.infra.util import DEADLINE_SCALE, terminate_group, wait_for
 
 START_TIMEOUT = 30.0
@@ -198,21 +198,27 @@ def start_agent(
     interval: str = "250ms",
     command: Sequence[str] = PULLTRACE,
 ) -> LoggedProcess:
+    """Its probes on a port the kernel picks: ``health_url`` reads it back from its log."""
     args = ["agent", "--server", server, "--node", node, "--containerd", containerd]
-    args += ["--interval", interval]
+    args += ["--interval", interval, "--health-listen", "127.0.0.1:0"]
     env = hermetic_env(home, PULLTRACE_AGENT_TOKEN=token)
     return LoggedProcess("agent", args, env, command)
 
 
+def health_url(agent: LoggedProcess) -> str:
+    return f"http://{agent.wait_log('agent starting')['health']}"
+
+
 class EventRecorder:
-    """Reads ``/api/v1/events`` in a thread and keeps every pull event in arrival order, so a
-    test can wait for one and afterwards check the whole sequence."""
+    """Reads ``/api/v1/events`` in a thread and keeps every pull event, and every node event,
+    in arrival order, so a test can wait for one and afterwards check the whole sequence."""
 
     def __init__(self, url: str, token: str) -> None:
         self._url = url
         self._headers = {"Authorization": f"Bearer {token}"}
         self._cond = threading.Condition()
         self._events: list[PullEvent] = []
+        self._nodes: list[NodeStatus] = []
         self.snapshot: PullList | None = None
         self.status = 0
         self.ended = False
@@ -249,9 +255,13 @@ class EventRecorder:
                 self._cond.notify_all()
 
     def _receive(self, kind: str, data: str) -> None:
+        if kind == "message" and not data:
+            return  # httpx-sse's reading of a heartbeat comment once an id has been seen
         with self._cond:
             if kind == "snapshot":
                 self.snapshot = msgspec.json.decode(data, type=PullList)
+            elif kind.startswith("node."):
+                self._nodes.append(msgspec.json.decode(data, type=NodeStatus))
             else:
                 self._events.append(msgspec.json.decode(data, type=PullEvent))
             self._cond.notify_all()
@@ -280,6 +290,25 @@ class EventRecorder:
 
         def seen() -> bool:
             found[:] = [e for e in self._events if check(e)][:1]
+            return bool(found)
+
+        self.wait_until(seen, what, timeout)
+        return found[0]
+
+    def node_mark(self) -> int:
+        """Where the node events are now: ``wait_node`` looks only after it."""
+        with self._cond:
+            return len(self._nodes)
+
+    def wait_node(
+        self, node: str, state: str, what: str, since: int = 0, timeout: float = 30.0
+    ) -> NodeStatus:
+        """The first node event after ``since`` that puts ``node`` in ``state``."""
+        found: list[NodeStatus] = []
+
+        def seen() -> bool:
+            later = self._nodes[since:]
+            found[:] = [n for n in later if n.node_name == node and n.state == state][:1]
             return bool(found)
 
         self.wait_until(seen, what, timeout)

@@ -70,6 +70,7 @@ def start_agent(
     env = {**os.environ, "PULLTRACE_AGENT_TOKEN": "agent-secret", "PULLTRACE_LOG_LEVEL": "info"}
     env["PULLTRACE_REPORT_INTERVAL"] = interval
     command = ["agent", "--server", sink.url, "--node", "e2e-1", "--containerd", address]
+    command += ["--health-listen", "127.0.0.1:0"]
     proc = subprocess.Popen(
         [sys.executable, "-m", "pulltrace.cli", *command],
         stdout=subprocess.PIPE,

@@ -12,9 +12,9 @@ from rich.console import Console
 from textual.pilot import Pilot
 from textual.widgets import Input, Static
 
-from pulltrace.client.source import ConnectionState, Message, Snapshot
+from pulltrace.client.source import ConnectionState, Message, NodeUpdate, Snapshot
 from pulltrace.client.store import ACTIVE_PHASES, Query, SortKey, order
-from pulltrace.model import PullStatus
+from pulltrace.model import NodeStatus, PullStatus
 from pulltrace.tui.app import PulltraceApp
 from pulltrace.tui.screens.detail import DetailScreen
 from pulltrace.tui.screens.help import HelpScreen, help_table
@@ -437,3 +437,40 @@ async def test_reconnecting_is_shown() -> None:
         app.flush()
         info = str(app.main_screen.query_one("#info", Static).render())
         assert "RECONNECTING" in info and "retry in 2s" in info
+
+
+async def test_the_header_counts_nodes_and_highlights_degraded_ones() -> None:
+    ready = NodeStatus(node_name="a", state="ready")
+    bad = NodeStatus(node_name="b", state="degraded", containerd_reachable=False, error="gone")
+    gone = NodeStatus(node_name="c", state="stale")
+
+    class Held(Scripted):
+        async def __aiter__(self) -> AsyncIterator[Message]:
+            for message in self.messages:
+                yield message
+            await asyncio.Event().wait()
+
+    app = PulltraceApp(
+        Held(ConnectionState("live"), Snapshot([], nodes=[ready, bad, gone])),
+        flush_interval=3600.0,
+    )
+    async with app.run_test(size=(120, 30)) as pilot:
+        await pilot.pause()
+        app.flush()
+        window = app.main_screen.header._shown["#window"]
+        assert window.plain.startswith("nodes 3 · 1 degraded · 1 stale  throughput, last")
+        degraded = next(s for s in window.spans if window.plain[s.start : s.end] == "1 degraded")
+        assert "#ffd75f" in str(degraded.style)
+        app.inbox.append(NodeUpdate(NodeStatus(node_name="b", state="ready")))
+        app.inbox.append(NodeUpdate(gone, removed=True))
+        app.flush()
+        window = app.main_screen.header._shown["#window"]
+        assert window.plain.startswith("nodes 2  throughput, last")
+
+
+async def test_a_source_without_agents_shows_no_node_count() -> None:
+    app = PulltraceApp(Scripted(ConnectionState("live"), Snapshot([])), flush_interval=3600.0)
+    async with app.run_test() as pilot:
+        await pilot.pause()
+        app.flush()
+        assert app.main_screen.header._shown["#window"].plain.startswith("throughput, last")

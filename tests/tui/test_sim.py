@@ -72,3 +72,35 @@ async def test_demo_source_goes_through_the_collector_store() -> None:
     started = next(e for e in events if e.type == "pull.started")
     assert started.pull.pods, "the collector matched the simulated pods"
     assert ":" in started.pull.image_ref.rsplit("/", 1)[-1], "tagged reference from the pods"
+
+
+def test_one_worker_at_a_time_loses_containerd_and_its_pulls_stand_still() -> None:
+    from pulltrace.collector.store import PullStore
+    from pulltrace.sim import OUTAGE_AFTER, OUTAGE_FOR
+
+    cluster = SimCluster(7, start=START)
+    store = PullStore(correlator=cluster.pods, clock=lambda: cluster.now)
+    states: list[tuple[str, str]] = []
+    store.add_node_listener(lambda c: states.append((c.status.node_name, c.status.state)))
+    during: list[dict[str, tuple[int, float]]] = []
+    t = START
+    while t < START + OUTAGE_AFTER + OUTAGE_FOR + 5:
+        t += 0.5
+        for report in cluster.step(t):
+            store.apply_report(report)
+            if not report.containerd_reachable:
+                during.append(
+                    {
+                        p.id: (p.downloaded_bytes, p.bytes_per_sec)
+                        for p in report.pulls
+                        if p.phase == "pulling"
+                    }
+                )
+        store.tick()
+    down = {name for name, state in states if state == "degraded"}
+    assert len(down) == 1, states
+    (node,) = down
+    assert [state for name, state in states if name == node] == ["ready", "degraded", "ready"]
+    assert all(state == "ready" for name, state in states if name != node)
+    assert len(during) == OUTAGE_FOR / 0.5 and during[0], "the node had pulls in flight"
+    assert during[0] == during[-1] and {speed for _, speed in during[0].values()} == {0.0}

@@ -31,7 +31,8 @@ def test_missing_socket_is_one_line_and_exit_2(fmt: list[str]) -> None:
     assert out.returncode == 2
     assert out.stdout == ""
     assert out.stderr.strip().splitlines() == [
-        "pulltrace: containerd socket /nonexistent/containerd.sock does not exist"
+        "pulltrace: containerd unreachable at /nonexistent/containerd.sock: "
+        "no such socket (is containerd running?)"
     ]
 
 

@@ -91,6 +91,8 @@ def test_committed_json_schemas_match_the_model() -> None:
         path = schema.SCHEMA_DIR / f"{name}.v1.json"
         committed = json.loads(path.read_text())
         assert committed == schema.schema_for(kind), f"run python -m pulltrace.schema ({path})"
+    files = {p.name for p in schema.SCHEMA_DIR.glob("*.json")}
+    assert files == {f"{name}.v1.json" for name in SCHEMA_TYPES}, "a schema without a type"
 
 
 def test_schema_descriptions_are_dedented_whatever_msgspec_does() -> None:

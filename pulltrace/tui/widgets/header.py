@@ -1,5 +1,6 @@
 """The k9s-style header: where the data comes from, whether it is live, and the cluster-wide
-numbers that answer "is anything pulling right now, and how fast?" before reading a row."""
+numbers that answer "is anything pulling right now, and how fast?" before reading a row, and
+"can every node's agent see its containerd?" when the source has agents."""
 
 from __future__ import annotations
 
@@ -39,6 +40,23 @@ def hints_text() -> Text:
             text.append(f"{label:<8}", style="#8a8f98")
         if n < len(rows) - 1:
             text.append("\n")
+    return text
+
+
+def nodes_text(counts: dict[str, int] | None, p: render.Palette) -> Text:
+    """``nodes 20 · 1 degraded · 2 stale``, degraded in the warning colour; nothing when the
+    source has no agents to speak of."""
+    text = Text(no_wrap=True, end="")
+    if not counts or not sum(counts.values()):
+        return text
+    text.append("nodes ", style=p.muted)
+    text.append(str(sum(counts.values())), style="bold")
+    if counts["degraded"]:
+        text.append(" · ", style=p.muted)
+        text.append(f"{counts['degraded']} degraded", style=f"bold {p.warn}")
+    if counts["stale"]:
+        text.append(f" · {counts['stale']} stale", style=p.muted)
+    text.append("  ")
     return text
 
 
@@ -99,7 +117,9 @@ class PullHeader(Widget):
             self._samples = store.samples
             self.query_one("#throughput", Sparkline).data = list(store.throughput)
         minutes = max(1, len(store.throughput) // 60)
-        self._show("#window", Text(f"throughput, last {minutes}m", style=p.muted, end=""))
+        window = nodes_text(store.node_counts(), p)
+        window.append(f"throughput, last {minutes}m", style=p.muted)
+        self._show("#window", window)
 
     def _show(self, selector: str, text: Text) -> None:
         """Repaints a line only when it changed: the header is redrawn on every batch."""
