@@ -209,13 +209,17 @@ def build_image(role: str) -> Image:
     return image_config(dockerfile, python)
 
 
-def prune_images(older_than: float = 86400.0) -> None:
-    """Drops cached images nobody has built or used for a day."""
-    cutoff = time.time() - older_than
-    for entry in IMAGE_CACHE.glob("*.lock"):
-        if entry.stat().st_mtime < cutoff:
-            shutil.rmtree(entry.with_suffix(""), ignore_errors=True)
-            entry.unlink(missing_ok=True)
+def prune_images(keep: int = 2, grace: float = 3600.0) -> None:
+    """Per role, drops the cached images beyond the ``keep`` most recently built or used, once
+    nobody has used them for ``grace`` seconds (another checkout may be running on one)."""
+    cutoff = time.time() - grace
+    locks = sorted(IMAGE_CACHE.glob("*.lock"), key=lambda p: p.stat().st_mtime, reverse=True)
+    for role in tests.images.dockerfile.ROLES:
+        mine = [lock for lock in locks if lock.name.startswith(f"{role}-")]
+        for lock in mine[keep:]:
+            if lock.stat().st_mtime < cutoff:
+                shutil.rmtree(lock.with_suffix(""), ignore_errors=True)
+                lock.unlink(missing_ok=True)
 
 
 HARNESS_TOOLS = {HOST_PYTHON: "python3", SETPRIV: "util-linux", UNSHARE: "util-linux"}
