@@ -458,6 +458,8 @@ def container_ports(spec: Obj) -> dict[str, int]:
 
 @dataclass(frozen=True)
 class Identity:
+    """Who the container's process is, from the security contexts and the image's USER."""
+
     uid: int
     gid: int
     groups: tuple[int, ...]
