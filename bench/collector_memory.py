@@ -423,13 +423,15 @@ def _status(pid: int) -> dict[str, int]:
 
 def send_queues(port: int) -> tuple[int, int]:
     """Bytes in the kernel's send queues of the collector's connections on ``port``, and how
-    many connections: memory outside the process's RSS that cgroup v2 charges to the pod."""
+    many connections have any: memory outside the process's RSS that cgroup v2 charges to the
+    pod."""
     total = count = 0
     for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
         fields = line.split()
         local, state, queues = fields[1], fields[3], fields[4]
-        if state == "01" and int(local.rsplit(":", 1)[1], 16) == port:
-            total += int(queues.split(":")[0], 16)
+        queued = int(queues.split(":")[0], 16)
+        if state == "01" and int(local.rsplit(":", 1)[1], 16) == port and queued:
+            total += queued
             count += 1
     return total, count
 
@@ -437,6 +439,10 @@ def send_queues(port: int) -> tuple[int, int]:
 @dataclass
 class Stage:
     name: str
+    began: float = field(default_factory=time.monotonic)
+    seconds: float = 0.0
+    start: dict[str, int] = field(default_factory=dict)
+    """VmRSS when the stage began, per process."""
     rss: dict[str, int] = field(default_factory=dict)
     """The largest VmRSS sampled during the stage, per process."""
     hwm: dict[str, int] = field(default_factory=dict)
@@ -444,6 +450,15 @@ class Stage:
     send_queue: int = 0
     connections: int = 0
     note: str = ""
+
+    def growth(self, name: str) -> int:
+        return self.rss[name] - self.start[name]
+
+    @property
+    def excess(self) -> int:
+        """How much more the collector grew than its twin: what the stage's clients cost, or
+        in a stage without any, the noise of these figures."""
+        return self.growth("collector") - self.growth("twin")
 
 
 class Sampler:
@@ -464,11 +479,15 @@ class Sampler:
         """Ends the current stage (its VmHWM is read now) and starts the next one."""
         with self._lock:
             self._close()
-            self.stages.append(Stage(name))
-            self._sample(self.stages[-1])
-            return self.stages[-1]
+            stage = Stage(name)
+            self._sample(stage)
+            stage.start = dict(stage.rss)
+            self.stages.append(stage)
+            return stage
 
     def stop(self) -> None:
+        if self._stop.is_set():
+            return
         self._stop.set()
         self._thread.join()
         with self._lock:
@@ -478,6 +497,7 @@ class Sampler:
         if self.stages:
             current = self.stages[-1]
             self._sample(current)
+            current.seconds = time.monotonic() - current.began
             current.hwm = {name: _status(pid)["VmHWM"] for name, pid in self.pids.items()}
 
     def _run(self) -> None:
@@ -613,8 +633,11 @@ def run(args: argparse.Namespace, logdir: Path) -> Result:
         sampler.stage("+ relist after 410 Gone")
         print("relisting ...", file=sys.stderr)
         lists = len(api.lists("pods")), len(api.lists("events"))
-        compacted = api.compact()
-        api.drop_watches()
+        with api.outage():
+            # The watches are cut while the cluster moves on and etcd compacts: they come back
+            # with a version that is gone, get 410 and list everything again.
+            api.add(_scheduled())
+            compacted = api.compact()
         wait_until(lambda: _relisted(api, lists, compacted), "the collectors' relists")
         time.sleep(SETTLE)
 
@@ -684,6 +707,19 @@ def run(args: argparse.Namespace, logdir: Path) -> Result:
     )
 
 
+def _scheduled() -> Obj:
+    """An Event the collectors do not watch for (the scheduler's), to move the version on."""
+    return {
+        "kind": "Event",
+        "metadata": {"name": f"relist.{time.time_ns():x}", "namespace": "default"},
+        "involvedObject": {"kind": "Pod", "namespace": "default", "name": "relist"},
+        "reason": "Scheduled",
+        "message": "Successfully assigned default/relist to node-00000",
+        "source": {"component": "default-scheduler"},
+        "type": "Normal",
+    }
+
+
 def _relisted(api: ApiServer, lists: tuple[int, int], compacted: int) -> bool:
     """Both collectors have listed pods and events again and watch from the new version."""
     if len(api.lists("pods")) < lists[0] + 2 or len(api.lists("events")) < lists[1] + 2:
@@ -741,68 +777,82 @@ def report(result: Result, args: argparse.Namespace) -> None:
     def mib(n: float) -> str:
         return f"{n / MiB:.0f} MiB"
 
+    stages = result.stages
+    reading, stalled = stages[-2], stages[-1]
     print(
         f"cluster: {args.pods} pods (mean {result.pod_bytes / 1024:.1f} KiB of JSON), "
         f"{args.events} kubelet Events (mean {result.event_bytes / 1024:.1f} KiB), "
-        f"{args.nodes} nodes reporting every 2 s"
+        f"{args.nodes} nodes' agents reporting every 2 s"
     )
-    print(f"peer: an interpreter that only imported the collector: {mib(result.floor)} RSS\n")
-    header = ("stage", "collector", "twin", "difference", "collector VmHWM")
-    rows = [
+    print(f"peer: an interpreter that has only imported the collector: {mib(result.floor)} RSS\n")
+    print(
+        "RSS, the largest sampled in each stage; the twin has the same cluster and agents and no "
+        "client"
+    )
+    header = ("stage", "seconds", "collector", "twin", "grew more than twin", "collector VmHWM")
+    rows = [header] + [
         (
             s.name,
+            f"{s.seconds:.0f}",
             mib(s.rss["collector"]),
             mib(s.rss["twin"]),
-            f"{(s.rss['collector'] - s.rss['twin']) / MiB:+.0f} MiB",
+            f"{s.excess / MiB:+.0f} MiB",
             mib(s.hwm["collector"]),
         )
-        for s in result.stages
+        for s in stages
     ]
-    widths = [max(len(r[k]) for r in [header, *rows]) for k in range(len(header))]
+    widths = [max(len(r[k]) for r in rows) for k in range(len(header))]
+    for row in rows:
+        cells = zip(row[1:], widths[1:], strict=True)
+        print(f"{row[0]:<{widths[0]}}" + "".join(f"   {c:>{w}}" for c, w in cells))
+    noise = max(abs(s.excess) for s in stages[:-2])
     print(
-        "largest RSS sampled in each stage; the twin has the same cluster and agents and no client"
+        f"without clients, the two grew apart by up to {mib(noise)} in a stage: the noise of "
+        "these figures"
     )
-    for row in [header, *rows]:
-        print(
-            f"{row[0]:<{widths[0]}}"
-            + "".join(f"   {cell:>{w}}" for cell, w in zip(row[1:], widths[1:], strict=True))
-        )
-    stalled, reading = result.stages[-1], result.stages[-2]
-    for s in result.stages:
+    for s in stages:
         if s.note:
             print(f"NOTE ({s.name}): {s.note}")
     events = result.reading.events
-    per_reader = (reading.rss["collector"] - reading.rss["twin"]) / args.clients
     print(
         f"\nreading clients: {sum(events) / max(1, len(events)):.0f} events each, "
         f"{result.reading.gaps} lost, {result.reading.resyncs} resyncs; "
-        f"collector - twin: {per_reader / 1024:.0f} KiB per client"
+        f"{reading.excess / args.clients / 1024:.0f} KiB of RSS per client"
     )
-    per_stalled = (stalled.rss["collector"] - stalled.rss["twin"]) / args.clients
     print(
-        f"stalled clients: {result.resyncs} of {args.clients} overflowed their backlog bound "
-        f"within {result.stalled_seconds:.0f} s; collector - twin: {per_stalled / 1024:.0f} KiB "
-        f"per client; kernel send queues {mib(stalled.send_queue)} over "
-        f"{stalled.connections} connections, outside the RSS (cgroup v2 charges them to the pod; "
-        "on loopback they are larger than across a network)"
+        f"stalled clients: {result.resyncs} of {args.clients} overflowed their backlog bound in "
+        f"{result.stalled_seconds:.0f} s; {stalled.excess / args.clients / 1024:.0f} KiB of RSS "
+        f"per client, and {stalled.send_queue / max(1, stalled.connections) / 1024:.0f} KiB in "
+        f"the kernel's send queue ({mib(stalled.send_queue)} over {stalled.connections} "
+        "connections, outside the RSS)"
     )
     accepted = result.accepted
     print(
         f"agent reports accepted: collector {accepted['collector']:.0f}, "
         f"twin {accepted['twin']:.0f}"
     )
-    peak = max(s.hwm["collector"] for s in result.stages)
+    peak_stage = max(stages, key=lambda s: s.hwm["collector"])
+    peak = peak_stage.hwm["collector"]
+    rises = [
+        f"{s.name.split(',')[0].removeprefix('+ ')} {after - before:+.0f}"
+        for s, before, after in zip(
+            stages,
+            [0, *(s.hwm["collector"] / MiB for s in stages)],
+            [s.hwm["collector"] / MiB for s in stages],
+            strict=False,
+        )
+        if after - before >= 1
+    ]
     limit = math.ceil(peak * (1 + args.headroom) / MiB / ROUND) * ROUND
     print(
         f"\nrecommended memory limit: {limit}Mi\n"
-        f"  the collector's lifetime peak RSS (VmHWM) was {mib(peak)}, in the stage where it "
-        "rose most;\n"
-        f"  + {100 * args.headroom:.0f} % headroom for a denser cluster, a longer history and "
-        "allocator fragmentation,\n"
-        f"  rounded up to a multiple of {ROUND} Mi. The kernel's socket buffers for stalled "
-        "clients come on top\n"
-        "  where cgroup v2 charges them: they are bounded by the peers' TCP windows, not by "
-        "the collector."
+        f"  the collector's lifetime peak RSS (VmHWM) was {mib(peak)}, reached in "
+        f'"{peak_stage.name}";\n'
+        f"  it rose stage by stage (MiB): {'; '.join(rises)};\n"
+        f"  + {100 * args.headroom:.0f} % for a denser cluster and the allocator, rounded up "
+        f"to {ROUND} Mi. Stalled clients' kernel\n"
+        "  send buffers come on top where cgroup v2 charges them to the pod: up to the peer's "
+        "TCP send buffer each."
     )
 
 
@@ -820,10 +870,10 @@ def main(argv: list[str] | None = None) -> int:
         help=f"event stream clients, reading then stalled (default and most {MAX_CLIENTS})",
     )
     parser.add_argument(
-        "--agents", type=float, default=15.0, help="seconds of agents alone (default 15)"
+        "--agents", type=float, default=10.0, help="seconds of agents alone (default 10)"
     )
     parser.add_argument(
-        "--reading", type=float, default=20.0, help="seconds of reading clients (default 20)"
+        "--reading", type=float, default=15.0, help="seconds of reading clients (default 15)"
     )
     parser.add_argument(
         "--stall-timeout",
