@@ -557,9 +557,13 @@ def ready(port: int) -> bool:
     return False
 
 
-def stall(port: int, count: int, gzip: bool) -> list[socket.socket]:
+def stall(port: int, count: int, gzip: bool, mss: int) -> list[socket.socket]:
     """Event stream clients that send their request and never read a byte, like a
-    ``pulltrace watch`` that was suspended (Ctrl-Z) or whose network stopped."""
+    ``pulltrace watch`` that was suspended (Ctrl-Z) or whose network stopped.
+
+    They announce an Ethernet-sized MSS, so that the kernel sizes the collector's send buffer
+    as it would for a peer across a network: on loopback's 64 KiB segments it grows to
+    ``tcp_wmem``'s maximum and swallows the writes that would otherwise wait in the collector."""
     encoding = "Accept-Encoding: gzip\r\n" if gzip else ""
     request = (
         f"GET /api/v1/events HTTP/1.1\r\nHost: {LOOPBACK}:{port}\r\n"
@@ -567,9 +571,13 @@ def stall(port: int, count: int, gzip: bool) -> list[socket.socket]:
     ).encode()
     sockets = []
     for _ in range(count):
-        sock = socket.create_connection((LOOPBACK, port), timeout=WAIT)
-        sock.sendall(request)
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sockets.append(sock)
+        if mss:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG, mss)
+        sock.settimeout(WAIT)
+        sock.connect((LOOPBACK, port))
+        sock.sendall(request)
     return sockets
 
 
@@ -665,7 +673,7 @@ def run(args: argparse.Namespace, logdir: Path) -> Result:
             stage = sampler.stage(f"{args.clients} stalled clients ({encoding}) instead")
             start = time.monotonic()
             before = _resyncs(main)
-            stalled = stall(main.port, args.clients, args.stalled_gzip)
+            stalled = stall(main.port, args.clients, args.stalled_gzip, args.mss)
             try:
                 wait_until(lambda: _clients(main) >= args.clients, "the stalled clients")
                 with contextlib.suppress(BenchError):
@@ -887,6 +895,12 @@ def main(argv: list[str] | None = None) -> int:
         help="the stalled clients ask for gzip, which fills the bound ten times slower",
     )
     parser.add_argument(
+        "--mss",
+        type=int,
+        default=1448,
+        help="the MSS the stalled clients announce (default 1448, Ethernet's; 0: loopback's)",
+    )
+    parser.add_argument(
         "--headroom", type=float, default=0.25, help="on top of the peak (default 0.25)"
     )
     args = parser.parse_args(argv)
@@ -894,6 +908,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--nodes: between 1 and 65535")
     if not (0 <= args.pods <= 200_000 and 0 <= args.events <= 400_000):
         parser.error("--pods: at most 200000; --events: at most 400000")
+    if args.mss and not 536 <= args.mss <= 65495:
+        parser.error("--mss: 0 or between 536 and 65495")
     if not 1 <= args.clients <= MAX_CLIENTS:
         parser.error(f"--clients: between 1 and {MAX_CLIENTS}, the collector's cap")
     if min(args.agents, args.reading, args.stall_timeout) < 1 or not 0 <= args.headroom <= 4:
