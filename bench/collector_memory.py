@@ -841,26 +841,23 @@ def report(result: Result, args: argparse.Namespace) -> None:
     )
     peak_stage = max(stages, key=lambda s: s.hwm["collector"])
     peak = peak_stage.hwm["collector"]
+    kernel = max(s.send_queue for s in stages)
+    hwms = [s.hwm["collector"] / MiB for s in stages]
     rises = [
         f"{s.name.split(',')[0].removeprefix('+ ')} {after - before:+.0f}"
-        for s, before, after in zip(
-            stages,
-            [0, *(s.hwm["collector"] / MiB for s in stages)],
-            [s.hwm["collector"] / MiB for s in stages],
-            strict=False,
-        )
+        for s, before, after in zip(stages, [0.0, *hwms], hwms, strict=False)
         if after - before >= 1
     ]
-    limit = math.ceil(peak * (1 + args.headroom) / MiB / ROUND) * ROUND
+    limit = math.ceil((peak + kernel) * (1 + args.headroom) / MiB / ROUND) * ROUND
     print(
         f"\nrecommended memory limit: {limit}Mi\n"
-        f"  the collector's lifetime peak RSS (VmHWM) was {mib(peak)}, reached in "
-        f'"{peak_stage.name}";\n'
-        f"  it rose stage by stage (MiB): {'; '.join(rises)};\n"
-        f"  + {100 * args.headroom:.0f} % for a denser cluster and the allocator, rounded up "
-        f"to {ROUND} Mi. Stalled clients' kernel\n"
-        "  send buffers come on top where cgroup v2 charges them to the pod: up to the peer's "
-        "TCP send buffer each."
+        f"  = ({mib(peak)}, the collector's lifetime peak RSS (VmHWM), reached in "
+        f'"{peak_stage.name}"\n'
+        f"  + {mib(kernel)} of kernel send buffers, which cgroup v2 charges to the pod)"
+        f" x {1 + args.headroom:g}, rounded up to {ROUND} Mi.\n"
+        f"  The peak rose stage by stage (MiB): {'; '.join(rises)}.\n"
+        f"  The {100 * args.headroom:.0f} % is for a denser cluster, a busier Event history "
+        f"and the allocator ({mib(noise)} apart between twins here)."
     )
 
 
