@@ -3,11 +3,11 @@
 The real ``pulltrace collector`` runs in its own process with Kubernetes correlation on, against
 an API server double (``tests/kube/apiserver.py``, the one the tests use) that lists a 5 000-pod
 cluster and 10 000 kubelet Events, while simulated agents (``bench/collector_load.py``'s) report
-the pulls of 500 nodes. Then 256 event stream clients connect that never read, until every one of
-them has overflowed its backlog bound and been dropped for a resynchronisation, and then 256
-clients that read everything. A twin collector gets the same API server, the same agents and no
-client at all, over the same timeline, so that what the clients cost is the difference between the
-two at the same moment, not mixed up with the event ring filling over time.
+the pulls of 500 nodes. Then 256 event stream clients read everything for a while, and then 256
+others connect that never read, until every one of them has overflowed its backlog bound and
+been dropped for a resynchronisation. A twin collector gets the same API server, the same agents
+and no client at all, over the same timeline, so that what the clients cost is the difference
+between the two at the same moment, not mixed up with the event ring filling over time.
 
 Run from the repository root (no root, no containerd, no cluster)::
 
@@ -63,8 +63,6 @@ Obj = dict[str, Any]
 SEED = 20260131
 MAX_CLIENTS = 256
 """The collector's cap on event stream clients: the 257th gets a 503."""
-RING_EVENTS = 16384
-"""The broker's ring (``CollectorConfig.ring_size``): the stream clients share its batches."""
 SAMPLE = 0.1
 """Seconds between two RSS samples."""
 SETTLE = 3.0
@@ -87,15 +85,11 @@ NAMESPACES = tuple(f"team-{k:02d}" for k in range(24))
 #
 # Pods as the API server lists them: with managedFields (lists include them; kubectl hides
 # them), owner references, the projected service account volume every pod gets, env, probes,
-# resources and the default tolerations. That makes 4-8 KiB of JSON a pod, as in real clusters.
+# resources and the default tolerations: about 9 KiB of JSON a pod, as in real clusters.
 
 
 def _hex(*parts: object) -> str:
     return hashlib.sha256("|".join(map(str, parts)).encode()).hexdigest()
-
-
-def _ts(at: datetime) -> str:
-    return objects.ts(at)
 
 
 def _fields(value: object) -> object:
@@ -287,7 +281,7 @@ class Cluster:
 def build_cluster(nodes: int, pods: int, events: int, images: list[Image]) -> Cluster:
     """Pods spread over the nodes: the ones the simulated agents start pulling for wait in
     ContainerCreating, 1 % are in ImagePullBackOff, 3 % are finished jobs, the rest run; half
-    have an init container, each has a sidecar. Events are kubelet's about their images over
+    have a sidecar, a quarter an init container. Events are kubelet's about their images over
     the last hour (the API server's Event TTL): mostly "already present", else Pulling and
     Pulled, and Failed and BackOff for the pods that cannot pull."""
     rng = random.Random(SEED)
@@ -346,7 +340,7 @@ def build_cluster(nodes: int, pods: int, events: int, images: list[Image]) -> Cl
         name = f"{deploy}-{_hex(deploy, version)[:10]}-{_hex(k)[:5]}"
         phase = {"running": "Running", "done": "Succeeded"}.get(state, "Pending")
         pod = objects.pod(name, node, containers, init, namespace=NAMESPACES[team], phase=phase)
-        pod["metadata"]["creationTimestamp"] = _ts(started)
+        pod["metadata"]["creationTimestamp"] = objects.ts(started)
         _enrich(pod, deploy, version, rng)
         made.append(pod)
     return Cluster(made, _events(made, events, now, rng))
@@ -387,8 +381,8 @@ def _events(pods: list[Obj], count: int, now: datetime, rng: random.Random) -> l
                     "fieldsType": "FieldsV1",
                     "fieldsV1": _fields(
                         {
-                            k: event[k]
-                            for k in (
+                            name: event[name]
+                            for name in (
                                 "count",
                                 "firstTimestamp",
                                 "involvedObject",
@@ -653,8 +647,9 @@ def run(args: argparse.Namespace, logdir: Path) -> Result:
             print(f"{args.nodes} nodes' agents ...", file=sys.stderr)
             sampler.stage(f"+ {args.nodes} nodes' agents, {args.agents:g} s")
             t0 = time.time() + 1
+            epoch_ms = int(t0) * 1000
             for port in (main.port, twin.port):
-                window = Window(port=port, t0=t0, begin=t0, end=t0 + 86400, epoch_ms=int(t0) * 1000)
+                window = Window(port=port, t0=t0, begin=t0, end=t0 + 86400, epoch_ms=epoch_ms)
                 for k in range(AGENT_PROCS):
                     # They run until killed, so their figures are never read.
                     _, send = ctx.Pipe(duplex=False)
@@ -665,7 +660,7 @@ def run(args: argparse.Namespace, logdir: Path) -> Result:
 
             print(f"{args.clients} reading clients ...", file=sys.stderr)
             sampler.stage(f"+ {args.clients} reading clients (gzip), {args.reading:g} s")
-            reading = _read(ctx, main, args.clients, args.reading, procs)
+            reading = _read(ctx, main, args.clients, args.reading, epoch_ms, procs)
             wait_until(lambda: _clients(main) == 0, "the reading clients to be gone")
 
             print(f"{args.clients} stalled clients ...", file=sys.stderr)
@@ -747,10 +742,12 @@ def _resyncs(c: Collector) -> int:
     return int(metrics(c.metrics_port).get("pulltrace_sse_resyncs_total", 0))
 
 
-def _read(ctx: Any, main: Collector, clients: int, seconds: float, procs: list[Any]) -> ClientStats:
+def _read(
+    ctx: Any, main: Collector, clients: int, seconds: float, epoch_ms: int, procs: list[Any]
+) -> ClientStats:
     """``bench/collector_load.py``'s clients: they read every byte, as ``pulltrace watch``."""
     now = time.time()
-    window = Window(port=main.port, t0=now, begin=now, end=now + seconds, epoch_ms=0)
+    window = Window(port=main.port, t0=now, begin=now, end=now + seconds, epoch_ms=epoch_ms)
     pipes: list[Connection] = []
     share = -(-clients // CLIENT_PROCS)
     for first in range(0, clients, share):
