@@ -415,16 +415,18 @@ def _status(pid: int) -> dict[str, int]:
     return values
 
 
-def send_queues(port: int) -> tuple[int, int]:
-    """Bytes in the kernel's send queues of the collector's connections on ``port``, and how
-    many connections have any: memory outside the process's RSS that cgroup v2 charges to the
-    pod."""
+def send_queues(port: int, peers: frozenset[int]) -> tuple[int, int]:
+    """Bytes in the kernel's send queues of the collector's connections on ``port`` to the
+    ``peers`` ports (to any, when empty), and how many connections have any: memory outside the
+    process's RSS that cgroup v2 charges to the pod."""
     total = count = 0
     for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
         fields = line.split()
-        local, state, queues = fields[1], fields[3], fields[4]
+        local, remote, state, queues = fields[1], fields[2], fields[3], fields[4]
         queued = int(queues.split(":")[0], 16)
-        if state == "01" and int(local.rsplit(":", 1)[1], 16) == port and queued:
+        if state != "01" or not queued or int(local.rsplit(":", 1)[1], 16) != port:
+            continue
+        if not peers or int(remote.rsplit(":", 1)[1], 16) in peers:
             total += queued
             count += 1
     return total, count
@@ -461,6 +463,8 @@ class Sampler:
     def __init__(self, pids: dict[str, int], port: int) -> None:
         self.pids = pids
         self.port = port
+        self.peers: frozenset[int] = frozenset()
+        """The client ports whose connections' send queues count; all when empty."""
         self.stages: list[Stage] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -505,7 +509,7 @@ class Sampler:
             with contextlib.suppress(OSError):
                 rss = _status(pid)["VmRSS"]
                 stage.rss[name] = max(stage.rss.get(name, 0), rss)
-        queued, connections = send_queues(self.port)
+        queued, connections = send_queues(self.port, self.peers)
         if queued >= stage.send_queue:
             stage.send_queue, stage.connections = queued, connections
 
@@ -669,6 +673,7 @@ def run(args: argparse.Namespace, logdir: Path) -> Result:
             start = time.monotonic()
             before = _resyncs(main)
             stalled = stall(main.port, args.clients, args.stalled_gzip, args.mss)
+            sampler.peers = frozenset(sock.getsockname()[1] for sock in stalled)
             try:
                 wait_until(lambda: _clients(main) >= args.clients, "the stalled clients")
                 with contextlib.suppress(BenchError):
