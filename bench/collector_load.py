@@ -797,12 +797,15 @@ class BenchError(Exception):
 class Collector:
     """``pulltrace collector`` in a process of its own, on ports it picks and logs."""
 
-    def __init__(self, logdir: Path) -> None:
+    def __init__(
+        self, logdir: Path, kubeconfig: Path | None = None, name: str = "collector"
+    ) -> None:
+        """Without ``kubeconfig`` correlation is off: it is given one that does not exist."""
         env = {
             k: v for k, v in os.environ.items() if not k.startswith(("PULLTRACE_", "KUBERNETES_"))
         }
-        env["KUBECONFIG"] = str(logdir / "no-such-kubeconfig")
-        self.log = logdir / "collector.log"
+        env["KUBECONFIG"] = str(kubeconfig or logdir / "no-such-kubeconfig")
+        self.log = logdir / f"{name}.log"
         with self.log.open("wb") as log:
             self.proc = subprocess.Popen(
                 [
