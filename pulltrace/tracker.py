@@ -57,6 +57,7 @@ class _Layer:
     completed_at: datetime | None = None
     rate: RateWindow = field(default_factory=RateWindow)
     first_rate: float = 0.0
+    vanished_at: float | None = None  # monotonic time its ingest was first missed, blob unlisted
 
     def status(self) -> LayerStatus:
         done = self.state in ("done", "cached")
@@ -123,10 +124,12 @@ class Tracker:
         stall_timeout: float = 90.0,
         retain: float = 60.0,
         rate_window: float = 5.0,
+        vanish_grace: float = 1.0,
     ) -> None:
         self.client = client
         self.node_name = node_name
         self.stall_timeout = stall_timeout
+        self.vanish_grace = vanish_grace
         self.retain = retain
         self.rate_window = rate_window
         self.index = ManifestIndex(client)
@@ -270,14 +273,27 @@ class Tracker:
                     layer.offset = layer.total
                     layer.completed_at = present[digest]
                 elif layer.state == "active":
-                    layer.state = "failed"
-                    pull.error = pull.error or (
-                        f"download of layer {short(digest)} was aborted "
-                        f"at {layer.offset} of {layer.total} bytes"
-                    )
+                    self._vanished(pull, layer, mono)
             self._settle(pull, live, now, mono)
 
+    def _vanished(self, pull: _Pull, layer: _Layer, mono: float) -> None:
+        """An ingest that is gone while its blob is not listed was aborted, or was committed
+        between our ListStatuses and our List: containerd removes the ingest and lists the blob
+        in two steps. Only a blob still absent ``vanish_grace`` seconds later, re-checked on a
+        later poll, is a failure."""
+        if layer.vanished_at is None:
+            layer.vanished_at = mono
+            return
+        if mono - layer.vanished_at < self.vanish_grace:
+            return
+        layer.state = "failed"
+        pull.error = pull.error or (
+            f"download of layer {short(layer.digest)} was aborted "
+            f"at {layer.offset} of {layer.total} bytes"
+        )
+
     def _advance_layer(self, pull: _Pull, layer: _Layer, ingest: Ingest, now: datetime) -> None:
+        layer.vanished_at = None
         if layer.state == "pending":
             layer.state = "active"
             layer.started_at = ingest.started_at

@@ -96,18 +96,56 @@ def test_small_layer_finished_between_polls_counts_as_downloaded(store: FakeStor
     assert pull.downloaded_bytes == 1100
 
 
-def test_vanished_ingest_without_blob_fails_the_pull(store: FakeStore) -> None:
+def test_vanished_ingest_without_blob_fails_the_pull_once_confirmed(store: FakeStore) -> None:
     layers = [blob(1000)]
     store.push_manifest(layers, "app")
-    clock, tracker = Clock(store), Tracker(store, "n1")
+    clock, tracker = Clock(store), Tracker(store, "n1", vanish_grace=1.0)
     ref = f"layer-{digest_of(layers[0])}"
     store.write(ref, 400, 1000)
     clock.poll(tracker)
     del store.ingests[ref]
-    (pull,) = clock.poll(tracker)
+    (pull,) = clock.poll(tracker, 0.5)
+    assert pull.phase == "pulling", "one poll that misses the ingest is not yet a failure"
+    (pull,) = clock.poll(tracker, 0.9)
+    assert pull.phase == "pulling", "still within the grace after the first miss"
+    (pull,) = clock.poll(tracker, 0.2)
     assert pull.phase == "failed"
     assert "aborted at 400 of 1000 bytes" in pull.error
     assert pull.eta_seconds is None
+
+
+def test_blob_listed_after_its_ingest_vanished_completes_the_pull(store: FakeStore) -> None:
+    """containerd drops the ingest before it lists the committed blob; a poll in between must
+    not fail the pull."""
+    layers = [blob(1000)]
+    store.push_manifest(layers, "app")
+    clock, tracker = Clock(store), Tracker(store, "n1", vanish_grace=1.0)
+    ref = f"layer-{digest_of(layers[0])}"
+    store.write(ref, 400, 1000)
+    clock.poll(tracker)
+    del store.ingests[ref]
+    phases = [p.phase for p in clock.poll(tracker, 0.1)]
+    phases += [p.phase for p in clock.poll(tracker, 0.1)]
+    store.commit(layers[0])
+    (pull,) = clock.poll(tracker, 5.0)
+    assert phases == ["pulling", "pulling"]
+    assert pull.phase == "completed" and not pull.error
+
+
+def test_an_ingest_that_comes_back_is_no_longer_vanishing(store: FakeStore) -> None:
+    layers = [blob(1000)]
+    store.push_manifest(layers, "app")
+    clock, tracker = Clock(store), Tracker(store, "n1", vanish_grace=1.0)
+    ref = f"layer-{digest_of(layers[0])}"
+    store.write(ref, 400, 1000)
+    clock.poll(tracker)
+    del store.ingests[ref]
+    clock.poll(tracker, 0.9)
+    store.write(ref, 500, 1000)
+    clock.poll(tracker, 0.5)
+    del store.ingests[ref]
+    (pull,) = clock.poll(tracker, 0.5)
+    assert pull.phase == "pulling", "the grace starts again from the second disappearance"
 
 
 def test_stalled_ingest_fails_once_then_a_resumed_download_is_a_new_pull(store: FakeStore) -> None:
