@@ -3,12 +3,25 @@
 One ``poll`` costs one ``ListStatuses``; the content store is scanned only for digests we have
 not seen, and existence checks for layers that finished between two polls are batched into one
 ``List``. Everything else is bookkeeping in memory.
+
+Speeds are measured on containerd's clock, never on ours: containerd writes an ingest in 1 MiB
+steps and stamps each with ``updated_at``, so bytes counted between two of *our* polls come in
+whole MiB and a rate over them is off by up to 1 MiB per window. Instead every layer keeps its
+stamped points (a ``Trajectory``), each poll adds all pulls' bytes up at one instant on
+containerd's clock where every transferring layer's count is known, and a pull's speed is its
+growth between such instants. One instant for the whole node makes the pulls' speeds add up to
+the node's.
+
+containerd 2.x (its transfer service) opens an ingest for every layer of a pull at once, and
+its download slots are shared by all pulls on the node: a layer at 0 B while the slots are
+taken is ``queued``, not downloading, and its start is when its bytes began to move.
 """
 
 from __future__ import annotations
 
 import hashlib
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Literal
@@ -16,9 +29,9 @@ from typing import Literal
 from pulltrace.containerd import ContentStore, Ingest
 from pulltrace.manifests import Manifest, ManifestIndex
 from pulltrace.model import LayerStatus, Phase, PullStatus
-from pulltrace.rate import RateWindow, eta_seconds
+from pulltrace.rate import RateWindow, Trajectory, eta_seconds
 
-LayerState = Literal["pending", "active", "done", "cached", "failed"]
+LayerState = Literal["pending", "queued", "active", "done", "cached", "failed"]
 _TERMINAL_LAYER: frozenset[LayerState] = frozenset({"done", "cached", "failed"})
 _REF_KINDS = {
     "layer": "",
@@ -53,11 +66,25 @@ class _Layer:
     total: int
     state: LayerState = "pending"
     offset: int = 0
-    started_at: datetime | None = None
+    queued_seen: float | None = None  # the last poll that found it waiting for a slot
+    started_at: datetime | None = None  # when its bytes began to move
     completed_at: datetime | None = None
     rate: RateWindow = field(default_factory=RateWindow)
-    first_rate: float = 0.0
+    bytes: Trajectory = field(default_factory=Trajectory)
     vanished_at: float | None = None  # monotonic time its ingest was first missed, blob unlisted
+
+    @property
+    def downloading(self) -> bool:
+        return self.state == "active"
+
+    def moved(self, t: float, offset: int) -> None:
+        """A point containerd stamped; the first one is the layer's start at 0 bytes."""
+        if not self.bytes:
+            start = self.started_at.timestamp() if self.started_at else t
+            self.bytes.add(start, 0)
+            self.rate.add(start, 0)
+        self.bytes.add(t, offset)
+        self.rate.add(t, offset)
 
     def status(self) -> LayerStatus:
         done = self.state in ("done", "cached")
@@ -65,8 +92,7 @@ class _Layer:
         if self.state == "cached":
             downloaded = 0
         progress = self.total if done else min(self.offset, self.total)
-        active = self.state == "active"
-        speed = (self.rate.rate() or self.first_rate) if active else 0.0
+        speed = self.rate.rate() if self.downloading else 0.0
         return LayerStatus(
             digest=self.digest,
             media_type=self.media_type,
@@ -78,6 +104,7 @@ class _Layer:
             completed_at=self.completed_at,
             cached=self.state == "cached",
             total_known=self.total > 0,
+            queued=self.state == "queued",
         )
 
 
@@ -92,7 +119,7 @@ class _Pull:
     phase: Phase = "pulling"
     completed_at: datetime | None = None
     error: str = ""
-    rate: RateWindow = field(default_factory=RateWindow)
+    speed: float = 0.0
     percent: float = 0.0
     finished_at: float = 0.0
 
@@ -125,11 +152,19 @@ class Tracker:
         retain: float = 60.0,
         rate_window: float = 5.0,
         vanish_grace: float = 1.0,
+        download_slots: int = 3,
+        shared_slots: bool | None = None,
     ) -> None:
+        """``download_slots`` is containerd's ``max_concurrent_downloads``; ``shared_slots``
+        says whether they are shared by the node's pulls (containerd 2.x) rather than each
+        pull's own (1.x). ``None`` finds out: only 2.x opens more ingests for one pull than it
+        has slots."""
         self.client = client
         self.node_name = node_name
         self.stall_timeout = stall_timeout
         self.vanish_grace = vanish_grace
+        self.download_slots = download_slots
+        self.shared_slots = shared_slots
         self.retain = retain
         self.rate_window = rate_window
         self.index = ManifestIndex(client)
@@ -137,6 +172,12 @@ class Tracker:
         self._finished: list[_Pull] = []
         # Ingests left behind by a download that stalled or died: ignored until they move again.
         self._dead: dict[str, datetime] = {}
+        # Every active pull's bytes at common instants on containerd's clock, oldest first.
+        self._samples: deque[tuple[float, dict[str, float]]] = deque()
+        # When downloaded layers were committed (containerd's clock): each freed a slot.
+        self._commits: deque[float] = deque(maxlen=64)
+        self._downloading = 0  # layers on the node with bytes in their ingest, as of this poll
+        self._last_poll: float | None = None
 
     def poll(self) -> list[PullStatus]:
         """One sample of the content store; raises ContainerdError when it cannot be read."""
@@ -154,7 +195,9 @@ class Tracker:
             elif not self.index.is_manifest(digest):
                 self._resolving_pull(digest, ingest, now)
         self._advance(live, now, mono)
+        self._measure(now.timestamp())
         self._finished = [p for p in self._finished if mono - p.finished_at < self.retain]
+        self._last_poll = now.timestamp()
         return self.statuses()
 
     def statuses(self) -> list[PullStatus]:
@@ -206,8 +249,8 @@ class Tracker:
             if committed < manifest.committed_at:
                 layer.state = "cached"
             else:
-                # Downloaded by this pull before our first look at it.
-                layer.state, layer.offset, layer.completed_at = "done", layer.total, committed
+                # Downloaded by this pull before our first look at it, after its manifest.
+                self._committed(layer, committed, manifest.committed_at.timestamp())
         pull_id, started = self._start(manifest_digest, ingest, now)
         pull = _Pull(
             key=manifest_digest,
@@ -216,7 +259,6 @@ class Tracker:
             image_ref=image_ref,
             layers=layers,
             started_at=started,
-            rate=RateWindow(self.rate_window),
         )
         self._pulls[manifest_digest] = pull
 
@@ -235,7 +277,6 @@ class Tracker:
             layers={digest: layer},
             started_at=started,
             phase="resolving",
-            rate=RateWindow(self.rate_window),
         )
 
     def _start(self, key: str, ingest: Ingest, now: datetime) -> tuple[str, datetime]:
@@ -261,6 +302,7 @@ class Tracker:
             if layer.state not in _TERMINAL_LAYER and d not in live
         }
         present = self._present(sorted(missing))
+        self._count_slots(live)
         for pull in list(self._pulls.values()):
             for digest, layer in pull.layers.items():
                 if layer.state in _TERMINAL_LAYER:
@@ -269,12 +311,36 @@ class Tracker:
                 if ingest is not None:
                     self._advance_layer(pull, layer, ingest, now)
                 elif digest in present:
-                    layer.state = "done"
-                    layer.offset = layer.total
-                    layer.completed_at = present[digest]
+                    self._committed(layer, present[digest], self._last_poll)
                 elif layer.state == "active":
                     self._vanished(pull, layer, mono)
             self._settle(pull, live, now, mono)
+
+    def _count_slots(self, live: dict[str, Ingest]) -> None:
+        """How many layers are downloading, and whether slots are the node's (see __init__)."""
+        layers = {d for p in self._pulls.values() for d in p.layers}
+        self._downloading = sum(1 for d, i in live.items() if d in layers and i.offset > 0)
+        if self.shared_slots is None and any(
+            sum(1 for d in p.layers if d in live) > self.download_slots
+            for p in self._pulls.values()
+        ):
+            self.shared_slots = True
+
+    def _slots_full(self) -> bool:
+        return bool(self.shared_slots) and self._downloading >= self.download_slots
+
+    def _committed(self, layer: _Layer, at: datetime, since: float | None) -> None:
+        """The layer's blob is in the store. A layer whose bytes we never saw move is taken to
+        have come in evenly since ``since`` (our previous poll, or its manifest's commit)."""
+        end = at.timestamp()
+        if not layer.bytes:
+            start = layer.started_at.timestamp() if layer.started_at else since
+            layer.bytes.add(min(start if start is not None else end, end), 0)
+        layer.bytes.add(end, layer.total)
+        if layer.started_at is None:
+            layer.started_at = datetime.fromtimestamp(layer.bytes.first, UTC)
+        layer.state, layer.offset, layer.completed_at = "done", layer.total, at
+        self._commits.append(end)
 
     def _vanished(self, pull: _Pull, layer: _Layer, mono: float) -> None:
         """An ingest that is gone while its blob is not listed was aborted, or was committed
@@ -294,16 +360,19 @@ class Tracker:
 
     def _advance_layer(self, pull: _Pull, layer: _Layer, ingest: Ingest, now: datetime) -> None:
         layer.vanished_at = None
-        if layer.state == "pending":
-            layer.state = "active"
-            layer.started_at = ingest.started_at
-            elapsed = (ingest.updated_at - ingest.started_at).total_seconds()
-            layer.first_rate = ingest.offset / elapsed if elapsed > 0 else 0.0
+        opened = ingest.started_at.timestamp()
         layer.offset = ingest.offset
         if ingest.total > 0:
             layer.total = ingest.total
-        layer.rate.add(ingest.updated_at.timestamp(), ingest.offset)
-        idle = (now - ingest.updated_at).total_seconds()
+        if layer.state in ("pending", "queued"):
+            if ingest.offset == 0 and self._slots_full():
+                layer.state, layer.queued_seen = "queued", now.timestamp()
+                return
+            layer.started_at = datetime.fromtimestamp(self._first_byte(layer, opened), UTC)
+            layer.state = "active"
+        if ingest.offset > 0:
+            layer.moved(ingest.updated_at.timestamp(), ingest.offset)
+        idle = (now - max(ingest.updated_at, layer.started_at or ingest.updated_at)).total_seconds()
         if idle > self.stall_timeout:
             layer.state = "failed"
             self._dead[ingest.ref] = ingest.updated_at
@@ -312,10 +381,57 @@ class Tracker:
                 f"at {ingest.offset} of {layer.total} bytes"
             )
 
+    def _first_byte(self, layer: _Layer, opened: float) -> float:
+        """When a layer's bytes began to move: when its ingest opened, or, if it waited in the
+        queue, when the first slot after our last sight of it waiting was freed."""
+        if layer.state != "queued" or layer.queued_seen is None:
+            return opened
+        waited = layer.queued_seen
+        return next((t for t in self._commits if t >= waited), waited)
+
+    def _measure(self, now: float) -> None:
+        """Samples every active pull's bytes at the latest instant at which each downloading
+        layer's count is known (its last stamped step; a layer that has not finished its first
+        MiB is known only up to its start), and sets each pull's speed from those samples."""
+        active = [p for p in self._pulls.values() if p.active]
+        if not active:
+            self._samples.clear()
+            return
+        layers = {d: layer for p in active for d, layer in p.layers.items()}
+        known: list[float] = []
+        for layer in layers.values():
+            if layer.state != "active":
+                continue
+            last = layer.bytes.last
+            if last is not None:
+                known.append(last[0])
+            elif layer.started_at is not None:
+                start = layer.started_at.timestamp()
+                # past the rate window it is stuck, not about to step: its bytes are ~0
+                if now - start <= self.rate_window:
+                    known.append(start)
+        instant = min(known, default=now)
+        samples = self._samples
+        if not samples:
+            starts = [layer.bytes.first for layer in layers.values() if layer.bytes]
+            if starts and min(starts) < instant:
+                samples.append((min(starts), {}))
+        if not samples or instant > samples[-1][0]:
+            counts = {
+                p.key: sum(layer.bytes.at(instant) for layer in p.layers.values()) for p in active
+            }
+            samples.append((instant, counts))
+            for layer in layers.values():
+                layer.bytes.forget_before(instant)
+        while len(samples) > 2 and samples[1][0] <= instant - self.rate_window:
+            samples.popleft()
+        (t0, before), (t1, after) = samples[0], samples[-1]
+        for p in active:
+            grown = after.get(p.key, 0.0) - before.get(p.key, 0.0)
+            p.speed = grown / (t1 - t0) if t1 > t0 and grown > 0 else 0.0
+
     def _settle(self, pull: _Pull, live: dict[str, Ingest], now: datetime, mono: float) -> None:
         layers = pull.layers.values()
-        downloaded = sum(layer.offset for layer in layers if layer.state != "cached")
-        pull.rate.add(mono, downloaded)
         if any(layer.state == "failed" for layer in layers):
             pull.phase = "failed"
             pull.completed_at = now
@@ -339,7 +455,7 @@ class Tracker:
         cached = sum(layer.total_bytes for layer in layers if layer.cached)
         downloaded = sum(layer.downloaded_bytes for layer in layers)
         if pull.active:
-            speed = pull.rate.rate() or sum(layer.bytes_per_sec for layer in layers)
+            speed = pull.speed
         else:
             speed = _average_speed(downloaded, pull.started_at, pull.completed_at)
         pull.percent = max(pull.percent, _percent(downloaded + cached, total))

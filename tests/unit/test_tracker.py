@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 
 import pytest
 
@@ -217,6 +218,93 @@ def test_speed_is_steady_across_layer_boundaries(store: FakeStore) -> None:
         speeds.append(pull.bytes_per_sec)
         done += rate
     assert all(s == pytest.approx(1000, rel=0.01) for s in speeds[1:]), speeds
+
+
+class Download:
+    """Layers downloading at a fixed rate each, written in ``step``-byte writes stamped with the
+    instant each completes, the way containerd writes 1 MiB at a time."""
+
+    def __init__(self, store: FakeStore, layers: list[bytes], rate: float, step: int) -> None:
+        self.store, self.layers, self.rate, self.step = store, layers, rate, step
+        self.began = store.now
+
+    def advance(self) -> None:
+        elapsed = (self.store.now - self.began).total_seconds()
+        for layer in self.layers:
+            done = min(int(elapsed * self.rate), len(layer))
+            stepped = done // self.step * self.step
+            at = self.began + timedelta(seconds=stepped / self.rate)
+            if done == len(layer):
+                if digest_of(layer) not in self.store.blobs:
+                    self.store.commit(layer, at=self.began + timedelta(seconds=done / self.rate))
+            else:
+                self.store.write(f"layer-{digest_of(layer)}", stepped, len(layer), at=at)
+
+
+def test_speed_comes_from_containerds_stamps_not_from_when_we_polled(store: FakeStore) -> None:
+    """Steps of 1000 B at 700 B/s per layer: polls 1 s apart see 0, 1 or 2 steps, yet every
+    speed shown is the true 2 x 700 B/s."""
+    layers = [blob(20_000), blob(20_000)]
+    store.push_manifest(layers, "app")
+    clock, tracker = Clock(store), Tracker(store, "n1")
+    download = Download(store, layers, rate=700.0, step=1000)
+    speeds = []
+    for _ in range(12):
+        store.tick(0.37)  # polls out of phase with the steps
+        download.advance()
+        (pull,) = clock.poll(tracker, 0.63)
+        speeds.append(pull.bytes_per_sec)
+    # nothing is known before containerd stamps the first step (at 1.43 s, seen by poll 3)
+    assert speeds[:2] == [0.0, 0.0]
+    assert all(s == pytest.approx(1400, rel=1e-6) for s in speeds[2:]), speeds
+
+
+def test_two_pulls_speeds_add_up_to_the_node_rate(store: FakeStore) -> None:
+    a, b = [blob(30_000)], [blob(30_000), blob(30_000)]
+    store.push_manifest(a, "a")
+    store.push_manifest(b, "b")
+    clock, tracker = Clock(store), Tracker(store, "n1")
+    downloads = [Download(store, a, 500.0, 1000), Download(store, b, 250.0, 1000)]
+    for _ in range(10):
+        for download in downloads:
+            download.advance()
+        pulls = by_repo(clock.poll(tracker, 0.9))
+    assert pulls["reg.local:5000/a"].bytes_per_sec == pytest.approx(500, rel=1e-6)
+    assert pulls["reg.local:5000/b"].bytes_per_sec == pytest.approx(500, rel=1e-6)
+
+
+def test_a_layer_waiting_for_a_shared_slot_is_queued_until_its_bytes_move(
+    store: FakeStore,
+) -> None:
+    layers = [blob(3000) for _ in range(4)]
+    store.push_manifest(layers, "app")
+    clock, tracker = Clock(store), Tracker(store, "n1", download_slots=3)
+    refs = [f"layer-{digest_of(layer)}" for layer in layers]
+    for ref in refs:  # containerd 2.x opens every layer's ingest at once
+        store.write(ref, 0, 3000)
+    for ref in refs[:3]:
+        store.write(ref, 1000, 3000)
+    (pull,) = clock.poll(tracker)
+    assert [layer.queued for layer in pull.layers] == [False, False, False, True]
+    assert pull.layers[3].started_at is None and pull.layers[3].bytes_per_sec == 0
+    assert tracker.shared_slots
+    store.commit(layers[0])
+    freed = store.now
+    (pull,) = clock.poll(tracker)
+    assert not any(layer.queued for layer in pull.layers)
+    assert pull.layers[3].started_at == freed, "its start is when the slot was freed"
+
+
+def test_one_containerd_1_pull_never_queues(store: FakeStore) -> None:
+    """1.x opens an ingest only once a slot is taken: a 0 B ingest is downloading."""
+    layers = [blob(3000) for _ in range(3)]
+    store.push_manifest(layers, "app")
+    clock, tracker = Clock(store), Tracker(store, "n1", download_slots=3)
+    for i, layer in enumerate(layers):
+        store.write(f"layer-{digest_of(layer)}", 1000 * (i > 0), 3000)
+    (pull,) = clock.poll(tracker)
+    assert not any(layer.queued for layer in pull.layers)
+    assert tracker.shared_slots is None
 
 
 def test_one_poll_costs_one_list_statuses_once_manifests_are_known(store: FakeStore) -> None:
