@@ -55,6 +55,13 @@ def ingest_digest(ingest: Ingest) -> str:
     return digest if kind in _REF_KINDS and ":" in digest else ingest.ref
 
 
+def shares_download_slots(version: str) -> bool:
+    """containerd 2.x pulls through its transfer service, whose download slots are the node's,
+    shared by all pulls; 1.x gives each pull its own (``version`` as the Version call says)."""
+    major = version.removeprefix("v").split(".", 1)[0]
+    return major.isdigit() and int(major) >= 2
+
+
 def short(digest: str) -> str:
     return digest.split(":", 1)[-1][:12]
 
@@ -176,7 +183,7 @@ class Tracker:
         self._samples: deque[tuple[float, dict[str, float]]] = deque()
         # When downloaded layers were committed (containerd's clock): each freed a slot.
         self._commits: deque[float] = deque(maxlen=64)
-        self._downloading = 0  # layers on the node with bytes in their ingest, as of this poll
+        self._holders: set[str] = set()  # layers at 0 B that hold one of the node's slots
         self._last_poll: float | None = None
 
     def poll(self) -> list[PullStatus]:
@@ -317,17 +324,28 @@ class Tracker:
             self._settle(pull, live, now, mono)
 
     def _count_slots(self, live: dict[str, Ingest]) -> None:
-        """How many layers are downloading, and whether slots are the node's (see __init__)."""
-        layers = {d for p in self._pulls.values() for d in p.layers}
-        self._downloading = sum(1 for d, i in live.items() if d in layers and i.offset > 0)
+        """Whether slots are the node's (see __init__), and if so which layers at 0 B hold
+        one: the slots the layers with bytes leave free go to those already holding one, then
+        to the longest waiting (containerd 2.x hands them out in that order)."""
+        layers = {
+            d: layer
+            for p in self._pulls.values()
+            for d, layer in p.layers.items()
+            if d in live and layer.state not in _TERMINAL_LAYER
+        }
         if self.shared_slots is None and any(
-            sum(1 for d in p.layers if d in live) > self.download_slots
+            sum(1 for d in p.layers if d in layers) > self.download_slots
             for p in self._pulls.values()
         ):
             self.shared_slots = True
-
-    def _slots_full(self) -> bool:
-        return bool(self.shared_slots) and self._downloading >= self.download_slots
+        self._holders.clear()
+        if self.shared_slots:
+            free = self.download_slots - sum(1 for d in layers if live[d].offset > 0)
+            waiting = sorted(
+                (d for d in layers if live[d].offset == 0),
+                key=lambda d: (layers[d].state != "active", live[d].started_at),
+            )
+            self._holders.update(waiting[: max(free, 0)])
 
     def _committed(self, layer: _Layer, at: datetime, since: float | None) -> None:
         """The layer's blob is in the store. A layer whose bytes we never saw move is taken to
@@ -364,10 +382,11 @@ class Tracker:
         layer.offset = ingest.offset
         if ingest.total > 0:
             layer.total = ingest.total
+        if ingest.offset == 0 and self.shared_slots and layer.digest not in self._holders:
+            # waiting for a slot (or, at 0 B, found to have been waiting all along)
+            layer.state, layer.queued_seen, layer.started_at = "queued", now.timestamp(), None
+            return
         if layer.state in ("pending", "queued"):
-            if ingest.offset == 0 and self._slots_full():
-                layer.state, layer.queued_seen = "queued", now.timestamp()
-                return
             layer.started_at = datetime.fromtimestamp(self._first_byte(layer, opened), UTC)
             layer.state = "active"
         if ingest.offset > 0:

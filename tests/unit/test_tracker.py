@@ -7,7 +7,7 @@ import pytest
 
 from pulltrace.containerd import Ingest
 from pulltrace.model import PullStatus
-from pulltrace.tracker import Tracker, ingest_digest
+from pulltrace.tracker import Tracker, ingest_digest, shares_download_slots
 from tests.unit.fakestore import T0, FakeStore, digest_of
 
 
@@ -293,6 +293,33 @@ def test_a_layer_waiting_for_a_shared_slot_is_queued_until_its_bytes_move(
     (pull,) = clock.poll(tracker)
     assert not any(layer.queued for layer in pull.layers)
     assert pull.layers[3].started_at == freed, "its start is when the slot was freed"
+
+
+def test_at_0_bytes_no_more_layers_download_than_there_are_shared_slots(
+    store: FakeStore,
+) -> None:
+    layers = [blob(3000) for _ in range(4)]
+    store.push_manifest(layers, "app")
+    clock, tracker = Clock(store), Tracker(store, "n1", download_slots=3, shared_slots=True)
+    refs = [f"layer-{digest_of(layer)}" for layer in layers]
+    for ref in refs:
+        store.write(ref, 0, 3000)
+    (pull,) = clock.poll(tracker)
+    assert [layer.queued for layer in pull.layers] == [False, False, False, True]
+    # the guess was wrong: the fourth got a slot, the third did not
+    store.write(refs[3], 1000, 3000)
+    (pull,) = clock.poll(tracker)
+    assert sum(1 for layer in pull.layers if layer.queued) == 1
+    assert not pull.layers[3].queued and pull.layers[3].started_at is not None
+    assert sum(1 for layer in pull.layers if not layer.queued) == 3
+
+
+@pytest.mark.parametrize(
+    ("version", "shared"),
+    [("1.6.20~ds1", False), ("1.7.24~ds1", False), ("2.1.9+unknown", True), ("v2.0.0", True)],
+)
+def test_containerd_2_shares_its_download_slots(version: str, shared: bool) -> None:
+    assert shares_download_slots(version) is shared
 
 
 def test_one_containerd_1_pull_never_queues(store: FakeStore) -> None:
