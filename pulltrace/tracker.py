@@ -42,6 +42,12 @@ _REF_KINDS = {
 
 _METADATA_TYPES = frozenset(t for t in _REF_KINDS.values() if t)
 
+COPY_BUFFER = 1 << 20
+"""containerd copies a download into its ingest in writes of this size (its copy buffer, the
+same from 1.6 to 2.1), except the last write when the copy ends: at the end of the blob, or
+at an error."""
+_ALIGNED_TO_TRUST = 3  # aligned in-progress offsets seen before a ragged one means "broke off"
+
 
 def ingest_digest(ingest: Ingest) -> str:
     """containerd names fetch ingests ``<kind>-[<name>@]<digest>`` (remotes.MakeRefKey).
@@ -79,6 +85,8 @@ class _Layer:
     rate: RateWindow = field(default_factory=RateWindow)
     bytes: Trajectory = field(default_factory=Trajectory)
     vanished_at: float | None = None  # monotonic time its ingest was first missed, blob unlisted
+    steps: int = 0  # stamped points seen, for its usual time between steps
+    ingest: Ingest | None = None  # as last seen
 
     @property
     def downloading(self) -> bool:
@@ -90,6 +98,8 @@ class _Layer:
             start = self.started_at.timestamp() if self.started_at else t
             self.bytes.add(start, 0)
             self.rate.add(start, 0)
+        if self.bytes.last != (t, offset):
+            self.steps += 1
         self.bytes.add(t, offset)
         self.rate.add(t, offset)
 
@@ -138,6 +148,10 @@ class _Pull:
         return self.phase in ("resolving", "pulling")
 
 
+def _ragged(offset: int, total: int) -> bool:
+    return 0 < offset < total and offset % COPY_BUFFER != 0
+
+
 def _percent(part: int, whole: int) -> float:
     return min(100.0, 100.0 * part / whole) if whole > 0 else 0.0
 
@@ -161,6 +175,7 @@ class Tracker:
         vanish_grace: float = 1.0,
         download_slots: int = 3,
         shared_slots: bool | None = None,
+        sibling_stall: float = 10.0,
     ) -> None:
         """``download_slots`` is containerd's ``max_concurrent_downloads``; ``shared_slots``
         says whether they are shared by the node's pulls (containerd 2.x) rather than each
@@ -172,6 +187,7 @@ class Tracker:
         self.vanish_grace = vanish_grace
         self.download_slots = download_slots
         self.shared_slots = shared_slots
+        self.sibling_stall = sibling_stall
         self.retain = retain
         self.rate_window = rate_window
         self.index = ManifestIndex(client)
@@ -184,6 +200,10 @@ class Tracker:
         # When downloaded layers were committed (containerd's clock): each freed a slot.
         self._commits: deque[float] = deque(maxlen=64)
         self._holders: set[str] = set()  # layers at 0 B that hold one of the node's slots
+        # Whether this containerd writes in COPY_BUFFER steps, as far as we have seen: only
+        # then is a ragged offset a copy that ended.
+        self._aligned = 0
+        self._ragged_moved = False
         self._last_poll: float | None = None
 
     def poll(self) -> list[PullStatus]:
@@ -321,6 +341,7 @@ class Tracker:
                     self._committed(layer, present[digest], self._last_poll)
                 elif layer.state == "active":
                     self._vanished(pull, layer, mono)
+            self._stopped(pull, now.timestamp())
             self._settle(pull, live, now, mono)
 
     def _count_slots(self, live: dict[str, Ingest]) -> None:
@@ -376,9 +397,51 @@ class Tracker:
             f"at {layer.offset} of {layer.total} bytes"
         )
 
+    def _stopped(self, pull: _Pull, now: float) -> None:
+        """Failures visible before the ingests go. containerd 2.x keeps a failed pull's ingests
+        until its next garbage collection (seconds to a minute), so waiting for them to vanish
+        is not enough. Two signs: a copy that ended early (a ragged offset short of the total)
+        while none of the pull's layers moves; and a layer that stopped while all its siblings
+        finished, for far longer than it ever took to move a step."""
+        if pull.error:
+            return
+        layers = [layer for layer in pull.layers.values() if layer.state != "cached"]
+        moved = [last[0] for layer in layers if (last := layer.bytes.last) is not None]
+        quiet = now - max(moved, default=now)
+        trusted = self._aligned >= _ALIGNED_TO_TRUST and not self._ragged_moved
+        for layer in layers:
+            if layer.state != "active":
+                continue
+            if trusted and quiet >= self.vanish_grace and _ragged(layer.offset, layer.total):
+                self._fail(pull, layer, f"broke off at {layer.offset} of {layer.total} bytes")
+                return
+            started = layer.started_at
+            siblings = [s for s in layers if s is not layer]
+            if started is None or not siblings or any(s.state != "done" for s in siblings):
+                continue
+            last = layer.bytes.last
+            since = last[0] if last else started.timestamp()
+            usual = (since - started.timestamp()) / layer.steps if layer.steps else 0.0
+            idle = now - since
+            if idle > max(self.sibling_stall, 10 * usual):
+                what = f"stopped for {idle:.0f}s at {layer.offset} of {layer.total} bytes"
+                self._fail(pull, layer, what + " while the rest of the image finished")
+                return
+
+    def _fail(self, pull: _Pull, layer: _Layer, what: str) -> None:
+        """Its ingest is left alone from now on, unless it moves again (a new pull)."""
+        layer.state = "failed"
+        if layer.ingest is not None:
+            self._dead[layer.ingest.ref] = layer.ingest.updated_at
+        pull.error = pull.error or f"download of layer {short(layer.digest)} {what}"
+
     def _advance_layer(self, pull: _Pull, layer: _Layer, ingest: Ingest, now: datetime) -> None:
-        layer.vanished_at = None
+        layer.vanished_at, layer.ingest = None, ingest
         opened = ingest.started_at.timestamp()
+        if ingest.offset > layer.offset and _ragged(layer.offset, layer.total):
+            self._ragged_moved = True  # not a copy that ended: offsets here are not in steps
+        elif ingest.offset != layer.offset and 0 < ingest.offset < layer.total:
+            self._aligned += ingest.offset % COPY_BUFFER == 0
         layer.offset = ingest.offset
         if ingest.total > 0:
             layer.total = ingest.total
@@ -393,12 +456,8 @@ class Tracker:
             layer.moved(ingest.updated_at.timestamp(), ingest.offset)
         idle = (now - max(ingest.updated_at, layer.started_at or ingest.updated_at)).total_seconds()
         if idle > self.stall_timeout:
-            layer.state = "failed"
-            self._dead[ingest.ref] = ingest.updated_at
-            pull.error = pull.error or (
-                f"download of layer {short(layer.digest)} stalled for {idle:.0f}s "
-                f"at {ingest.offset} of {layer.total} bytes"
-            )
+            what = f"stalled for {idle:.0f}s at {ingest.offset} of {layer.total} bytes"
+            self._fail(pull, layer, what)
 
     def _first_byte(self, layer: _Layer, opened: float) -> float:
         """When a layer's bytes began to move: when its ingest opened, or, if it waited in the

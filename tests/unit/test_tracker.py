@@ -334,6 +334,57 @@ def test_one_containerd_1_pull_never_queues(store: FakeStore) -> None:
     assert tracker.shared_slots is None
 
 
+MiB = 1 << 20
+
+
+def test_a_copy_that_ended_short_fails_the_pull_before_its_ingest_goes(store: FakeStore) -> None:
+    """containerd 2.x leaves a failed pull's ingests until its next GC: the last write of a
+    copy that broke off is not a whole 1 MiB step."""
+    layers = [blob(3 * MiB), blob(3 * MiB)]
+    store.push_manifest(layers, "app")
+    clock, tracker = Clock(store), Tracker(store, "n1", vanish_grace=1.0)
+    refs = [f"layer-{digest_of(layer)}" for layer in layers]
+    for step in (1, 2):
+        for ref in refs:
+            store.write(ref, step * MiB, 3 * MiB)
+        (pull,) = clock.poll(tracker, 0.5)
+    store.write(refs[0], 2 * MiB + 1234, 3 * MiB)  # the error's partial write
+    (pull,) = clock.poll(tracker, 0.5)
+    assert pull.phase == "pulling", "within the grace"
+    (pull,) = clock.poll(tracker, 0.6)
+    assert pull.phase == "failed"
+    assert pull.error.endswith(f"broke off at {2 * MiB + 1234} of {3 * MiB} bytes")
+
+
+def test_ragged_offsets_that_move_on_are_not_a_broken_copy(store: FakeStore) -> None:
+    layers = [blob(3 * MiB)]
+    store.push_manifest(layers, "app")
+    clock, tracker = Clock(store), Tracker(store, "n1", vanish_grace=1.0)
+    ref = f"layer-{digest_of(layers[0])}"
+    for offset in (MiB, 2 * MiB, 2 * MiB + 10, 2 * MiB + 500_000):
+        store.write(ref, offset, 3 * MiB)
+        (pull,) = clock.poll(tracker, 0.5)
+    for _ in range(3):
+        (pull,) = clock.poll(tracker, 1.0)
+    assert pull.phase == "pulling"
+
+
+def test_a_layer_stopped_while_its_siblings_finished_fails(store: FakeStore) -> None:
+    layers = [blob(2000), blob(5000)]
+    store.push_manifest(layers, "app")
+    clock, tracker = Clock(store), Tracker(store, "n1", sibling_stall=10.0)
+    refs = [f"layer-{digest_of(layer)}" for layer in layers]
+    for offset in (1000, 2000):
+        store.write(refs[1], offset, 5000)
+        store.write(refs[0], offset - 1000, 2000)
+        clock.poll(tracker)
+    store.commit(layers[0])
+    phases = [clock.poll(tracker)[0].phase for _ in range(10)]
+    assert phases[:9] == ["pulling"] * 9 and phases[9] == "failed"
+    (pull,) = clock.poll(tracker)
+    assert "while the rest of the image finished" in pull.error
+
+
 def test_one_poll_costs_one_list_statuses_once_manifests_are_known(store: FakeStore) -> None:
     layers = [blob(1000), blob(1000)]
     store.push_manifest(layers, "app")
