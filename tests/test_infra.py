@@ -18,7 +18,7 @@ from tests.infra.proxy import ThrottleProxy
 from tests.infra.registry import Registry
 from tests.infra.util import MiB, wait_for
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.containerd_matrix]
 
 # containerd drops the port: every registry on 127.0.0.1 shares this label key.
 SOURCE_LABEL = "containerd.io/distribution.source.127.0.0.1"
