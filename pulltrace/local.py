@@ -7,7 +7,7 @@ import time
 
 from pulltrace.containerd import ContentClient
 from pulltrace.model import PullStatus
-from pulltrace.tracker import Tracker, shares_download_slots
+from pulltrace.tracker import Tracker
 
 
 def sample(address: str, namespace: str, interval: float) -> list[PullStatus]:
@@ -16,8 +16,8 @@ def sample(address: str, namespace: str, interval: float) -> list[PullStatus]:
     Raises ContainerdError (one line) when the socket cannot be used.
     """
     with ContentClient(address, namespace) as client:
-        version = client.check()
-        tracker = Tracker(client, socket.gethostname(), shared_slots=shares_download_slots(version))
+        client.check()
+        tracker = Tracker(client, socket.gethostname())
         tracker.poll()
         time.sleep(interval)
         return tracker.poll()

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Literal
 
-from pulltrace.containerd import ContentStore, Ingest
+from pulltrace.containerd import ContentClient, ContentStore, Ingest
 from pulltrace.manifests import Manifest, ManifestIndex
 from pulltrace.model import LayerStatus, Phase, PullStatus
 from pulltrace.rate import RateWindow, Trajectory, eta_seconds
@@ -177,10 +177,10 @@ class Tracker:
         shared_slots: bool | None = None,
         sibling_stall: float = 10.0,
     ) -> None:
-        """``download_slots`` is containerd's ``max_concurrent_downloads``; ``shared_slots``
-        says whether they are shared by the node's pulls (containerd 2.x) rather than each
-        pull's own (1.x). ``None`` finds out: only 2.x opens more ingests for one pull than it
-        has slots."""
+        """``download_slots`` is containerd's ``max_concurrent_downloads`` (more are learnt
+        when seen downloading at once); ``shared_slots`` says whether they are shared by the
+        node's pulls (containerd 2.x) rather than each pull's own (1.x); ``None`` asks the
+        Version call on the first poll."""
         self.client = client
         self.node_name = node_name
         self.stall_timeout = stall_timeout
@@ -208,6 +208,8 @@ class Tracker:
 
     def poll(self) -> list[PullStatus]:
         """One sample of the content store; raises ContainerdError when it cannot be read."""
+        if self.shared_slots is None and isinstance(self.client, ContentClient):
+            self.shared_slots = shares_download_slots(self.client.check())
         ingests = self.client.list_statuses()
         return self.apply(ingests, datetime.now(UTC), time.monotonic())
 
@@ -338,43 +340,41 @@ class Tracker:
                 if ingest is not None:
                     self._advance_layer(pull, layer, ingest, now)
                 elif digest in present:
-                    self._committed(layer, present[digest], self._last_poll)
+                    since = self._last_poll or pull.started_at.timestamp()
+                    self._committed(layer, present[digest], since)
                 elif layer.state == "active":
                     self._vanished(pull, layer, mono)
             self._stopped(pull, now.timestamp())
             self._settle(pull, live, now, mono)
 
     def _count_slots(self, live: dict[str, Ingest]) -> None:
-        """Whether slots are the node's (see __init__), and if so which layers at 0 B hold
-        one: the slots the layers with bytes leave free go to those already holding one, then
-        to the longest waiting (containerd 2.x hands them out in that order)."""
+        """With the node's slots shared (see __init__), which layers at 0 B hold one: the
+        slots the layers with bytes leave free go to those already holding one, then to the
+        longest waiting (containerd 2.x hands them out in that order)."""
+        self._holders.clear()
+        if not self.shared_slots:
+            return
         layers = {
             d: layer
             for p in self._pulls.values()
             for d, layer in p.layers.items()
             if d in live and layer.state not in _TERMINAL_LAYER
         }
-        if self.shared_slots is None and any(
-            sum(1 for d in p.layers if d in layers) > self.download_slots
-            for p in self._pulls.values()
-        ):
-            self.shared_slots = True
-        self._holders.clear()
-        if self.shared_slots:
-            free = self.download_slots - sum(1 for d in layers if live[d].offset > 0)
-            waiting = sorted(
-                (d for d in layers if live[d].offset == 0),
-                key=lambda d: (layers[d].state != "active", live[d].started_at),
-            )
-            self._holders.update(waiting[: max(free, 0)])
+        moving = sum(1 for d in layers if live[d].offset > 0)
+        self.download_slots = max(self.download_slots, moving)
+        waiting = sorted(
+            (d for d in layers if live[d].offset == 0),
+            key=lambda d: (layers[d].state != "active", live[d].started_at),
+        )
+        self._holders.update(waiting[: self.download_slots - moving])
 
-    def _committed(self, layer: _Layer, at: datetime, since: float | None) -> None:
+    def _committed(self, layer: _Layer, at: datetime, since: float) -> None:
         """The layer's blob is in the store. A layer whose bytes we never saw move is taken to
         have come in evenly since ``since`` (our previous poll, or its manifest's commit)."""
         end = at.timestamp()
         if not layer.bytes:
             start = layer.started_at.timestamp() if layer.started_at else since
-            layer.bytes.add(min(start if start is not None else end, end), 0)
+            layer.bytes.add(min(start, end - 1e-3), 0)
         layer.bytes.add(end, layer.total)
         if layer.started_at is None:
             layer.started_at = datetime.fromtimestamp(layer.bytes.first, UTC)
@@ -398,9 +398,9 @@ class Tracker:
         )
 
     def _stopped(self, pull: _Pull, now: float) -> None:
-        """Failures visible before the ingests go. containerd 2.x keeps a failed pull's ingests
-        until its next garbage collection (seconds to a minute), so waiting for them to vanish
-        is not enough. Two signs: a copy that ended early (a ragged offset short of the total)
+        """Failures visible before the ingests go (containerd 2.x drops a failed pull's
+        ingests with its lease, which on a busy node can wait for garbage collection). Two
+        signs: a copy that ended early (a ragged offset short of the total)
         while none of the pull's layers moves; and a layer that stopped while all its siblings
         finished, for far longer than it ever took to move a step."""
         if pull.error:
@@ -465,7 +465,7 @@ class Tracker:
         if layer.state != "queued" or layer.queued_seen is None:
             return opened
         waited = layer.queued_seen
-        return next((t for t in self._commits if t >= waited), waited)
+        return min((t for t in self._commits if t >= waited), default=waited)
 
     def _measure(self, now: float) -> None:
         """Samples every active pull's bytes at the latest instant at which each downloading

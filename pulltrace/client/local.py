@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 
 from pulltrace.client.source import ConnectionState, Message, Snapshot
 from pulltrace.containerd import ContainerdError, ContentClient
-from pulltrace.tracker import Tracker, shares_download_slots
+from pulltrace.tracker import Tracker
 
 
 class ContainerdSource:
@@ -38,9 +38,6 @@ class ContainerdSource:
             healthy: bool | None = None
             while True:
                 try:
-                    if tracker.shared_slots is None:
-                        version = await asyncio.to_thread(client.check)
-                        tracker.shared_slots = shares_download_slots(version)
                     pulls = await asyncio.to_thread(tracker.poll)
                 except ContainerdError as err:
                     if healthy is not False:

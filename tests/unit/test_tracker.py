@@ -278,7 +278,8 @@ def test_a_layer_waiting_for_a_shared_slot_is_queued_until_its_bytes_move(
 ) -> None:
     layers = [blob(3000) for _ in range(4)]
     store.push_manifest(layers, "app")
-    clock, tracker = Clock(store), Tracker(store, "n1", download_slots=3)
+    clock = Clock(store)
+    tracker = Tracker(store, "n1", download_slots=3, shared_slots=True)
     refs = [f"layer-{digest_of(layer)}" for layer in layers]
     for ref in refs:  # containerd 2.x opens every layer's ingest at once
         store.write(ref, 0, 3000)
@@ -287,7 +288,6 @@ def test_a_layer_waiting_for_a_shared_slot_is_queued_until_its_bytes_move(
     (pull,) = clock.poll(tracker)
     assert [layer.queued for layer in pull.layers] == [False, False, False, True]
     assert pull.layers[3].started_at is None and pull.layers[3].bytes_per_sec == 0
-    assert tracker.shared_slots
     store.commit(layers[0])
     freed = store.now
     (pull,) = clock.poll(tracker)
@@ -322,16 +322,31 @@ def test_containerd_2_shares_its_download_slots(version: str, shared: bool) -> N
     assert shares_download_slots(version) is shared
 
 
-def test_one_containerd_1_pull_never_queues(store: FakeStore) -> None:
-    """1.x opens an ingest only once a slot is taken: a 0 B ingest is downloading."""
-    layers = [blob(3000) for _ in range(3)]
+def test_containerd_1_never_queues(store: FakeStore) -> None:
+    """1.x opens an ingest only once one of the pull's slots is taken: at 0 B it downloads."""
+    layers = [blob(3000) for _ in range(5)]
     store.push_manifest(layers, "app")
-    clock, tracker = Clock(store), Tracker(store, "n1", download_slots=3)
+    clock = Clock(store)
+    tracker = Tracker(store, "n1", download_slots=3, shared_slots=False)
     for i, layer in enumerate(layers):
-        store.write(f"layer-{digest_of(layer)}", 1000 * (i > 0), 3000)
+        store.write(f"layer-{digest_of(layer)}", 1000 * (i > 2), 3000)
     (pull,) = clock.poll(tracker)
     assert not any(layer.queued for layer in pull.layers)
-    assert tracker.shared_slots is None
+
+
+def test_more_layers_seen_downloading_at_once_than_slots_means_more_slots(
+    store: FakeStore,
+) -> None:
+    layers = [blob(3000) for _ in range(6)]
+    store.push_manifest(layers, "app")
+    clock = Clock(store)
+    tracker = Tracker(store, "n1", download_slots=3, shared_slots=True)
+    refs = [f"layer-{digest_of(layer)}" for layer in layers]
+    for i, ref in enumerate(refs):
+        store.write(ref, 1000 * (i < 4), 3000)
+    (pull,) = clock.poll(tracker)
+    assert tracker.download_slots == 4
+    assert [layer.queued for layer in pull.layers] == [False] * 4 + [True] * 2
 
 
 MiB = 1 << 20
