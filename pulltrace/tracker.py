@@ -148,6 +148,11 @@ class _Pull:
         return self.phase in ("resolving", "pulling")
 
 
+def _counts(pulls: list[_Pull], t: float) -> dict[str, float]:
+    """Each pull's bytes at ``t`` on containerd's clock."""
+    return {p.key: sum(layer.bytes.at(t) for layer in p.layers.values()) for p in pulls}
+
+
 def _ragged(offset: int, total: int) -> bool:
     return 0 < offset < total and offset % COPY_BUFFER != 0
 
@@ -495,15 +500,18 @@ class Tracker:
             if starts and min(starts) < instant:
                 samples.append((min(starts), {}))
         if not samples or instant > samples[-1][0]:
-            counts = {
-                p.key: sum(layer.bytes.at(instant) for layer in p.layers.values()) for p in active
-            }
-            samples.append((instant, counts))
+            samples.append((instant, _counts(active, instant)))
             for layer in layers.values():
                 layer.bytes.forget_before(instant)
         while len(samples) > 2 and samples[1][0] <= instant - self.rate_window:
             samples.popleft()
         (t0, before), (t1, after) = samples[0], samples[-1]
+        if t1 <= t0:
+            # Nothing measured yet: until every downloading layer has stamped its first step,
+            # count the layers that have, for the speed shown, but keep no sample of it.
+            steps = [last[0] for x in layers.values() if x.downloading and (last := x.bytes.last)]
+            t1 = min(steps, default=t0)
+            after = _counts(active, t1)
         for p in active:
             grown = after.get(p.key, 0.0) - before.get(p.key, 0.0)
             p.speed = grown / (t1 - t0) if t1 > t0 and grown > 0 else 0.0
