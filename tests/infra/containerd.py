@@ -38,8 +38,8 @@ DISABLED_PLUGINS = (
     "io.containerd.internal.v1.tracing",
 )
 
-_CONFIG_V2 = """\
-version = 2
+# Where either config version puts the daemon's own files, with double-quoted keys both read.
+_BASE = """\
 root = "{root}"
 state = "{state}"
 disabled_plugins = [{disabled}]
@@ -49,7 +49,12 @@ disabled_plugins = [{disabled}]
 
 [plugins."io.containerd.internal.v1.opt"]
   path = "{dir}/opt"
+"""
 
+_CONFIG_V2 = (
+    "version = 2\n"
+    + _BASE
+    + """
 [plugins."{cri}"]
   sandbox_image = "registry.k8s.io/pause:3.6"
   stream_server_address = "127.0.0.1"
@@ -66,22 +71,15 @@ disabled_plugins = [{disabled}]
   [plugins."{cri}".registry]
     config_path = "{certs}"
 """
+)
 
 # containerd 2.x: the CRI plugin is split into images and runtime plugins, and pulls go through
 # the transfer service, which has its own registry hosts, download slots and unpack platforms
 # (without unpack_config, `ctr images pull` fails with "no unpack platforms defined").
-_CONFIG_V3 = """\
-version = 3
-root = "{root}"
-state = "{state}"
-disabled_plugins = [{disabled}]
-
-[grpc]
-  address = "{address}"
-
-[plugins.'io.containerd.internal.v1.opt']
-  path = "{dir}/opt"
-
+_CONFIG_V3 = (
+    "version = 3\n"
+    + _BASE
+    + """
 [plugins.'io.containerd.cri.v1.images']
   snapshotter = "{snapshotter}"
   max_concurrent_downloads = {max_concurrent_downloads}
@@ -108,6 +106,7 @@ disabled_plugins = [{disabled}]
     platform = "linux/amd64"
     snapshotter = "{snapshotter}"
 """
+)
 
 _HOSTS_TOML = """\
 server = "http://{host_port}"

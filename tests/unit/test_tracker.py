@@ -97,14 +97,20 @@ def test_small_layer_finished_between_polls_counts_as_downloaded(store: FakeStor
     assert pull.downloaded_bytes == 1100
 
 
-def test_vanished_ingest_without_blob_fails_the_pull_once_confirmed(store: FakeStore) -> None:
-    layers = [blob(1000)]
-    store.push_manifest(layers, "app")
+def vanishing(store: FakeStore) -> tuple[Clock, Tracker, bytes, str]:
+    """One layer seen at 400 of 1000 bytes, whose ingest is then gone."""
+    layer = blob(1000)
+    store.push_manifest([layer], "app")
     clock, tracker = Clock(store), Tracker(store, "n1", vanish_grace=1.0)
-    ref = f"layer-{digest_of(layers[0])}"
+    ref = f"layer-{digest_of(layer)}"
     store.write(ref, 400, 1000)
     clock.poll(tracker)
     del store.ingests[ref]
+    return clock, tracker, layer, ref
+
+
+def test_vanished_ingest_without_blob_fails_the_pull_once_confirmed(store: FakeStore) -> None:
+    clock, tracker, _, _ = vanishing(store)
     (pull,) = clock.poll(tracker, 0.5)
     assert pull.phase == "pulling", "one poll that misses the ingest is not yet a failure"
     (pull,) = clock.poll(tracker, 0.9)
@@ -118,29 +124,17 @@ def test_vanished_ingest_without_blob_fails_the_pull_once_confirmed(store: FakeS
 def test_blob_listed_after_its_ingest_vanished_completes_the_pull(store: FakeStore) -> None:
     """containerd drops the ingest before it lists the committed blob; a poll in between must
     not fail the pull."""
-    layers = [blob(1000)]
-    store.push_manifest(layers, "app")
-    clock, tracker = Clock(store), Tracker(store, "n1", vanish_grace=1.0)
-    ref = f"layer-{digest_of(layers[0])}"
-    store.write(ref, 400, 1000)
-    clock.poll(tracker)
-    del store.ingests[ref]
+    clock, tracker, layer, _ = vanishing(store)
     phases = [p.phase for p in clock.poll(tracker, 0.1)]
     phases += [p.phase for p in clock.poll(tracker, 0.1)]
-    store.commit(layers[0])
+    store.commit(layer)
     (pull,) = clock.poll(tracker, 5.0)
     assert phases == ["pulling", "pulling"]
     assert pull.phase == "completed" and not pull.error
 
 
 def test_an_ingest_that_comes_back_is_no_longer_vanishing(store: FakeStore) -> None:
-    layers = [blob(1000)]
-    store.push_manifest(layers, "app")
-    clock, tracker = Clock(store), Tracker(store, "n1", vanish_grace=1.0)
-    ref = f"layer-{digest_of(layers[0])}"
-    store.write(ref, 400, 1000)
-    clock.poll(tracker)
-    del store.ingests[ref]
+    clock, tracker, _, ref = vanishing(store)
     clock.poll(tracker, 0.9)
     store.write(ref, 500, 1000)
     clock.poll(tracker, 0.5)
@@ -273,19 +267,26 @@ def test_two_pulls_speeds_add_up_to_the_node_rate(store: FakeStore) -> None:
     assert pulls["reg.local:5000/b"].bytes_per_sec == pytest.approx(500, rel=1e-6)
 
 
+def opened_at_once(
+    store: FakeStore, offsets: list[int], shared: bool = True
+) -> tuple[Clock, Tracker, list[bytes], list[str], PullStatus]:
+    """One pull whose layers' ingests are all open (as containerd 2.x opens them), at these
+    offsets, polled once with 3 download slots."""
+    layers = [blob(3000) for _ in offsets]
+    store.push_manifest(layers, "app")
+    clock = Clock(store)
+    tracker = Tracker(store, "n1", download_slots=3, shared_slots=shared)
+    refs = [f"layer-{digest_of(layer)}" for layer in layers]
+    for ref, offset in zip(refs, offsets, strict=True):
+        store.write(ref, offset, 3000)
+    (pull,) = clock.poll(tracker)
+    return clock, tracker, layers, refs, pull
+
+
 def test_a_layer_waiting_for_a_shared_slot_is_queued_until_its_bytes_move(
     store: FakeStore,
 ) -> None:
-    layers = [blob(3000) for _ in range(4)]
-    store.push_manifest(layers, "app")
-    clock = Clock(store)
-    tracker = Tracker(store, "n1", download_slots=3, shared_slots=True)
-    refs = [f"layer-{digest_of(layer)}" for layer in layers]
-    for ref in refs:  # containerd 2.x opens every layer's ingest at once
-        store.write(ref, 0, 3000)
-    for ref in refs[:3]:
-        store.write(ref, 1000, 3000)
-    (pull,) = clock.poll(tracker)
+    clock, tracker, layers, _, pull = opened_at_once(store, [1000, 1000, 1000, 0])
     assert [layer.queued for layer in pull.layers] == [False, False, False, True]
     assert pull.layers[3].started_at is None and pull.layers[3].bytes_per_sec == 0
     store.commit(layers[0])
@@ -298,13 +299,7 @@ def test_a_layer_waiting_for_a_shared_slot_is_queued_until_its_bytes_move(
 def test_at_0_bytes_no_more_layers_download_than_there_are_shared_slots(
     store: FakeStore,
 ) -> None:
-    layers = [blob(3000) for _ in range(4)]
-    store.push_manifest(layers, "app")
-    clock, tracker = Clock(store), Tracker(store, "n1", download_slots=3, shared_slots=True)
-    refs = [f"layer-{digest_of(layer)}" for layer in layers]
-    for ref in refs:
-        store.write(ref, 0, 3000)
-    (pull,) = clock.poll(tracker)
+    clock, tracker, _, refs, pull = opened_at_once(store, [0, 0, 0, 0])
     assert [layer.queued for layer in pull.layers] == [False, False, False, True]
     # the guess was wrong: the fourth got a slot, the third did not
     store.write(refs[3], 1000, 3000)
@@ -324,27 +319,14 @@ def test_containerd_2_shares_its_download_slots(version: str, shared: bool) -> N
 
 def test_containerd_1_never_queues(store: FakeStore) -> None:
     """1.x opens an ingest only once one of the pull's slots is taken: at 0 B it downloads."""
-    layers = [blob(3000) for _ in range(5)]
-    store.push_manifest(layers, "app")
-    clock = Clock(store)
-    tracker = Tracker(store, "n1", download_slots=3, shared_slots=False)
-    for i, layer in enumerate(layers):
-        store.write(f"layer-{digest_of(layer)}", 1000 * (i > 2), 3000)
-    (pull,) = clock.poll(tracker)
+    *_, pull = opened_at_once(store, [0, 0, 0, 1000, 1000], shared=False)
     assert not any(layer.queued for layer in pull.layers)
 
 
 def test_more_layers_seen_downloading_at_once_than_slots_means_more_slots(
     store: FakeStore,
 ) -> None:
-    layers = [blob(3000) for _ in range(6)]
-    store.push_manifest(layers, "app")
-    clock = Clock(store)
-    tracker = Tracker(store, "n1", download_slots=3, shared_slots=True)
-    refs = [f"layer-{digest_of(layer)}" for layer in layers]
-    for i, ref in enumerate(refs):
-        store.write(ref, 1000 * (i < 4), 3000)
-    (pull,) = clock.poll(tracker)
+    _, tracker, _, _, pull = opened_at_once(store, [1000] * 4 + [0] * 2)
     assert tracker.download_slots == 4
     assert [layer.queued for layer in pull.layers] == [False] * 4 + [True] * 2
 
