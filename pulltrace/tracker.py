@@ -426,7 +426,12 @@ class Tracker:
                 continue
             last = layer.bytes.last
             since = last[0] if last else started.timestamp()
-            usual = (since - started.timestamp()) / layer.steps if layer.steps else 0.0
+            if layer.steps:
+                usual = (since - started.timestamp()) / layer.steps
+            elif pull.speed > 0:  # no step of its own yet: one at the pull's pace
+                usual = COPY_BUFFER / pull.speed
+            else:
+                continue
             idle = now - since
             if idle > max(self.sibling_stall, 10 * usual):
                 what = f"stopped for {idle:.0f}s at {layer.offset} of {layer.total} bytes"

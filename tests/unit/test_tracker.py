@@ -382,6 +382,19 @@ def test_a_layer_stopped_while_its_siblings_finished_fails(store: FakeStore) -> 
     assert "while the rest of the image finished" in pull.error
 
 
+def test_a_last_layer_waits_for_its_first_step_at_the_pulls_pace(store: FakeStore) -> None:
+    """A layer with no step of its own yet is expected to take a MiB at the pull's speed."""
+    layers = [blob(2000), blob(5000)]
+    store.push_manifest(layers, "app")
+    clock, tracker = Clock(store), Tracker(store, "n1", sibling_stall=10.0)
+    store.write(f"layer-{digest_of(layers[0])}", 1000, 2000)  # 1000 B/s
+    clock.poll(tracker)
+    store.commit(layers[0])
+    store.write(f"layer-{digest_of(layers[1])}", 0, 5000)
+    phases = [clock.poll(tracker)[0].phase for _ in range(30)]
+    assert set(phases) == {"pulling"}, "1 MiB at 1000 B/s takes far longer than 30 s"
+
+
 def test_one_poll_costs_one_list_statuses_once_manifests_are_known(store: FakeStore) -> None:
     layers = [blob(1000), blob(1000)]
     store.push_manifest(layers, "app")
