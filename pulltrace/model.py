@@ -63,6 +63,9 @@ class LayerStatus(_Wire):
     completed_at: datetime | None = None
     cached: bool = False
     total_known: bool = False
+    queued: bool = False
+    """Waiting for one of containerd's download slots (2.x shares them across the node's
+    pulls); ``startedAt`` is unset until its bytes begin to move."""
 
 
 class PullStatus(_Wire):

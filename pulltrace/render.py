@@ -359,6 +359,8 @@ def layer_state(layer: LayerStatus) -> str:
         return "cached"
     if layer.completed_at is not None or (layer.total_known and layer.percent >= 100):
         return "done"
+    if layer.queued:
+        return "queued"  # for one of containerd's download slots, taken by other layers
     if layer.started_at is None and not layer.downloaded_bytes:
         return "waiting"
     return "pulling"
@@ -371,7 +373,9 @@ def layer_cells(layer: LayerStatus, bar_width: int, color: bool) -> tuple[Cell, 
     phase = "completed" if state in ("done", "cached") else "pulling"
     have = layer.total_bytes if state in ("done", "cached") else layer.downloaded_bytes
     size = f"{compact_bytes(have)}/{compact_bytes(layer.total_bytes)}"
-    state_style = {"cached": p.cached, "done": p.ok, "waiting": p.muted}.get(state, p.active)
+    state_style = {"cached": p.cached, "done": p.ok, "waiting": p.muted, "queued": p.muted}.get(
+        state, p.active
+    )
     return (
         ((short_digest(layer.digest), p.muted),),
         ((media_kind(layer.media_type), ""),),

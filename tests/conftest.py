@@ -11,11 +11,11 @@ from collections.abc import Generator, Iterator
 
 import pytest
 
-from tests.infra.containerd import CONTAINERD_BIN, Containerd
+from tests.infra.containerd import Containerd, ContainerdError, selected_release
 from tests.infra.images import ImagePusher
 from tests.infra.proxy import ThrottleProxy
 from tests.infra.registry import REGISTRY_BIN, Registry
-from tests.infra.util import CTR, MiB, tail
+from tests.infra.util import MiB, tail
 from tests.report_sink import ReportSink, serve_sink
 
 DEFAULT_THROTTLE = 2 * MiB  # bytes/s: a few-MiB image takes a couple of seconds to pull
@@ -25,11 +25,24 @@ def e2e_unavailable() -> str | None:
     """Why this machine cannot run the end-to-end tests, or None when it can."""
     if os.geteuid() != 0:
         return "end-to-end tests need root (containerd)"
-    missing = [b for b in (CONTAINERD_BIN, CTR, REGISTRY_BIN) if not os.access(b, os.X_OK)]
+    missing = [b for b in (REGISTRY_BIN,) if not os.access(b, os.X_OK)]
     if missing:
         need = ", ".join(missing)
         return f"end-to-end tests need {need} (apt-get install containerd docker-registry)"
+    try:
+        selected_release()
+    except ContainerdError as err:
+        return str(err)
     return None
+
+
+def pytest_report_header() -> str:
+    """Which containerd the e2e tests ran against, in every run's log."""
+    try:
+        release = selected_release()
+    except ContainerdError as err:
+        return f"containerd: {err}"
+    return f"containerd: {release.version} ({release.series}, {release.bin_dir})"
 
 
 def require_e2e() -> None:

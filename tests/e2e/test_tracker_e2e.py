@@ -21,7 +21,7 @@ from tests.infra.images import ImagePusher, PushedImage
 from tests.infra.proxy import ThrottleProxy
 from tests.infra.util import MiB, wait_for
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.containerd_matrix]
 
 HOST = "127.0.0.1"  # containerd drops the registry port from its distribution.source label
 

@@ -3,17 +3,28 @@
 It never touches the host's /var/lib/containerd or /run/containerd: root, state, socket, config
 and registry hosts all live in one short /tmp dir, so several can run side by side and a test
 can restart one mid-pull without losing its content store.
+
+Which containerd runs is chosen by ``PULLTRACE_TEST_CONTAINERD`` (``1.6``, the default and the
+machine's own, ``1.7`` or ``2.x``): scripts/fetch-containerd.sh unpacks the others from Debian's
+packages, and each release gets the config format it reads natively (version 2 up to 1.7,
+version 3 from 2.0 on, which 2.x would otherwise migrate with a warning).
 """
 
 from __future__ import annotations
 
+import functools
+import os
+import re
 import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from .util import Managed, remove_tree, run_ctr, short_tmpdir, tail, terminate_group, wait_for
 
-CONTAINERD_BIN = "/usr/bin/containerd"
+SERIES_ENV = "PULLTRACE_TEST_CONTAINERD"
+SERIES = ("1.6", "1.7", "2.x")
+FETCH_SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "fetch-containerd.sh"
 CRI_PLUGIN = "io.containerd.grpc.v1.cri"
 
 # Plugins that need kernel features or host services a sandbox lacks; disabled so their init
@@ -27,8 +38,8 @@ DISABLED_PLUGINS = (
     "io.containerd.internal.v1.tracing",
 )
 
-_CONFIG = """\
-version = 2
+# Where either config version puts the daemon's own files, with double-quoted keys both read.
+_BASE = """\
 root = "{root}"
 state = "{state}"
 disabled_plugins = [{disabled}]
@@ -38,7 +49,12 @@ disabled_plugins = [{disabled}]
 
 [plugins."io.containerd.internal.v1.opt"]
   path = "{dir}/opt"
+"""
 
+_CONFIG_V2 = (
+    "version = 2\n"
+    + _BASE
+    + """
 [plugins."{cri}"]
   sandbox_image = "registry.k8s.io/pause:3.6"
   stream_server_address = "127.0.0.1"
@@ -55,18 +71,114 @@ disabled_plugins = [{disabled}]
   [plugins."{cri}".registry]
     config_path = "{certs}"
 """
+)
+
+# containerd 2.x: the CRI plugin is split into images and runtime plugins, and pulls go through
+# the transfer service, which has its own registry hosts, download slots and unpack platforms
+# (without unpack_config, `ctr images pull` fails with "no unpack platforms defined").
+_CONFIG_V3 = (
+    "version = 3\n"
+    + _BASE
+    + """
+[plugins.'io.containerd.cri.v1.images']
+  snapshotter = "{snapshotter}"
+  max_concurrent_downloads = {max_concurrent_downloads}
+
+  [plugins.'io.containerd.cri.v1.images'.pinned_images]
+    sandbox = "registry.k8s.io/pause:3.10"
+
+  [plugins.'io.containerd.cri.v1.images'.registry]
+    config_path = "{certs}"
+
+[plugins.'io.containerd.cri.v1.runtime'.cni]
+  bin_dirs = ["{dir}/cni/bin"]
+  conf_dir = "{dir}/cni/net.d"
+
+[plugins.'{cri}']
+  stream_server_address = "127.0.0.1"
+  stream_server_port = "0"
+
+[plugins.'io.containerd.transfer.v1.local']
+  config_path = "{certs}"
+  max_concurrent_downloads = {max_concurrent_downloads}
+
+  [[plugins.'io.containerd.transfer.v1.local'.unpack_config]]
+    platform = "linux/amd64"
+    snapshotter = "{snapshotter}"
+"""
+)
 
 _HOSTS_TOML = """\
 server = "http://{host_port}"
 
 [host."http://{host_port}"]
   capabilities = ["pull", "resolve"]
-  skip_verify = true
 """
 
 
 class ContainerdError(RuntimeError):
     """containerd failed to start; the message carries the end of its log."""
+
+
+@dataclass(frozen=True)
+class Release:
+    """One containerd release the tests can run: its binaries and what it calls itself."""
+
+    series: str
+    bin_dir: Path
+    version: str  # as ``containerd --version`` prints it, e.g. 2.1.9+unknown
+
+    @property
+    def containerd(self) -> str:
+        return str(self.bin_dir / "containerd")
+
+    @property
+    def ctr(self) -> str:
+        return str(self.bin_dir / "ctr")
+
+    @property
+    def major(self) -> int:
+        return int(self.version.split(".")[0])
+
+    @property
+    def config_template(self) -> str:
+        return _CONFIG_V3 if self.major >= 2 else _CONFIG_V2
+
+
+def selected_series() -> str:
+    series = os.environ.get(SERIES_ENV, "") or "1.6"
+    if series not in SERIES:
+        raise ContainerdError(f"{SERIES_ENV}={series!r}: expected one of {', '.join(SERIES)}")
+    return series
+
+
+@functools.cache
+def selected_release(series: str | None = None) -> Release:
+    """The release ``series`` names (by default the one the environment selects), fetched and
+    unpacked on first use; raises ContainerdError with the script's own words when it cannot."""
+    series = series or selected_series()
+    proc = subprocess.run(
+        ["bash", str(FETCH_SCRIPT), series], capture_output=True, text=True, check=False
+    )
+    if proc.returncode != 0 or not proc.stdout.strip():
+        raise ContainerdError(
+            f"cannot get containerd {series}: {proc.stderr.strip() or proc.stdout.strip()}"
+        )
+    bin_dir = Path(proc.stdout.split()[-1])
+    try:
+        out = subprocess.run(
+            [str(bin_dir / "containerd"), "--version"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise ContainerdError(f"containerd {series} in {bin_dir} does not run: {exc}") from exc
+    match = re.search(r" v?(\d+\.\d+\.\d+\S*)", out)
+    if match is None:
+        raise ContainerdError(f"cannot read the version of containerd {series}: {out.strip()}")
+    return Release(series, bin_dir, match.group(1))
 
 
 class Containerd(Managed):
@@ -77,7 +189,7 @@ class Containerd(Managed):
         *,
         snapshotter: str = "native",
         max_concurrent_downloads: int = 3,
-        binary: str = CONTAINERD_BIN,
+        release: Release | None = None,
         start_timeout: float = 30.0,
     ) -> None:
         self.dir = short_tmpdir("pt-")
@@ -89,7 +201,7 @@ class Containerd(Managed):
         self.address = str(self.dir / "containerd.sock")
         self.snapshotter = snapshotter
         self.max_concurrent_downloads = max_concurrent_downloads
-        self.binary = binary
+        self.release = release or selected_release()
         self.start_timeout = start_timeout
         self.last_start_seconds = 0.0  # how long the latest start() took, for reports
         self._proc: subprocess.Popen[bytes] | None = None
@@ -107,7 +219,7 @@ class Containerd(Managed):
 
     def write_config(self) -> None:
         self.config_path.write_text(
-            _CONFIG.format(
+            self.release.config_template.format(
                 root=self.root,
                 state=self.state,
                 dir=self.dir,
@@ -137,7 +249,7 @@ class Containerd(Managed):
             log.write(f"\n=== start {time.strftime('%H:%M:%S')} ===\n".encode())
             log.flush()
             self._proc = subprocess.Popen(
-                [self.binary, "--config", str(self.config_path), "--log-level", "info"],
+                [self.release.containerd, "--config", str(self.config_path), "--log-level", "info"],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
@@ -160,8 +272,8 @@ class Containerd(Managed):
         if proc is None or proc.poll() is not None:
             raise ContainerdError(f"containerd exited with status {proc and proc.returncode}")
         try:
-            run_ctr(self.address, "version", timeout=5)
-            plugins = run_ctr(self.address, "plugins", "ls", timeout=5)
+            self.ctr("version", timeout=5)
+            plugins = self.ctr("plugins", "ls", timeout=5)
         except (subprocess.CalledProcessError, subprocess.TimeoutExpired):
             return False
         for line in plugins.splitlines():
@@ -184,7 +296,9 @@ class Containerd(Managed):
         return self.start()
 
     def ctr(self, *args: str, namespace: str = "k8s.io", timeout: float = 30.0) -> str:
-        return run_ctr(self.address, *args, namespace=namespace, timeout=timeout)
+        return run_ctr(
+            self.address, *args, namespace=namespace, timeout=timeout, ctr=self.release.ctr
+        )
 
     def active_ingests(self, namespace: str = "k8s.io") -> dict[str, str]:
         """``ctr content active``: ingest ref -> human-readable bytes so far."""

@@ -14,7 +14,7 @@ from typing import Any, Generic, TypeVar
 import grpc
 
 from ..cri_pb import api_pb2
-from .util import CTR
+from .containerd import selected_release
 
 IMAGE_SERVICE = "/runtime.v1.ImageService/"
 
@@ -78,8 +78,9 @@ def ctr_pull(
     all_platforms: bool = False,
     timeout: float = 120.0,
 ) -> str:
-    """``ctr images pull`` (which unpacks too); returns its output, raises with it on failure."""
-    cmd = [CTR, "--address", address, "--namespace", namespace, "images", "pull"]
+    """``ctr images pull`` (which unpacks too) with the selected release's own ``ctr`` (2.x's
+    pulls through the transfer service); returns its output, raises with it on failure."""
+    cmd = [selected_release().ctr, "--address", address, "--namespace", namespace, "images", "pull"]
     cmd += ["--snapshotter", snapshotter]
     if plain_http:
         cmd.append("--plain-http")

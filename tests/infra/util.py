@@ -82,9 +82,11 @@ def remove_tree(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
 
 
-def run_ctr(address: str, *args: str, namespace: str = "k8s.io", timeout: float = 30.0) -> str:
+def run_ctr(
+    address: str, *args: str, namespace: str = "k8s.io", timeout: float = 30.0, ctr: str = CTR
+) -> str:
     """Runs ``ctr`` against one socket and returns stdout; a failure carries ctr's stderr."""
-    cmd = [CTR, "--address", address, "--namespace", namespace, *args]
+    cmd = [ctr, "--address", address, "--namespace", namespace, *args]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
     if proc.returncode != 0:
         raise subprocess.CalledProcessError(proc.returncode, cmd, proc.stdout, proc.stderr)

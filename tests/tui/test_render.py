@@ -137,6 +137,12 @@ def test_layer_cells() -> None:
     assert render.media_kind("application/vnd.docker.image.rootfs.diff.tar.gzip") == "tar.gzip"
     waiting = LayerStatus(digest="sha256:bb", total_bytes=MiB)
     assert render.layer_state(waiting) == "waiting"
+    queued = LayerStatus(digest="sha256:cc", total_bytes=MiB, queued=True)
+    assert [render.plain(c) for c in render.layer_cells(queued, 5, False)][3:] == [
+        "0B/1.0M",
+        "-",
+        "queued",
+    ]
 
 
 @pytest.mark.parametrize("width", [80, 100, 120, 160, 200])

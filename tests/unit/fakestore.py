@@ -34,16 +34,21 @@ class FakeStore:
         self.now += timedelta(seconds=seconds)
         return self.now
 
-    def commit(self, data: bytes, labels: dict[str, str] | None = None) -> str:
+    def commit(
+        self, data: bytes, labels: dict[str, str] | None = None, at: datetime | None = None
+    ) -> str:
         digest = digest_of(data)
-        self.blobs[digest] = (data, dict(labels or {}), self.now)
+        self.blobs[digest] = (data, dict(labels or {}), at or self.now)
         self.ingests.pop(f"layer-{digest}", None)
         return digest
 
-    def write(self, ref: str, offset: int, total: int) -> None:
+    def write(self, ref: str, offset: int, total: int, at: datetime | None = None) -> None:
+        """``at`` stamps the write at another instant than now, as containerd stamps each
+        1 MiB step when it happens, whenever we poll."""
         old = self.ingests.get(ref)
-        started = old.started_at if old else self.now
-        updated = self.now if old is None or offset != old.offset else old.updated_at
+        stamp = at or self.now
+        started = old.started_at if old else stamp
+        updated = stamp if old is None or offset != old.offset else old.updated_at
         self.ingests[ref] = Ingest(ref, "", offset, total, started, updated)
 
     def push_manifest(self, layers: list[bytes], repo: str, host: str = "reg.local:5000") -> str:

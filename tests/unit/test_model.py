@@ -52,7 +52,7 @@ def test_wire_names_are_the_v1_camel_case_names() -> None:
     assert set(doc["pods"][0]) == {"namespace", "podName", "container"}
     assert {
         "digest", "mediaType", "totalBytes", "downloadedBytes", "bytesPerSec", "percent",
-        "startedAt", "completedAt", "cached", "totalKnown",
+        "startedAt", "completedAt", "cached", "totalKnown", "queued",
     } == set(doc["layers"][0])  # fmt: skip
     assert doc["startedAt"] == "2026-11-22T12:00:00Z"
 

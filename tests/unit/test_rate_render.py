@@ -6,7 +6,7 @@ import pytest
 
 from pulltrace import render
 from pulltrace.model import PullStatus
-from pulltrace.rate import RateWindow, eta_seconds
+from pulltrace.rate import RateWindow, Trajectory, eta_seconds
 
 
 def test_rate_spans_the_window_and_ignores_older_samples() -> None:
@@ -31,6 +31,24 @@ def test_rate_keeps_the_larger_value_for_a_repeated_timestamp() -> None:
     window.add(1.0, 10)
     window.add(1.0, 30)
     assert window.rate() == 30.0
+
+
+def test_trajectory_is_exact_at_its_points_and_linear_between() -> None:
+    path = Trajectory()
+    assert path.at(5.0) == 0.0 and path.last is None
+    for t, v in ((10.0, 0), (12.0, 1000), (12.0, 5000), (11.0, 9000), (14.0, 2000)):
+        path.add(t, v)  # a repeated, earlier or smaller point is ignored
+    assert path.last == (14.0, 2000) and len(path) == 3
+    assert [path.at(t) for t in (9.0, 10.0, 11.0, 12.0, 13.5, 20.0)] == [
+        0.0,
+        0.0,
+        500.0,
+        1000.0,
+        1750.0,
+        2000.0,
+    ]
+    path.forget_before(13.0)
+    assert len(path) == 2 and path.at(13.5) == 1750.0 and path.first == 12.0
 
 
 def test_eta() -> None:
