@@ -15,6 +15,7 @@ from pulltrace.client.source import ConnectionState, Event, Message, Snapshot
 from pulltrace.model import PodRef, PullEvent, PullStatus
 from pulltrace.tui.app import PulltraceApp
 from pulltrace.tui.widgets.pull_table import PullTable
+from tests.tui.conftest import main_screen
 
 T0 = datetime(2026, 1, 15, 9, 40, tzinfo=UTC)
 MiB = 1024 * 1024
@@ -111,7 +112,7 @@ async def test_a_batch_touches_only_changed_rows_in_view(
         await pilot.pause()
         app.flush()
         await pilot.pause()
-        table = app.main_screen.query_one(PullTable)
+        table = main_screen(app).query_one(PullTable)
         assert table.row_count == N
         await scroll_through(pilot, table)
         assert table.shown.keys() == set(table.order), "every row drawn once"
@@ -159,7 +160,7 @@ async def test_every_pull_at_2_hz_redraws_each_row_in_view_once_per_batch(
         await pilot.pause()
         app.flush()
         await pilot.pause()
-        table = app.main_screen.query_one(PullTable)
+        table = main_screen(app).query_one(PullTable)
         window = on_screen(table)
         calls = Calls(monkeypatch, table)
         for step in range(1, 5):
@@ -186,7 +187,7 @@ async def test_pulls_that_come_and_go_move_rows_and_the_cursor_stays_on_its_line
         await pilot.pause()
         app.flush()
         await pilot.pause()
-        table = app.main_screen.query_one(PullTable)
+        table = main_screen(app).query_one(PullTable)
         await pilot.press("down", "down")
         gone, after = table.order[2], table.order[3]
         stamp = T0 + timedelta(seconds=61)
