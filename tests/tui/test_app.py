@@ -9,16 +9,19 @@ from datetime import UTC, datetime
 
 import pytest
 from rich.console import Console
+from textual.binding import Binding
 from textual.pilot import Pilot
 from textual.widgets import Input, Static
 
 from pulltrace.client.source import ConnectionState, Message, NodeUpdate, Snapshot
 from pulltrace.client.store import ACTIVE_PHASES, Query, SortKey, order
 from pulltrace.model import NodeStatus, PullStatus
+from pulltrace.tui import keys
 from pulltrace.tui.app import PulltraceApp
 from pulltrace.tui.screens.detail import DetailScreen
 from pulltrace.tui.screens.help import HelpScreen, help_table
 from pulltrace.tui.screens.main import MainScreen
+from pulltrace.tui.widgets.header import hints_text
 from pulltrace.tui.widgets.pull_table import PullTable
 from tests.tui.conftest import START, WARMUP, demo_app, main_screen, settle
 
@@ -303,15 +306,52 @@ async def test_question_mark_lists_every_key_and_esc_closes_it() -> None:
         await settle(pilot)
         await pilot.press("question_mark")
         assert isinstance(app.screen, HelpScreen)
-        console = Console(width=80, record=True, file=io.StringIO())
-        console.print(help_table())
-        text = console.export_text()
+        text = help_text()
         for key in ("enter", "esc", "/", ":", "?", "q", "N", "I", "S", "P", "E", "A"):
             assert key in text
         for cmd in (":node", ":ns", ":all", ":failed", ":active", ":q"):
             assert cmd in text
         await pilot.press("escape")
         assert isinstance(app.screen, MainScreen)
+
+
+def help_text() -> str:
+    console = Console(width=80, record=True, file=io.StringIO())
+    console.print(help_table())
+    return console.export_text()
+
+
+def test_help_lists_every_key_each_view_binds() -> None:
+    text = help_text()
+    for owner in (PulltraceApp, MainScreen, PullTable, DetailScreen):
+        for binding in owner.BINDINGS:
+            assert isinstance(binding, Binding)
+            assert keys.key_label(binding) in text, binding
+            assert (binding.tooltip or binding.description) in text, binding
+
+
+def test_a_key_added_to_the_table_is_listed_and_hinted(monkeypatch: pytest.MonkeyPatch) -> None:
+    extra = Binding("x", "app.bell", "ring", key_display="x", id="main.ring")
+    monkeypatch.setattr(keys, "KEYS", (*keys.KEYS, extra))
+    assert "x ring" in " ".join(help_text().split())
+    assert "<x> ring" in " ".join(hints_text().plain.split())
+    assert extra in keys.bound_by("main")
+
+
+async def test_help_and_quit_from_the_detail_and_help_as_a_command() -> None:
+    app = demo_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        await pilot.press("enter", "question_mark")
+        assert isinstance(app.screen, HelpScreen)
+        await pilot.press("question_mark")
+        assert isinstance(app.screen, DetailScreen)
+        await pilot.press("escape")
+        await command(pilot, "help")
+        assert isinstance(app.screen, HelpScreen)
+        await pilot.press("escape", "enter", "q")
+        await pilot.pause()
+    assert not app.is_running
 
 
 @pytest.mark.parametrize("key", ["q", "ctrl+c"])

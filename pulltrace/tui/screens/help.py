@@ -36,12 +36,12 @@ NOTE = (
 
 
 def help_table() -> Table:
-    grid = Table.grid(padding=(0, 2))
-    columns = []
-    sections = [(title, rows) for title, rows in keys.help_sections()]
+    sections = keys.help_sections()
     for title, rows in sections:
         if title == keys.SORT.description.upper():
             rows.append(AFTER_SORT)
+    grid = Table.grid(padding=(0, 2))
+    columns = []
     for title, rows in [*sections, COMMANDS]:
         width = max(len(key) for key, _ in rows) + 1
         section = Text(no_wrap=True, end="")
