@@ -27,10 +27,14 @@ from pulltrace.tui.widgets.pull_table import PullTable
 
 
 class MainScreen(Screen[None]):
-    """Owns the query: ``pull_query`` changes redraw the table, as a reactive's watcher."""
+    """The pull list over the app's store, redrawn when the app says the store changed.
+
+    The scope, filter and sort are this screen's own state, ``pull_query``: keys and commands
+    only set it, and its watcher decides what to redraw."""
 
     BINDINGS: ClassVar[list[BindingType]] = keys.bound_by("main")
     pull_query: var[Query] = var(Query(), always_update=True, init=False)
+    """Set even to the same query (``:all`` with nothing scoped), it redraws from the top."""
 
     def __init__(
         self,
@@ -81,6 +85,8 @@ class MainScreen(Screen[None]):
 
     @on(StoreChanged)
     def store_changed(self) -> None:
+        """The table is the one reader of the store's changed ids, so it drains them here:
+        two batches behind a slow frame are then one redraw that loses neither."""
         self.update(*self.store.drain())
 
     @on(LinkChanged)
