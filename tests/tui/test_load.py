@@ -202,3 +202,40 @@ async def test_pulls_that_come_and_go_move_rows_and_the_cursor_stays_on_its_line
         assert table.row_count == N
         assert table.cursor_row == 2 and table.highlighted_pull() == table.order[2]
         assert "pull-new" in table.shown and table.order.index(after) == 3
+
+
+async def test_batches_queued_behind_a_frame_are_one_redraw_that_loses_neither(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    base = pulls()
+    app = PulltraceApp(Once(base), clock=lambda: T0.timestamp() + 60, flush_interval=3600.0)
+    async with app.run_test(size=(160, 45)) as pilot:
+        await pilot.pause()
+        app.flush()
+        await pilot.pause()
+        screen = main_screen(app)
+        table = screen.query_one(PullTable)
+        first, second = table.order[:2]
+        redraws: list[set[str]] = []
+        update = screen.update
+
+        def counted(dirty: set[str], structural: bool) -> None:
+            redraws.append(set(dirty))
+            update(dirty, structural)
+
+        monkeypatch.setattr(screen, "update", counted)
+        before = table.row_updates
+        for step, pull_id in enumerate((first, second), 1):
+            view = app.store.get(pull_id)
+            assert view is not None
+            event = PullEvent(
+                timestamp=T0 + timedelta(seconds=60 + step),
+                type="pull.progress",
+                node_name=view.pull.node_name,
+                pull=progressed(view.pull, step),
+            )
+            app.inbox.append(Event(event))
+            app.flush()
+        await pilot.pause()
+        assert redraws == [{first, second}]
+        assert table.row_updates - before == 2
