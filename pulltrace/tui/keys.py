@@ -2,7 +2,8 @@
 
 Each binding's ``id`` names the class that binds it (``app``, ``main``, ``table``, ``detail``,
 ``help``), so every class takes its ``BINDINGS`` from here, and the help screen and the header's
-hints are drawn from the same rows: a key added here is bound, listed and hinted at once.
+hints are drawn from the same rows, in this order: a key added here is bound, listed and hinted
+at once.
 
 - ``description``: what the key does, as the header hints it; ``tooltip``, when set, is the
   longer wording the help screen uses instead.
