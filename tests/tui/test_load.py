@@ -4,6 +4,7 @@ counted, not timed."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -65,6 +66,19 @@ class Once:
         yield Snapshot(self.pulls)
 
 
+@asynccontextmanager
+async def loaded(
+    base: list[PullStatus],
+) -> AsyncIterator[tuple[PulltraceApp, Pilot[None], PullTable]]:
+    """The app at 160x45 with ``base`` applied as its snapshot."""
+    app = PulltraceApp(Once(base), clock=lambda: T0.timestamp() + 60, flush_interval=3600.0)
+    async with app.run_test(size=(160, 45)) as pilot:
+        await pilot.pause()
+        app.flush()
+        await pilot.pause()
+        yield app, pilot, main_screen(app).query_one(PullTable)
+
+
 class Calls:
     """Counts what a batch costs the table: rows whose cells were recomputed and found changed
     (each one is a strip rebuilt and a line repainted), and whole-table rebuilds."""
@@ -107,12 +121,7 @@ async def test_a_batch_touches_only_changed_rows_in_view(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     base = pulls()
-    app = PulltraceApp(Once(base), clock=lambda: T0.timestamp() + 60, flush_interval=3600.0)
-    async with app.run_test(size=(160, 45)) as pilot:
-        await pilot.pause()
-        app.flush()
-        await pilot.pause()
-        table = main_screen(app).query_one(PullTable)
+    async with loaded(base) as (app, pilot, table):
         assert table.row_count == N
         await scroll_through(pilot, table)
         assert table.shown.keys() == set(table.order), "every row drawn once"
@@ -155,12 +164,7 @@ async def test_every_pull_at_2_hz_redraws_each_row_in_view_once_per_batch(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     base = pulls()
-    app = PulltraceApp(Once(base), clock=lambda: T0.timestamp() + 60, flush_interval=3600.0)
-    async with app.run_test(size=(160, 45)) as pilot:
-        await pilot.pause()
-        app.flush()
-        await pilot.pause()
-        table = main_screen(app).query_one(PullTable)
+    async with loaded(base) as (app, pilot, table):
         window = on_screen(table)
         calls = Calls(monkeypatch, table)
         for step in range(1, 5):
@@ -182,12 +186,7 @@ async def test_every_pull_at_2_hz_redraws_each_row_in_view_once_per_batch(
 
 async def test_pulls_that_come_and_go_move_rows_and_the_cursor_stays_on_its_line() -> None:
     base = pulls()
-    app = PulltraceApp(Once(base), clock=lambda: T0.timestamp() + 60, flush_interval=3600.0)
-    async with app.run_test(size=(160, 45)) as pilot:
-        await pilot.pause()
-        app.flush()
-        await pilot.pause()
-        table = main_screen(app).query_one(PullTable)
+    async with loaded(base) as (app, pilot, table):
         await pilot.press("down", "down")
         gone, after = table.order[2], table.order[3]
         stamp = T0 + timedelta(seconds=61)
@@ -207,14 +206,8 @@ async def test_pulls_that_come_and_go_move_rows_and_the_cursor_stays_on_its_line
 async def test_batches_queued_behind_a_frame_are_one_redraw_that_loses_neither(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    base = pulls()
-    app = PulltraceApp(Once(base), clock=lambda: T0.timestamp() + 60, flush_interval=3600.0)
-    async with app.run_test(size=(160, 45)) as pilot:
-        await pilot.pause()
-        app.flush()
-        await pilot.pause()
+    async with loaded(pulls()) as (app, pilot, table):
         screen = main_screen(app)
-        table = screen.query_one(PullTable)
         first, second = table.order[:2]
         redraws: list[set[str]] = []
         update = screen.update
