@@ -38,6 +38,7 @@ from pulltrace.client.store import order
 from pulltrace.model import PodRef, PullEvent, PullStatus
 from pulltrace.tui.app import PulltraceApp
 from pulltrace.tui.columns import row_cells
+from pulltrace.tui.screens.main import MainScreen
 from pulltrace.tui.widgets.pull_table import PullTable
 
 MiB = 1024 * 1024
@@ -129,11 +130,12 @@ class Naive:
     """The peer: a stock ``DataTable`` in the pull table's place, cleared and filled with every
     row on each batch."""
 
-    def __init__(self, app: PulltraceApp, table: DataTable[Text]) -> None:
+    def __init__(self, app: PulltraceApp, screen: MainScreen, table: DataTable[Text]) -> None:
         self.app = app
+        self.screen = screen
         self.table = table
         self.rows = 0
-        lay = app.main_screen.table.lay
+        lay = screen.table.lay
         assert lay is not None
         self.lay = lay
         for column in lay.columns:
@@ -142,11 +144,11 @@ class Naive:
     def update(self, dirty: set[str], structural: bool) -> None:
         app, now = self.app, self.app.now()
         self.table.clear()
-        for pull in order(app.store.pulls(), app.pull_query, now):
+        for pull in order(app.store.pulls(), self.screen.pull_query, now):
             cells = row_cells(pull, self.lay, now, app.color).values()
             self.table.add_row(*(Text.assemble(*cell, end="") for cell in cells), key=pull.id)
         self.rows += self.table.row_count
-        app.main_screen.header.show_totals(app.store)
+        self.screen.header.show_totals(app.store)
 
 
 async def measure(name: str, pulls: list[PullStatus], seconds: float, peer: bool) -> Result:
@@ -157,15 +159,17 @@ async def measure(name: str, pulls: list[PullStatus], seconds: float, peer: bool
         await pilot.pause()
         app.flush()
         await pilot.pause()
-        table = app.main_screen.query_one(PullTable)
+        screen = app.screen_stack[0]
+        assert isinstance(screen, MainScreen)
+        table = screen.query_one(PullTable)
         naive: Naive | None = None
         if peer:
             stock: DataTable[Text] = DataTable(cursor_type="row", id="peer")
             stock.styles.height = "1fr"
-            await app.main_screen.mount(stock, after=table)
+            await screen.mount(stock, after=table)
             table.display = False
-            naive = Naive(app, stock)
-            app.main_screen.update = naive.update  # type: ignore[method-assign]
+            naive = Naive(app, screen, stock)
+            screen.update = naive.update  # type: ignore[method-assign]
             naive.update(set(), True)
             await pilot.pause()
             naive.rows = 0

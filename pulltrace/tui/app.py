@@ -1,8 +1,9 @@
-"""The ``watch`` application: consumes a Source in the background and redraws on a timer.
+"""The ``watch`` application: consumes a Source in the background and applies it on a timer.
 
 Messages from the source are queued as they arrive and applied in one batch per tick, so a
-burst of a thousand events costs one table sync, not a thousand; the screens then touch only
-the rows the store marked dirty.
+burst of a thousand events costs one table sync, not a thousand. The app owns the source and
+the store; it tells its screens what changed with messages (``StoreChanged``, ``LinkChanged``)
+and each screen redraws what it shows, touching only the rows the store marked dirty.
 """
 
 from __future__ import annotations
@@ -16,12 +17,13 @@ from typing import ClassVar
 
 from textual import work
 from textual.app import App
-from textual.binding import Binding, BindingType
+from textual.binding import BindingType
 from textual.screen import Screen
 
-from pulltrace.client.source import ConnectionState, LinkState, Message, Snapshot, Source
+from pulltrace.client.source import ConnectionState, Message, Snapshot, Source
 from pulltrace.client.store import ClientStore, Query
-from pulltrace.tui.screens.detail import DetailScreen
+from pulltrace.tui import keys
+from pulltrace.tui.messages import LinkChanged, StoreChanged
 from pulltrace.tui.screens.help import HelpScreen
 from pulltrace.tui.screens.main import MainScreen
 
@@ -31,9 +33,7 @@ FLUSH_INTERVAL = 0.5
 class PulltraceApp(App[None]):
     CSS_PATH = "app.tcss"
     TITLE = "pulltrace"
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("ctrl+c", "quit", "quit", priority=True, show=False),
-    ]
+    BINDINGS: ClassVar[list[BindingType]] = keys.bound_by("app")
 
     def __init__(
         self,
@@ -48,23 +48,29 @@ class PulltraceApp(App[None]):
         super().__init__()
         self.source = source
         self.store = ClientStore()
-        self.pull_query = Query(
+        self.start_query = Query(
             namespace="" if all_namespaces else (namespace or ""),
             node=node or "",
         )
+        """The scope from the command line; the main screen's ``pull_query`` moves on from it."""
         self.color = not self.no_color
         self.clock = clock
         self.flush_interval = flush_interval
         self.inbox: deque[Message] = deque()
-        self.link: LinkState = "offline"
-        self.link_detail = "connecting…"
-        self.main_screen = MainScreen(self)
+        self._freeze = False
 
     def now(self) -> datetime:
         return datetime.fromtimestamp(self.clock(), UTC)
 
     def get_default_screen(self) -> Screen[None]:
-        return self.main_screen
+        return MainScreen(
+            self.store,
+            self.start_query,
+            description=self.source.description,
+            context=self.source.context,
+            now=self.now,
+            color=self.color,
+        )
 
     def on_mount(self) -> None:
         self.consume()
@@ -83,32 +89,27 @@ class PulltraceApp(App[None]):
             self.inbox.append(ConnectionState("offline", "source ended"))
 
     def flush(self) -> None:
-        """Applies queued messages as one batch and redraws what changed."""
-        link_changed = snapshot = False
-        while self.inbox:
-            message = self.inbox.popleft()
-            if not isinstance(message, ConnectionState):
-                self.store.apply(message)
-                snapshot = snapshot or isinstance(message, Snapshot)
-            else:
-                self.link, self.link_detail = message.state, message.detail
-                link_changed = True
-        self.store.sample(self.clock())
-        dirty, structural = self.store.drain()
-        if link_changed:
-            self.main_screen.header.show_link(self.link, self.link_detail)
-        self.main_screen.update(dirty, structural)
-        if snapshot:
+        """Applies queued messages as one batch and tells every open screen."""
+        if self._freeze:
             # A snapshot of a big cluster leaves tens of thousands of long-lived objects (pulls,
             # rows, cells); a full collection scanning them all stalls a frame by ~70 ms. Frozen,
             # they are skipped; anything that dies later is still freed by reference counting.
+            # This runs a tick after the snapshot, once the screens have built their rows.
             gc.freeze()
-        if isinstance(self.screen, DetailScreen):
-            self.screen.update()
-
-    def open_detail(self, pull_id: str) -> None:
-        self.push_screen(DetailScreen(self, pull_id))
+            self._freeze = False
+        link: ConnectionState | None = None
+        while self.inbox:
+            message = self.inbox.popleft()
+            if isinstance(message, ConnectionState):
+                link = message
+            else:
+                self.store.apply(message)
+                self._freeze |= isinstance(message, Snapshot)
+        self.store.sample(self.clock())
+        for screen in self.screen_stack:
+            if link is not None:
+                screen.post_message(LinkChanged(link.state, link.detail))
+            screen.post_message(StoreChanged())
 
     def action_help(self) -> None:
-        if not isinstance(self.screen, HelpScreen):
-            self.push_screen(HelpScreen())
+        self.push_screen(HelpScreen())

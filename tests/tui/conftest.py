@@ -12,6 +12,7 @@ from textual.pilot import Pilot
 
 from pulltrace.client.demo import DemoSource
 from pulltrace.tui.app import PulltraceApp
+from pulltrace.tui.screens.main import MainScreen
 
 START = 1_768_470_000.0
 WARMUP = 90.0
@@ -58,3 +59,10 @@ async def settle(pilot: Pilot[None]) -> None:
         await pilot.pause()
     app.flush()
     await pilot.pause()
+
+
+def main_screen(app: PulltraceApp) -> MainScreen:
+    """The pull list, always at the bottom of the screen stack."""
+    screen = app.screen_stack[0]
+    assert isinstance(screen, MainScreen)
+    return screen

@@ -9,24 +9,27 @@ from datetime import UTC, datetime
 
 import pytest
 from rich.console import Console
+from textual.binding import Binding
 from textual.pilot import Pilot
 from textual.widgets import Input, Static
 
 from pulltrace.client.source import ConnectionState, Message, NodeUpdate, Snapshot
 from pulltrace.client.store import ACTIVE_PHASES, Query, SortKey, order
 from pulltrace.model import NodeStatus, PullStatus
+from pulltrace.tui import keys
 from pulltrace.tui.app import PulltraceApp
 from pulltrace.tui.screens.detail import DetailScreen
 from pulltrace.tui.screens.help import HelpScreen, help_table
 from pulltrace.tui.screens.main import MainScreen
+from pulltrace.tui.widgets.header import hints_text
 from pulltrace.tui.widgets.pull_table import PullTable
-from tests.tui.conftest import START, WARMUP, demo_app, settle
+from tests.tui.conftest import START, WARMUP, demo_app, main_screen, settle
 
 NOW = datetime.fromtimestamp(START + WARMUP, UTC)
 
 
 def table(app: PulltraceApp) -> PullTable:
-    return app.main_screen.query_one(PullTable)
+    return main_screen(app).query_one(PullTable)
 
 
 def rows(app: PulltraceApp) -> list[PullStatus]:
@@ -40,7 +43,7 @@ def rows(app: PulltraceApp) -> list[PullStatus]:
 
 
 def status_line(app: PulltraceApp) -> str:
-    return str(app.main_screen.query_one("#status", Static).render())
+    return str(main_screen(app).query_one("#status", Static).render())
 
 
 async def test_starts_live_with_every_pull_and_active_ones_first() -> None:
@@ -51,8 +54,7 @@ async def test_starts_live_with_every_pull_and_active_ones_first() -> None:
         assert len(shown) == len(app.store) > 30
         phases = [p.phase in ACTIVE_PHASES for p in shown]
         assert phases == sorted(phases, reverse=True)
-        assert app.link == "live"
-        info = str(app.main_screen.query_one("#info", Static).render())
+        info = str(main_screen(app).query_one("#info", Static).render())
         assert "LIVE" in info and "demo" in info
 
 
@@ -62,18 +64,18 @@ async def test_slash_filters_as_you_type_enter_keeps_it_esc_clears_it() -> None:
         await settle(pilot)
         total = table(app).row_count
         await pilot.press("slash")
-        assert app.main_screen.prompt.is_open
+        assert main_screen(app).prompt.is_open
         await pilot.press(*"pytorch")
         shown = rows(app)
         assert 0 < len(shown) < total
         assert all("pytorch" in p.image_ref for p in shown)
         await pilot.press("enter")
-        assert not app.main_screen.prompt.is_open
+        assert not main_screen(app).prompt.is_open
         assert table(app).has_focus
-        assert app.pull_query.text == "pytorch" and table(app).row_count == len(shown)
+        assert main_screen(app).pull_query.text == "pytorch" and table(app).row_count == len(shown)
         assert "pytorch" in str(table(app).border_subtitle)
         await pilot.press("escape")
-        assert app.pull_query.text == "" and table(app).row_count == total
+        assert main_screen(app).pull_query.text == "" and table(app).row_count == total
 
 
 async def test_esc_while_typing_a_filter_drops_it() -> None:
@@ -84,7 +86,7 @@ async def test_esc_while_typing_a_filter_drops_it() -> None:
         await pilot.press("slash", *"gpu-01")
         assert all(p.node_name == "gpu-01" for p in rows(app))
         await pilot.press("escape")
-        assert not app.main_screen.prompt.is_open
+        assert not main_screen(app).prompt.is_open
         assert table(app).row_count == total
 
 
@@ -125,7 +127,7 @@ async def test_scope_commands(line: str, check: object) -> None:
         title = str(table(app).border_title)
         assert line.split()[-1] in title
         await command(pilot, "all")
-        assert table(app).row_count == total and app.pull_query == Query()
+        assert table(app).row_count == total and main_screen(app).pull_query == Query()
 
 
 async def test_all_also_clears_the_filter_and_scopes_combine() -> None:
@@ -138,7 +140,7 @@ async def test_all_also_clears_the_filter_and_scopes_combine() -> None:
         assert shown and all(p.node_name == "gpu-02" and p.phase == "pulling" for p in shown)
         await pilot.press("slash", *"postgres", "enter")
         await command(pilot, "all")
-        assert app.pull_query == Query()
+        assert main_screen(app).pull_query == Query()
 
 
 async def test_colon_q_quits() -> None:
@@ -157,7 +159,7 @@ async def test_unknown_command_says_so_and_esc_abandons_a_command() -> None:
         await command(pilot, "frobnicate")
         assert "unknown command :frobnicate" in status_line(app)
         await pilot.press("colon", *"node gpu-01", "escape")
-        assert app.pull_query == Query() and not app.main_screen.prompt.is_open
+        assert main_screen(app).pull_query == Query() and not main_screen(app).prompt.is_open
 
 
 async def test_command_bar_completes_node_names() -> None:
@@ -165,11 +167,11 @@ async def test_command_bar_completes_node_names() -> None:
     async with app.run_test(size=(120, 40)) as pilot:
         await settle(pilot)
         await pilot.press("colon", *"node gpu-0")
-        field = app.main_screen.query_one("#prompt-input", Input)
+        field = main_screen(app).query_one("#prompt-input", Input)
         await pilot.pause()
         assert field._suggestion == "node gpu-01"
         await pilot.press("right", "enter")
-        assert app.pull_query.node == "gpu-01"
+        assert main_screen(app).pull_query.node == "gpu-01"
 
 
 @pytest.mark.parametrize(
@@ -181,13 +183,13 @@ async def test_sort_keys_and_again_to_reverse(key: str, sort: SortKey) -> None:
     async with app.run_test(size=(120, 40)) as pilot:
         await settle(pilot)
         await pilot.press(key)
-        assert app.pull_query.sort == sort and not app.pull_query.reverse
+        assert main_screen(app).pull_query.sort == sort and not main_screen(app).pull_query.reverse
         expected = order(app.store.pulls(), Query(sort=sort), NOW)
         assert [p.id for p in rows(app)] == [p.id for p in expected]
         first, second = ("↓", "↑") if sort in ("speed", "progress") else ("↑", "↓")
         assert f"sort:{sort}{first}" in str(table(app).border_subtitle)
         await pilot.press(key)
-        assert app.pull_query.reverse
+        assert main_screen(app).pull_query.reverse
         expected = order(app.store.pulls(), Query(sort=sort, reverse=True), NOW)
         assert [p.id for p in rows(app)] == [p.id for p in expected]
         assert f"sort:{sort}{second}" in str(table(app).border_subtitle)
@@ -304,15 +306,52 @@ async def test_question_mark_lists_every_key_and_esc_closes_it() -> None:
         await settle(pilot)
         await pilot.press("question_mark")
         assert isinstance(app.screen, HelpScreen)
-        console = Console(width=80, record=True, file=io.StringIO())
-        console.print(help_table())
-        text = console.export_text()
+        text = help_text()
         for key in ("enter", "esc", "/", ":", "?", "q", "N", "I", "S", "P", "E", "A"):
             assert key in text
         for cmd in (":node", ":ns", ":all", ":failed", ":active", ":q"):
             assert cmd in text
         await pilot.press("escape")
         assert isinstance(app.screen, MainScreen)
+
+
+def help_text() -> str:
+    console = Console(width=80, record=True, file=io.StringIO())
+    console.print(help_table())
+    return console.export_text()
+
+
+def test_help_lists_every_key_each_view_binds() -> None:
+    text = help_text()
+    for owner in (PulltraceApp, MainScreen, PullTable, DetailScreen):
+        for binding in owner.BINDINGS:
+            assert isinstance(binding, Binding)
+            assert keys.key_label(binding) in text, binding
+            assert (binding.tooltip or binding.description) in text, binding
+
+
+def test_a_key_added_to_the_table_is_listed_and_hinted(monkeypatch: pytest.MonkeyPatch) -> None:
+    extra = Binding("x", "app.bell", "ring", key_display="x", id="main.ring")
+    monkeypatch.setattr(keys, "KEYS", (*keys.KEYS, extra))
+    assert "x ring" in " ".join(help_text().split())
+    assert "<x> ring" in " ".join(hints_text().plain.split())
+    assert extra in keys.bound_by("main")
+
+
+async def test_help_and_quit_from_the_detail_and_help_as_a_command() -> None:
+    app = demo_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        await pilot.press("enter", "question_mark")
+        assert isinstance(app.screen, HelpScreen)
+        await pilot.press("question_mark")
+        assert isinstance(app.screen, DetailScreen)
+        await pilot.press("escape")
+        await command(pilot, "help")
+        assert isinstance(app.screen, HelpScreen)
+        await pilot.press("escape", "enter", "q")
+        await pilot.pause()
+    assert not app.is_running
 
 
 @pytest.mark.parametrize("key", ["q", "ctrl+c"])
@@ -330,7 +369,7 @@ async def test_q_while_typing_a_filter_is_text() -> None:
     async with app.run_test(size=(120, 40)) as pilot:
         await settle(pilot)
         await pilot.press("slash", "q")
-        assert app.is_running and app.pull_query.text == "q"
+        assert app.is_running and main_screen(app).pull_query.text == "q"
 
 
 async def test_flags_scope_the_view() -> None:
@@ -343,7 +382,7 @@ async def test_flags_scope_the_view() -> None:
         await settle(pilot)
         assert rows(app) and all(p.node_name == "worker-03" for p in rows(app))
     app = demo_app(namespace="shop", all_namespaces=True)
-    assert app.pull_query.namespace == ""
+    assert app.start_query.namespace == ""
 
 
 async def test_no_color(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -405,7 +444,8 @@ async def test_connection_states_reach_the_header() -> None:
     async with app.run_test() as pilot:
         await pilot.pause()
         app.flush()
-        info = str(app.main_screen.query_one("#info", Static).render())
+        await pilot.pause()
+        info = str(main_screen(app).query_one("#info", Static).render())
         assert "OFFLINE" in info and "source ended" in info and "kind-test" in info
         assert app.store.get("a") is not None
 
@@ -435,7 +475,8 @@ async def test_reconnecting_is_shown() -> None:
     async with app.run_test() as pilot:
         await pilot.pause()
         app.flush()
-        info = str(app.main_screen.query_one("#info", Static).render())
+        await pilot.pause()
+        info = str(main_screen(app).query_one("#info", Static).render())
         assert "RECONNECTING" in info and "retry in 2s" in info
 
 
@@ -457,14 +498,16 @@ async def test_the_header_counts_nodes_and_highlights_degraded_ones() -> None:
     async with app.run_test(size=(120, 30)) as pilot:
         await pilot.pause()
         app.flush()
-        window = app.main_screen.header._shown["#window"]
+        await pilot.pause()
+        window = main_screen(app).header._shown["#window"]
         assert window.plain.startswith("nodes 3 · 1 degraded · 1 stale  throughput, last")
         degraded = next(s for s in window.spans if window.plain[s.start : s.end] == "1 degraded")
         assert "#ffd75f" in str(degraded.style)
         app.inbox.append(NodeUpdate(NodeStatus(node_name="b", state="ready")))
         app.inbox.append(NodeUpdate(gone, removed=True))
         app.flush()
-        window = app.main_screen.header._shown["#window"]
+        await pilot.pause()
+        window = main_screen(app).header._shown["#window"]
         assert window.plain.startswith("nodes 2  throughput, last")
 
 
@@ -473,4 +516,5 @@ async def test_a_source_without_agents_shows_no_node_count() -> None:
     async with app.run_test() as pilot:
         await pilot.pause()
         app.flush()
-        assert app.main_screen.header._shown["#window"].plain.startswith("throughput, last")
+        await pilot.pause()
+        assert main_screen(app).header._shown["#window"].plain.startswith("throughput, last")

@@ -4,6 +4,7 @@ counted, not timed."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -15,6 +16,7 @@ from pulltrace.client.source import ConnectionState, Event, Message, Snapshot
 from pulltrace.model import PodRef, PullEvent, PullStatus
 from pulltrace.tui.app import PulltraceApp
 from pulltrace.tui.widgets.pull_table import PullTable
+from tests.tui.conftest import main_screen
 
 T0 = datetime(2026, 1, 15, 9, 40, tzinfo=UTC)
 MiB = 1024 * 1024
@@ -64,6 +66,19 @@ class Once:
         yield Snapshot(self.pulls)
 
 
+@asynccontextmanager
+async def loaded(
+    base: list[PullStatus],
+) -> AsyncIterator[tuple[PulltraceApp, Pilot[None], PullTable]]:
+    """The app at 160x45 with ``base`` applied as its snapshot."""
+    app = PulltraceApp(Once(base), clock=lambda: T0.timestamp() + 60, flush_interval=3600.0)
+    async with app.run_test(size=(160, 45)) as pilot:
+        await pilot.pause()
+        app.flush()
+        await pilot.pause()
+        yield app, pilot, main_screen(app).query_one(PullTable)
+
+
 class Calls:
     """Counts what a batch costs the table: rows whose cells were recomputed and found changed
     (each one is a strip rebuilt and a line repainted), and whole-table rebuilds."""
@@ -106,12 +121,7 @@ async def test_a_batch_touches_only_changed_rows_in_view(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     base = pulls()
-    app = PulltraceApp(Once(base), clock=lambda: T0.timestamp() + 60, flush_interval=3600.0)
-    async with app.run_test(size=(160, 45)) as pilot:
-        await pilot.pause()
-        app.flush()
-        await pilot.pause()
-        table = app.main_screen.query_one(PullTable)
+    async with loaded(base) as (app, pilot, table):
         assert table.row_count == N
         await scroll_through(pilot, table)
         assert table.shown.keys() == set(table.order), "every row drawn once"
@@ -154,12 +164,7 @@ async def test_every_pull_at_2_hz_redraws_each_row_in_view_once_per_batch(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     base = pulls()
-    app = PulltraceApp(Once(base), clock=lambda: T0.timestamp() + 60, flush_interval=3600.0)
-    async with app.run_test(size=(160, 45)) as pilot:
-        await pilot.pause()
-        app.flush()
-        await pilot.pause()
-        table = app.main_screen.query_one(PullTable)
+    async with loaded(base) as (app, pilot, table):
         window = on_screen(table)
         calls = Calls(monkeypatch, table)
         for step in range(1, 5):
@@ -181,12 +186,7 @@ async def test_every_pull_at_2_hz_redraws_each_row_in_view_once_per_batch(
 
 async def test_pulls_that_come_and_go_move_rows_and_the_cursor_stays_on_its_line() -> None:
     base = pulls()
-    app = PulltraceApp(Once(base), clock=lambda: T0.timestamp() + 60, flush_interval=3600.0)
-    async with app.run_test(size=(160, 45)) as pilot:
-        await pilot.pause()
-        app.flush()
-        await pilot.pause()
-        table = app.main_screen.query_one(PullTable)
+    async with loaded(base) as (app, pilot, table):
         await pilot.press("down", "down")
         gone, after = table.order[2], table.order[3]
         stamp = T0 + timedelta(seconds=61)
@@ -201,3 +201,34 @@ async def test_pulls_that_come_and_go_move_rows_and_the_cursor_stays_on_its_line
         assert table.row_count == N
         assert table.cursor_row == 2 and table.highlighted_pull() == table.order[2]
         assert "pull-new" in table.shown and table.order.index(after) == 3
+
+
+async def test_batches_queued_behind_a_frame_are_one_redraw_that_loses_neither(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async with loaded(pulls()) as (app, pilot, table):
+        screen = main_screen(app)
+        first, second = table.order[:2]
+        redraws: list[set[str]] = []
+        update = screen.update
+
+        def counted(dirty: set[str], structural: bool) -> None:
+            redraws.append(set(dirty))
+            update(dirty, structural)
+
+        monkeypatch.setattr(screen, "update", counted)
+        before = table.row_updates
+        for step, pull_id in enumerate((first, second), 1):
+            view = app.store.get(pull_id)
+            assert view is not None
+            event = PullEvent(
+                timestamp=T0 + timedelta(seconds=60 + step),
+                type="pull.progress",
+                node_name=view.pull.node_name,
+                pull=progressed(view.pull, step),
+            )
+            app.inbox.append(Event(event))
+            app.flush()
+        await pilot.pause()
+        assert redraws == [{first, second}]
+        assert table.row_updates - before == 2

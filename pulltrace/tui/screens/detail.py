@@ -2,22 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
 
 from rich.text import Text
+from textual import on
 from textual.app import ComposeResult
-from textual.binding import Binding, BindingType
+from textual.binding import BindingType
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import DataTable, Sparkline, Static
 
 from pulltrace import render
-from pulltrace.client.store import PullView
+from pulltrace.client.store import ClientStore, PullView
 from pulltrace.model import ACTIVE_PHASES, PullStatus
-
-if TYPE_CHECKING:
-    from pulltrace.tui.app import PulltraceApp
+from pulltrace.tui import keys
+from pulltrace.tui.messages import StoreChanged
 
 LAYER_COLUMNS = (
     ("digest", "DIGEST", 12),
@@ -102,16 +103,16 @@ def events_text(view: PullView, rows: int, color: bool) -> Text:
 
 
 class DetailScreen(Screen[None]):
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape", "app.pop_screen", "back"),
-        Binding("question_mark", "app.help", "help"),
-        Binding("q", "app.quit", "quit"),
-    ]
+    BINDINGS: ClassVar[list[BindingType]] = keys.bound_by("detail")
 
-    def __init__(self, pulltrace: PulltraceApp, pull_id: str) -> None:
+    def __init__(
+        self, store: ClientStore, pull_id: str, *, now: Callable[[], datetime], color: bool
+    ) -> None:
         super().__init__(id="detail")
-        self.pt = pulltrace
+        self.store = store
         self.pull_id = pull_id
+        self.now = now
+        self.color = color
         self._shown: dict[str, tuple[render.Cell, ...]] = {}
 
     def compose(self) -> ComposeResult:
@@ -139,9 +140,13 @@ class DetailScreen(Screen[None]):
     def on_resize(self) -> None:
         self.update()
 
+    @on(StoreChanged)
+    def store_changed(self) -> None:
+        self.update()
+
     def update(self) -> None:
         """Redraws from the store; a removed pull keeps its last picture, marked as gone."""
-        view = self.pt.store.get(self.pull_id)
+        view = self.store.get(self.pull_id)
         status = Text(no_wrap=True, end="")
         status.append(" <pulls> ", style="bold #000000 on #5fd7ff")
         status.append(" <detail> ", style="bold #000000 on #ffaf00")
@@ -150,7 +155,7 @@ class DetailScreen(Screen[None]):
             self.query_one("#detail-status", Static).update(status, layout=False)
             return
         self.query_one("#detail-status", Static).update(status, layout=False)
-        pull, now, color = view.pull, self.pt.now(), self.pt.color
+        pull, now, color = view.pull, self.now(), self.color
         box = self.query_one("#detail-box")
         box.border_title = f" pull {pull.id} "
         self.query_one("#detail-head", Static).update(head_text(pull, now, color), layout=False)
@@ -178,9 +183,9 @@ class DetailScreen(Screen[None]):
             table.display = not unsent
             note = self.query_one("#layers-note", Static)
             note.display = unsent
-            note.update(Text(UNSENT, style=render.palette(self.pt.color).muted))
+            note.update(Text(UNSENT, style=render.palette(self.color).muted))
         for layer in pull.layers:
-            cells = render.layer_cells(layer, BAR, self.pt.color)
+            cells = render.layer_cells(layer, BAR, self.color)
             before = self._shown.get(layer.digest)
             if before is None:
                 table.add_row(*(Text.assemble(*c, end="") for c in cells), key=layer.digest)

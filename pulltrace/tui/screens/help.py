@@ -1,4 +1,5 @@
-"""Every key, in one place, as k9s's ``?`` shows them."""
+"""Every key, in one place, as k9s's ``?`` shows them: drawn from the key table, so it cannot
+fall behind the bindings."""
 
 from __future__ import annotations
 
@@ -7,48 +8,25 @@ from typing import ClassVar
 from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.binding import Binding, BindingType
+from textual.binding import BindingType
 from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-SECTIONS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
-    (
-        "VIEW",
-        (
-            ("enter", "pull detail"),
-            ("esc", "back, clear filter"),
-            ("/", "filter"),
-            (":", "command"),
-            ("?", "help"),
-            ("q ctrl+c", "quit"),
-            ("↑↓ pgup/dn", "move"),
-            ("home end", "first, last"),
-        ),
-    ),
-    (
-        "SORT",
-        (
-            ("N", "node"),
-            ("I", "image"),
-            ("S", "speed"),
-            ("P", "progress"),
-            ("E", "ETA"),
-            ("A", "age"),
-            ("again", "reverse"),
-        ),
-    ),
-    (
-        "COMMANDS",
-        (
-            (":node NAME", "one node"),
-            (":ns NAME", "one namespace"),
-            (":active", "pulling only"),
-            (":failed", "failed only"),
-            (":all", "everything"),
-            (":q", "quit"),
-        ),
-    ),
+from pulltrace.tui import keys
+
+AFTER_SORT = ("again", "reverse")
+"""Not a key of its own: pressing a sort key a second time reverses the order."""
+COMMANDS = (
+    "COMMANDS",
+    [
+        (":node NAME", "one node"),
+        (":ns NAME", "one namespace"),
+        (":active", "pulling only"),
+        (":failed", "failed only"),
+        (":all", "everything"),
+        (":q", "quit"),
+    ],
 )
 NOTE = (
     "/ matches image, node, namespace and pod names. Pulls are node-wide: -n and :ns keep "
@@ -58,13 +36,17 @@ NOTE = (
 
 
 def help_table() -> Table:
+    sections = keys.help_sections()
+    for title, rows in sections:
+        if title == keys.SORT.description.upper():
+            rows.append(AFTER_SORT)
     grid = Table.grid(padding=(0, 2))
     columns = []
-    for title, keys in SECTIONS:
-        width = max(len(key) for key, _ in keys) + 1
+    for title, rows in [*sections, COMMANDS]:
+        width = max(len(key) for key, _ in rows) + 1
         section = Text(no_wrap=True, end="")
         section.append(title, style="bold #ffaf00")
-        for key, label in keys:
+        for key, label in rows:
             section.append(f"\n{key:<{width}}", style="bold #ff87d7")
             section.append(label, style="#d0d0d0")
         grid.add_column()
@@ -74,11 +56,7 @@ def help_table() -> Table:
 
 
 class HelpScreen(ModalScreen[None]):
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape", "app.pop_screen", "back"),
-        Binding("question_mark", "app.pop_screen", "back", show=False),
-        Binding("q", "app.quit", "quit", show=False),
-    ]
+    BINDINGS: ClassVar[list[BindingType]] = keys.bound_by("help")
 
     def compose(self) -> ComposeResult:
         with Vertical(id="help-box") as box:

@@ -2,58 +2,65 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import TYPE_CHECKING, ClassVar
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from typing import ClassVar
 
 from msgspec.structs import replace
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
-from textual.binding import Binding, BindingType
+from textual.binding import BindingType
+from textual.reactive import var
 from textual.screen import Screen
 from textual.widgets import Input, Static
 
 from pulltrace import render
-from pulltrace.client.store import Query, SortKey
+from pulltrace.client.store import ClientStore, Query, SortKey
 from pulltrace.model import ACTIVE_PHASES
+from pulltrace.tui import keys
+from pulltrace.tui.messages import LinkChanged, StoreChanged
+from pulltrace.tui.screens.detail import DetailScreen
 from pulltrace.tui.widgets.header import PullHeader
 from pulltrace.tui.widgets.prompt import Prompt
 from pulltrace.tui.widgets.pull_table import PullTable
 
-if TYPE_CHECKING:
-    from pulltrace.tui.app import PulltraceApp
-
-SORT_BINDINGS: tuple[tuple[str, SortKey], ...] = (
-    ("N", "node"),
-    ("I", "image"),
-    ("S", "speed"),
-    ("P", "progress"),
-    ("E", "eta"),
-    ("A", "age"),
-)
-
 
 class MainScreen(Screen[None]):
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("slash", "filter", "filter"),
-        Binding("colon", "command", "command"),
-        Binding("escape", "escape", "clear filter", show=False),
-        Binding("question_mark", "help", "help"),
-        Binding("q", "app.quit", "quit"),
-        *(Binding(key, f"sort('{name}')", f"sort {name}") for key, name in SORT_BINDINGS),
-    ]
+    """The pull list over the app's store, redrawn when the app says the store changed.
 
-    def __init__(self, pulltrace: PulltraceApp) -> None:
+    The scope, filter and sort are this screen's own state, ``pull_query``: keys and commands
+    only set it, and its watcher decides what to redraw."""
+
+    BINDINGS: ClassVar[list[BindingType]] = keys.bound_by("main")
+    pull_query: var[Query] = var(Query(), always_update=True, init=False)
+    """Set even to the same query (``:all`` with nothing scoped), it redraws from the top."""
+
+    def __init__(
+        self,
+        store: ClientStore,
+        query: Query,
+        *,
+        description: str,
+        context: str,
+        now: Callable[[], datetime],
+        color: bool,
+    ) -> None:
         super().__init__(id="main")
-        self.pt = pulltrace
+        self.store = store
+        self.description = description
+        self.context = context
+        self.now = now
+        self.color = color
+        self.set_reactive(MainScreen.pull_query, query)
         self.flash_message = ""
         self._title = Text()
         self._status_text = Text()
 
     def compose(self) -> ComposeResult:
-        yield PullHeader(self.pt.source.description, self.pt.source.context, self.pt.color)
+        yield PullHeader(self.description, self.context, self.color)
         yield Prompt(self._names)
-        yield PullTable(self.pt.store, self.pt.now, color=self.pt.color, id="pulls")
+        yield PullTable(self.store, self.now, color=self.color, id="pulls")
         yield Static(id="status")
 
     @property
@@ -76,20 +83,30 @@ class MainScreen(Screen[None]):
         if self.table.ensure_layout(self.size.width):
             self.redraw()
 
+    @on(StoreChanged)
+    def store_changed(self) -> None:
+        """The table is the one reader of the store's changed ids, so it drains them here:
+        two batches behind a slow frame are then one redraw that loses neither."""
+        self.update(*self.store.drain())
+
+    @on(LinkChanged)
+    def link_changed(self, event: LinkChanged) -> None:
+        self.header.show_link(event.state, event.detail)
+
     def redraw(self) -> None:
         """Everything from scratch: on start, layout change and a new filter or scope."""
         self.table.ensure_layout(self.size.width)
-        self.table.rebuild(self.pt.pull_query)
-        self.table.set_sort_marker(self.pt.pull_query)
+        self.table.rebuild(self.pull_query)
+        self.table.set_sort_marker(self.pull_query)
         self._decorate()
 
     def update(self, dirty: set[str], structural: bool) -> None:
-        """One batch from the app's timer: only changed rows are touched."""
-        self.table.sync(self.pt.pull_query, dirty, structural)
+        """One batch from the store: only changed rows are touched."""
+        self.table.sync(self.pull_query, dirty, structural)
         self._decorate()
 
     def _decorate(self) -> None:
-        store, query, table = self.pt.store, self.pt.pull_query, self.table
+        store, query, table = self.store, self.pull_query, self.table
         self.header.show_totals(store)
         title = Text.assemble(
             (" pulls", "bold #5fd7ff"),
@@ -114,9 +131,9 @@ class MainScreen(Screen[None]):
         text.append(" <pulls> ", style="bold #000000 on #ffaf00")
         message, style = self.flash_message, "#ffd75f"
         pull_id = self.table.highlighted_pull()
-        view = self.pt.store.get(pull_id) if pull_id else None
+        view = self.store.get(pull_id) if pull_id else None
         if not message and view is not None and view.pull.error:
-            message, style = f"✗ {view.pull.error}", render.palette(self.pt.color).bad
+            message, style = f"✗ {view.pull.error}", render.palette(self.color).bad
         if message:
             text.append(f" {message}", style=style)
         if text != self._status_text:
@@ -128,7 +145,7 @@ class MainScreen(Screen[None]):
         self._status()
 
     def _names(self, verb: str) -> Iterable[str]:
-        pulls = self.pt.store.pulls()
+        pulls = self.store.pulls()
         if verb == "node":
             return {p.node_name for p in pulls}
         if verb == "ns":
@@ -138,7 +155,7 @@ class MainScreen(Screen[None]):
     # --- keys -------------------------------------------------------------------------------
 
     def action_filter(self) -> None:
-        self.prompt.open("/", self.pt.pull_query.text)
+        self.prompt.open("/", self.pull_query.text)
 
     def action_command(self) -> None:
         self.prompt.open(":")
@@ -151,21 +168,20 @@ class MainScreen(Screen[None]):
             self._close_prompt()
             if mode == ":":
                 return
-        if self.pt.pull_query.text:
-            self._set_query(replace(self.pt.pull_query, text=""))
+        if self.pull_query.text:
+            self.pull_query = replace(self.pull_query, text="")
         self.flash("")
 
-    def action_help(self) -> None:
-        self.pt.action_help()
-
     def action_sort(self, key: SortKey) -> None:
-        query = self.pt.pull_query
+        query = self.pull_query
         reverse = not query.reverse if query.sort == key else False
-        self._set_query(replace(query, sort=key, reverse=reverse), rows_change=False)
+        self.pull_query = replace(query, sort=key, reverse=reverse)
 
     @on(PullTable.Selected, "#pulls")
     def open_detail(self, event: PullTable.Selected) -> None:
-        self.pt.open_detail(event.pull_id)
+        self.app.push_screen(
+            DetailScreen(self.store, event.pull_id, now=self.now, color=self.color)
+        )
 
     @on(PullTable.Highlighted, "#pulls")
     def highlighted(self) -> None:
@@ -175,49 +191,48 @@ class MainScreen(Screen[None]):
     def typing(self, event: Input.Changed) -> None:
         """The filter applies as you type, as in k9s; commands wait for Enter."""
         if self.prompt.mode == "/":
-            self._set_query(replace(self.pt.pull_query, text=event.value.strip()))
+            self.pull_query = replace(self.pull_query, text=event.value.strip())
 
     @on(Input.Submitted, "#prompt-input")
-    def submitted(self, event: Input.Submitted) -> None:
+    async def submitted(self, event: Input.Submitted) -> None:
         mode = self.prompt.mode
         self._close_prompt()
         if mode == ":":
-            self.run_command(event.value)
+            await self.run_command(event.value)
 
     def _close_prompt(self) -> None:
         self.prompt.close()
         self.table.focus()
 
-    def run_command(self, line: str) -> None:
+    async def run_command(self, line: str) -> None:
         verb, _, arg = line.strip().partition(" ")
         arg = arg.strip()
         verb = verb.lower()
-        query = self.pt.pull_query
+        query = self.pull_query
         if verb in ("q", "q!", "quit"):
-            self.pt.exit()
+            self.app.exit()
         elif verb in ("node", "no") and arg:
-            self._set_query(replace(query, node=arg))
+            self.pull_query = replace(query, node=arg)
         elif verb in ("ns", "namespace") and arg:
-            self._set_query(replace(query, namespace=arg))
+            self.pull_query = replace(query, namespace=arg)
         elif verb == "all":
-            self._set_query(replace(query, node="", namespace="", phases=frozenset(), text=""))
+            self.pull_query = replace(query, node="", namespace="", phases=frozenset(), text="")
         elif verb == "failed":
-            self._set_query(replace(query, phases=frozenset({"failed"})))
+            self.pull_query = replace(query, phases=frozenset({"failed"}))
         elif verb == "active":
-            self._set_query(replace(query, phases=ACTIVE_PHASES))
+            self.pull_query = replace(query, phases=ACTIVE_PHASES)
         elif verb in ("help", "?"):
-            self.action_help()
+            await self.run_action("app.help")
         else:
             self.flash(f"unknown command :{line.strip()} (try :node, :ns, :all, :failed, :q)")
             return
         self.flash("")
 
-    def _set_query(self, query: Query, rows_change: bool = True) -> None:
+    def watch_pull_query(self, old: Query, new: Query) -> None:
         """A new scope or filter swaps most rows, which one rebuild does faster than many
         removals; a new sort keeps the rows and only reorders them."""
-        self.pt.pull_query = query
-        if rows_change:
+        if old != new and replace(old, sort=new.sort, reverse=new.reverse) == new:
+            self.table.set_sort_marker(new)
+            self.update(set(), structural=True)
+        else:
             self.redraw()
-            return
-        self.table.set_sort_marker(query)
-        self.update(set(), structural=True)

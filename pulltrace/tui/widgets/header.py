@@ -13,6 +13,7 @@ from textual.widgets import Sparkline, Static
 from pulltrace import render
 from pulltrace.client.source import LinkState
 from pulltrace.client.store import ClientStore
+from pulltrace.tui import keys
 
 LINK_LABELS: dict[LinkState, tuple[str, str]] = {
     "live": ("● LIVE", "bold #5fd787"),
@@ -20,23 +21,16 @@ LINK_LABELS: dict[LinkState, tuple[str, str]] = {
     "offline": ("○ OFFLINE", "bold #ff5f5f"),
 }
 HINTS_MIN_WIDTH = 110
-HINTS = (
-    ("<:>", "command"),
-    ("</>", "filter"),
-    ("<enter>", "detail"),
-    ("<N I S>", "sort"),
-    ("<?>", "help"),
-    ("<q>", "quit"),
-)
 
 
 def hints_text() -> Text:
-    """Two columns of key hints, as k9s shows them beside its logo."""
+    """Two columns of the key table's shown keys, as k9s shows them beside its logo."""
+    hints = keys.hints()
     text = Text(no_wrap=True, end="")
-    rows = [HINTS[i : i + 2] for i in range(0, len(HINTS), 2)]
+    rows = [hints[i : i + 2] for i in range(0, len(hints), 2)]
     for n, row in enumerate(rows):
         for key, label in row:
-            text.append(f"{key:>8} ", style="bold #ff87d7")
+            text.append(f"{'<' + key + '>':>8} ", style="bold #ff87d7")
             text.append(f"{label:<8}", style="#8a8f98")
         if n < len(rows) - 1:
             text.append("\n")

@@ -19,7 +19,7 @@ from rich.cells import cell_len, set_cell_size
 from rich.segment import Segment
 from rich.style import Style
 from textual import events
-from textual.binding import Binding, BindingType
+from textual.binding import BindingType
 from textual.geometry import Region, Size
 from textual.message import Message
 from textual.scroll_view import ScrollView
@@ -28,6 +28,7 @@ from textual.strip import Strip
 from pulltrace import render
 from pulltrace.client.store import ClientStore, Query
 from pulltrace.client.store import order as order_pulls
+from pulltrace.tui import keys
 from pulltrace.tui.columns import PADDING, Layout, clocked, layout, row_cells
 
 _TIME_SORTS = frozenset({"speed", "progress", "eta"})
@@ -79,15 +80,7 @@ class PullTable(ScrollView, can_focus=True):
     """A header line, then one line per pull, with a row cursor. Enter (or a click on the
     highlighted row) posts ``Selected``; moving the cursor posts ``Highlighted``."""
 
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("enter", "select", "select", show=False),
-        Binding("up", "cursor_up", "cursor up", show=False),
-        Binding("down", "cursor_down", "cursor down", show=False),
-        Binding("pageup", "page_up", "page up", show=False),
-        Binding("pagedown", "page_down", "page down", show=False),
-        Binding("home,ctrl+home", "first", "first", show=False),
-        Binding("end,ctrl+end", "last", "last", show=False),
-    ]
+    BINDINGS: ClassVar[list[BindingType]] = keys.bound_by("table")
     COMPONENT_CLASSES: ClassVar[set[str]] = {"pull-table--header", "pull-table--cursor"}
 
     class Highlighted(Message):
