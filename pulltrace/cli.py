@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import socket
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from pulltrace import __version__
+from pulltrace import __version__, parse
 
 if TYPE_CHECKING:
     from pulltrace.client.connect import Plan, SourceArgs
@@ -20,8 +19,6 @@ if TYPE_CHECKING:
 EXIT_USAGE = 2
 EXIT_SOURCE = 2  # ls and watch: nothing to read from (kubectl too uses one code for both)
 EXIT_WAIT_ERROR = 3  # wait keeps 1 and 2 for "a pull failed" and "timed out"
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 HEALTH_ENV = "PULLTRACE_AGENT_HEALTH_LISTEN"
 MAX_SOCKET_PATH = 4096
 
@@ -35,18 +32,18 @@ class SourceFailure(Exception):
 
 
 def duration(text: str) -> float:
-    """Seconds from ``1``, ``1.5s``, ``500ms``, ``10m`` or ``1h``, as Kubernetes tools accept."""
-    match = _DURATION.match(text)
-    if not match or float(match.group(1)) <= 0:
-        raise argparse.ArgumentTypeError(f"invalid duration {text!r} (e.g. 1s, 500ms, 2m)")
-    return float(match.group(1)) * _UNIT_SECONDS[match.group(2) or "s"]
+    """argparse's type for duration flags: its error message is the one argparse prints."""
+    try:
+        return parse.duration(text)
+    except parse.ParseError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def _env_duration(name: str, default: str) -> float:
     raw = os.environ.get(name, default)
     try:
-        return duration(raw)
-    except argparse.ArgumentTypeError as err:
+        return parse.duration(raw)
+    except parse.ParseError as err:
         raise UsageError(f"{name}: {err}") from None
 
 

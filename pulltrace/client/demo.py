@@ -52,7 +52,7 @@ class DemoSource:
         return "demo"
 
     async def __aiter__(self) -> AsyncIterator[Message]:
-        from pulltrace.collector.store import PullStore
+        from pulltrace.pullstore import PullStore
 
         t = self.start if self.start is not None else self.clock() - self.warmup
         warm_until = t + self.warmup

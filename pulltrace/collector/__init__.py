@@ -1,5 +1,5 @@
 """``pulltrace collector``: the in-cluster aggregator that agents report to and clients read from.
 
-Nothing is imported here, so that the store (used in-process by the demo simulator and the TUI)
-can be loaded without pulling in Starlette, uvicorn or prometheus-client.
+The merge core it serves (``pulltrace.pullstore``) lives outside this package, because the demo
+runs it in-process too; nothing here is imported by the clients or the terminal UI.
 """

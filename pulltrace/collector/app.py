@@ -27,11 +27,10 @@ from pulltrace.collector import ingest, stream
 from pulltrace.collector.asgi import CHALLENGE, BearerToken, error_body, send_error
 from pulltrace.collector.broker import Broker
 from pulltrace.collector.config import CollectorConfig
-from pulltrace.collector.correlator import Correlator
 from pulltrace.collector.eventlog import log_event, log_node
 from pulltrace.collector.metrics import Metrics
-from pulltrace.collector.store import PullStore
 from pulltrace.model import NodeList, Phase, PullList, PullStatus, encode
+from pulltrace.pullstore import Correlator, PullStore
 
 log = logging.getLogger("pulltrace.collector")
 

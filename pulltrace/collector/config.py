@@ -7,14 +7,13 @@ benchmark can shorten the ticks.
 
 from __future__ import annotations
 
-import argparse
 import os
 import re
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from pulltrace.cli import duration
+from pulltrace.parse import ParseError, duration
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 _NAMESPACE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
@@ -120,7 +119,7 @@ def parse_namespaces(text: str, what: str = "watch namespaces") -> tuple[str, ..
 def _duration(text: str, what: str) -> float:
     try:
         return duration(text)
-    except argparse.ArgumentTypeError as err:
+    except ParseError as err:
         raise ConfigError(f"{what}: {err}") from None
 
 

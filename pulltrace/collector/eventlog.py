@@ -15,8 +15,8 @@ import logging
 
 import msgspec
 
-from pulltrace.collector.store import NodeChange
 from pulltrace.model import PullEvent
+from pulltrace.pullstore import NodeChange
 
 log = logging.getLogger("pulltrace.collector.events")
 

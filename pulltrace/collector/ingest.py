@@ -16,8 +16,8 @@ from starlette.types import Receive, Scope, Send
 
 from pulltrace.collector.asgi import CHALLENGE, BearerToken, Headers, header, send_error
 from pulltrace.collector.metrics import Metrics, ReportResult
-from pulltrace.collector.store import PullStore
 from pulltrace.model import AgentReport
+from pulltrace.pullstore import PullStore
 
 PATH = "/api/v1/report"
 _NO_CONTENT = {"type": "http.response.start", "status": 204, "headers": []}

@@ -24,9 +24,8 @@ from pulltrace import __version__
 from pulltrace.collector.app import create_app
 from pulltrace.collector.broker import Broker
 from pulltrace.collector.config import CollectorConfig, ConfigError, format_address, listen_socket
-from pulltrace.collector.correlator import Correlator
 from pulltrace.collector.metrics import Metrics
-from pulltrace.collector.store import PullStore
+from pulltrace.pullstore import Correlator, PullStore
 
 log = logging.getLogger("pulltrace.collector")
 

@@ -16,7 +16,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pulltrace.collector.eventlog import log_node
-from pulltrace.collector.store import NodeChange, PullStore
 from pulltrace.model import (
     REASON_MAX,
     AgentReport,
@@ -27,6 +26,7 @@ from pulltrace.model import (
     decode,
     encode,
 )
+from pulltrace.pullstore import NodeChange, PullStore
 from tests.collector.conftest import Clock, Running, layer, pull, report
 from tests.collector.test_api import sample
 from tests.collector.test_events import Reader, events_url

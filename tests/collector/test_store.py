@@ -7,8 +7,8 @@ from datetime import timedelta
 
 import pytest
 
-from pulltrace.collector.store import PullStore
 from pulltrace.model import PodRef, PullEvent, PullStatus
+from pulltrace.pullstore import PullStore
 from tests.collector.conftest import (
     DIGEST,
     NGINX,

@@ -75,7 +75,7 @@ async def test_demo_source_goes_through_the_collector_store() -> None:
 
 
 def test_one_worker_at_a_time_loses_containerd_and_its_pulls_stand_still() -> None:
-    from pulltrace.collector.store import PullStore
+    from pulltrace.pullstore import PullStore
     from pulltrace.sim import OUTAGE_AFTER, OUTAGE_FOR
 
     cluster = SimCluster(7, start=START)

@@ -5,6 +5,10 @@ merged and its events are handed to the listeners before the next request is rea
 that a snapshot shows is always exactly the state that the events so far describe (plus progress
 not yet flushed). Fanning events out to clients is the broker's job, not the store's.
 
+Layering. This module lives outside ``pulltrace.collector`` because the demo runs it too (a
+simulated cluster "through the real collector code"): it imports only the model and leaf
+helpers, never the collector's server, the clients or the terminal UI.
+
 Identity. A pull is keyed on its node by manifest digest; a ``resolving`` pull (an ingest whose
 manifest is not committed yet) by its agent id until the manifest arrives, when the agent starts
 a new pull under a new agent id and the collector folds it into the resolving one, so the
@@ -30,11 +34,10 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Literal, Protocol
 
 import msgspec
 
-from pulltrace.collector.correlator import Correlator
 from pulltrace.model import (
     ACTIVE_PHASES,
     REASON_MAX,
@@ -56,6 +59,35 @@ STALE_AFTER_INTERVALS = 3
 """The agent heartbeats every two intervals, so three silent intervals mean it is gone."""
 
 Listener = Callable[[PullEvent], None]
+
+
+class Correlator(Protocol):
+    """What the store needs from Kubernetes, so that it can be used and tested without a
+    cluster; ``pulltrace.kube`` implements it structurally, the demo's simulated cluster too."""
+
+    @property
+    def synced(self) -> bool:
+        """True once the watches have listed everything once; ``/readyz`` waits for it."""
+        ...
+
+    def match(self, node: str, repository: str, manifest_digest: str) -> tuple[list[PodRef], str]:
+        """Pods on `node` waiting for that image, and the pod spec's full tagged reference ("" if
+        none). `repository` is as the agent reports it: "<registry host without port>/<path>"
+        (containerd drops the port from its distribution.source label), e.g.
+        "docker.io/library/nginx"."""
+        ...
+
+    def kubelet_pulls(self) -> list[PullStatus]:
+        """Phase-level pulls known only from kubelet Events and pod states: no bytes, totalKnown
+        False, stable ids, nodeName, repository (same normalisation as above), imageRef, phase
+        resolving/pulling/completed/failed, startedAt/completedAt, error (kubelet's message),
+        pods."""
+        ...
+
+    def set_listener(self, fn: Callable[[], None]) -> None:
+        """`fn` is called from another thread whenever match()/kubelet_pulls() may have
+        changed."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
