@@ -416,29 +416,21 @@ def _add_wait(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def _wait(args: argparse.Namespace) -> int:
     import asyncio
 
+    from pulltrace.kube.config import current_namespace
     from pulltrace.wait import Printer, Selection, WaitError, wait
 
     if args.pods and args.selector:
         raise UsageError("name pods or give -l, not both")
     plan = _plan(args)
-    namespace = args.namespace or ("" if plan.cluster is None else _current_namespace(args))
+    namespace = args.namespace or (
+        "" if plan.cluster is None else current_namespace(args.kubeconfig)
+    )
     selection = Selection(namespace, args.selector, tuple(args.pods), args.image)
     printer = Printer(interval=args.interval, github=os.environ.get("GITHUB_ACTIONS") == "true")
     try:
         return asyncio.run(wait(plan, selection, args.timeout, printer))
     except WaitError as err:
         raise SourceFailure(str(err)) from None
-
-
-def _current_namespace(args: argparse.Namespace) -> str:
-    """kubectl's default namespace: the context's, else ``default``."""
-    from kubernetes import config
-
-    try:
-        _, active = config.list_kube_config_contexts(config_file=args.kubeconfig)
-    except Exception:  # in-cluster, or no kubeconfig file: kubectl's fallback
-        return "default"
-    return str(((active or {}).get("context") or {}).get("namespace") or "default")
 
 
 if __name__ == "__main__":

@@ -88,7 +88,7 @@ def resolve(args: SourceArgs) -> Plan:
         return Plan("collector", endpoint=with_token(Endpoint(server), token))
     import logging
 
-    from pulltrace.kube.correlator import KubeConfigError
+    from pulltrace.kube.config import KubeConfigError
 
     # The kubernetes client and our watches log retries as warnings; they must not scribble
     # over tables, the TUI or CI logs: the commands report what matters themselves.

@@ -7,7 +7,6 @@ and streams the SSE response through unchanged.
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import msgspec
@@ -35,28 +34,14 @@ class Cluster(msgspec.Struct, frozen=True):
 def load_cluster(kubeconfig: str | None = None, context: str | None = None) -> Cluster | None:
     """The cluster kubectl would talk to, or None when there is no configuration at all.
 
-    Raises pulltrace.kube.correlator.KubeConfigError (one line) for a broken one.
+    Raises pulltrace.kube.config.KubeConfigError (one line) for a broken one.
     """
-    from pulltrace.kube.correlator import load_api_client
+    from pulltrace.kube.config import current_context, load_api_client
 
     api_client = load_api_client(kubeconfig, context)
     if api_client is None:
         return None
-    return Cluster(context or _current_context(kubeconfig), api_client)
-
-
-def _current_context(kubeconfig: str | None) -> str:
-    from kubernetes import config
-
-    path = kubeconfig or os.environ.get("KUBECONFIG") or "~/.kube/config"
-    first = os.path.expanduser(path.split(os.pathsep)[0])
-    if not os.path.isfile(first):
-        return ""  # in-cluster
-    try:
-        _, active = config.list_kube_config_contexts(config_file=first)
-    except Exception:  # the loader already accepted the file; a name is only for the header
-        return ""
-    return str((active or {}).get("name", ""))
+    return Cluster(context or current_context(kubeconfig), api_client)
 
 
 def proxy_endpoint(

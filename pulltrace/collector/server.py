@@ -144,7 +144,8 @@ def _connect(namespaces: list[str]) -> Correlator | None:
     """Without Kubernetes the pulls are still worth showing, without pod names; a configuration
     that exists but is broken is the user's to fix, so it stops the collector."""
     try:
-        from pulltrace.kube.correlator import KubeConfigError, connect
+        from pulltrace.kube.config import KubeConfigError
+        from pulltrace.kube.correlator import connect
     except ImportError as err:
         log.warning(f"Kubernetes correlation off: {err}")
         return None

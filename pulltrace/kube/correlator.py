@@ -1,33 +1,26 @@
 """The collector's view of the cluster: pods waiting for images, and kubelet's own pulls.
 
-``connect`` finds a configuration the way kubectl and in-cluster clients do and starts the
-watches; the collector then asks ``match`` and ``kubelet_pulls`` on every agent report. Those
-two only read the index, so they are cheap enough for the event loop.
+``connect`` finds a configuration (``pulltrace.kube.config``) and starts the watches; the
+collector then asks ``match`` and ``kubelet_pulls`` on every agent report. Those two only read
+the index, so they are cheap enough for the event loop.
 """
 
 from __future__ import annotations
 
 import functools
-import logging
-import os
 import threading
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
+from pulltrace.kube.config import load_api_client
 from pulltrace.kube.index import DEFAULT_HISTORY_TTL, KubeIndex
 from pulltrace.kube.watch import DEFAULT_BACKOFF, Backoff, ListWatch
 from pulltrace.model import PodRef, PullStatus
 
-log = logging.getLogger("pulltrace.kube")
-
 KUBELET_EVENTS = "involvedObject.kind=Pod,source=kubelet"
 """Server-side filter: ``source`` is the Event's selectable ``source.component``."""
-
-
-class KubeConfigError(Exception):
-    """A configuration that exists but cannot be used; the message is one line for the user."""
 
 
 class KubeCorrelator:
@@ -134,48 +127,3 @@ def connect(
     correlator = KubeCorrelator(api_client, namespaces, history_ttl=history_ttl)
     correlator.start()
     return correlator
-
-
-def load_api_client(kubeconfig: str | None = None, context: str | None = None) -> Any | None:
-    """In-cluster service account first, unless a kubeconfig or context is asked for; then
-    ``KUBECONFIG`` (a path list, as kubectl reads it) or ``~/.kube/config``."""
-    from kubernetes import client, config
-
-    cfg = client.Configuration()
-    if kubeconfig is None and context is None and _in_cluster():
-        try:
-            config.load_incluster_config(client_configuration=cfg)
-            return client.ApiClient(cfg)
-        except config.ConfigException as exc:
-            log.warning("in-cluster configuration unusable (%s), trying kubeconfig", exc)
-    if kubeconfig:
-        candidates = [kubeconfig]
-    else:
-        env = os.environ.get("KUBECONFIG", "")
-        candidates = [p for p in env.split(os.pathsep) if p] if env else ["~/.kube/config"]
-    files = [p for p in (os.path.expanduser(c) for c in candidates) if os.path.isfile(p)]
-    if not files:
-        if kubeconfig:
-            raise KubeConfigError(f"kubeconfig {kubeconfig}: no such file")
-        return None
-    where = os.pathsep.join(files)
-    try:
-        config.load_kube_config(
-            config_file=where, context=context, client_configuration=cfg, persist_config=False
-        )
-    except (TypeError, AttributeError, KeyError, IndexError) as exc:
-        # The client walks the document assuming kubeconfig's shape.
-        raise KubeConfigError(f"kubeconfig {where}: not a kubeconfig ({_one_line(exc)})") from None
-    except Exception as exc:  # YAML, schema, exec plugins, certificates: all one line
-        raise KubeConfigError(f"kubeconfig {where}: {_one_line(exc)}") from None
-    return client.ApiClient(cfg)
-
-
-def _in_cluster() -> bool:
-    env = os.environ
-    return bool(env.get("KUBERNETES_SERVICE_HOST") and env.get("KUBERNETES_SERVICE_PORT"))
-
-
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text if len(text) <= 300 else text[:297] + "..."

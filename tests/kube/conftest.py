@@ -10,7 +10,8 @@ from typing import TypeVar
 
 import pytest
 
-from pulltrace.kube.correlator import KubeCorrelator, load_api_client
+from pulltrace.kube.config import load_api_client
+from pulltrace.kube.correlator import KubeCorrelator
 from pulltrace.kube.watch import Backoff
 from tests.kube.apiserver import ApiServer
 from tests.kube.objects import T0

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from pulltrace.kube.correlator import KubeConfigError, connect, load_api_client
+from pulltrace.kube.config import KubeConfigError, load_api_client
+from pulltrace.kube.correlator import connect
 from pulltrace.model import PodRef
 from tests.kube.apiserver import ApiServer
 from tests.kube.conftest import WAIT
@@ -132,7 +133,7 @@ def test_explicit_kubeconfig_that_does_not_exist(no_cluster_env: Path) -> None:
 
 def test_importing_the_package_does_not_import_the_client() -> None:
     code = (
-        "import sys, pulltrace.kube.correlator, pulltrace.kube.index; "
+        "import sys, pulltrace.kube.config, pulltrace.kube.correlator, pulltrace.kube.index; "
         "print('kubernetes' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
