@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import sys
 import time
@@ -24,6 +23,8 @@ from pulltrace import render
 from pulltrace.client.connect import Plan
 from pulltrace.client.source import ConnectionState, Snapshot
 from pulltrace.client.store import ClientStore, degraded
+from pulltrace.kube.api import PodLister, PodListError
+from pulltrace.kube.pods import Pod
 from pulltrace.model import PullStatus
 
 EXIT_PULLED, EXIT_FAILED, EXIT_TIMEOUT, EXIT_ERROR = 0, 1, 2, 3
@@ -237,42 +238,23 @@ def _troubles(store: ClientStore) -> dict[str, str]:
     return {n.node_name: n.error for n in degraded((store.nodes or {}).values())}
 
 
-class PodLister:
-    """Lists the selected pods with the user's credentials, in a thread (the client is sync)."""
+def _pod_lister(plan: Plan, selection: Selection) -> PodLister | None:
+    """The selected pods' lister with the user's credentials, None without a cluster."""
+    if plan.cluster is None:
+        return None
+    return PodLister(
+        plan.cluster.api_client,
+        selection.namespace or "default",
+        names=selection.pods,
+        selector=selection.selector,
+    )
 
-    def __init__(self, api_client: Any, selection: Selection) -> None:
-        from kubernetes import client
 
-        self.core = client.CoreV1Api(api_client)
-        self.selection = selection
-
-    def list(self) -> list[Any]:
-        from kubernetes.client.exceptions import ApiException
-
-        from pulltrace.kube.pods import parse_pod
-
-        ns = self.selection.namespace or "default"
-        try:
-            if self.selection.pods:
-                objs = []
-                for name in self.selection.pods:
-                    try:
-                        resp = self.core.read_namespaced_pod(name, ns, _preload_content=False)
-                    except ApiException as err:
-                        if err.status == 404:
-                            continue  # not created yet: keep waiting for it
-                        raise
-                    objs.append(json.loads(resp.data))
-            else:
-                resp = self.core.list_namespaced_pod(
-                    ns, label_selector=self.selection.selector or None, _preload_content=False
-                )
-                objs = json.loads(resp.data).get("items") or []
-        except ApiException as err:
-            raise WaitError(f"cannot list pods in {ns}: HTTP {err.status} {err.reason}") from None
-        except Exception as err:
-            raise WaitError(f"cannot list pods in {ns}: {' '.join(str(err).split())}") from None
-        return [parse_pod(o) for o in objs]
+def _list_pods(lister: PodLister) -> list[Pod]:
+    try:
+        return lister.list()
+    except PodListError as err:
+        raise WaitError(str(err)) from None
 
 
 async def wait(
@@ -283,7 +265,7 @@ async def wait(
     clock: Callable[[], float] = time.monotonic,
 ) -> int:
     store = ClientStore()
-    lister = PodLister(plan.cluster.api_client, selection) if plan.cluster else None
+    lister = _pod_lister(plan, selection)
     if lister is None and selection.selector:
         raise WaitError("-l needs cluster access (a kubeconfig); name pods instead")
     if plan.endpoint is not None:
@@ -321,14 +303,14 @@ async def wait(
     try:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(ready.wait(), max(0.0, deadline - clock()))
-        last_pods: list[Any] = []
+        last_pods: list[Pod] = []
         next_list = 0.0
         while clock() < deadline:
             if consumer.done():
                 consumer.result()  # a source that ended by an error: surface it
                 break
             if lister is not None and clock() >= next_list:
-                last_pods = await asyncio.to_thread(lister.list)
+                last_pods = await asyncio.to_thread(_list_pods, lister)
                 next_list = clock() + POD_POLL
             pulls = store.pulls()
             if lister is not None:

@@ -1,0 +1,61 @@
+"""Reads from the API server with the user's own credentials, for the commands that ask once
+rather than watch: all Kubernetes API access stays in ``pulltrace.kube``, so the commands only
+see parsed pods and one-line errors.
+
+The ``kubernetes`` client is imported when a lister is built, never at import time.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from pulltrace.kube.pods import Pod, parse_pod
+
+
+class PodListError(Exception):
+    """The API server refused or failed the read; the message is one line for the user."""
+
+
+class PodLister:
+    """Lists the named pods (a missing one is skipped: not created yet) or those matching a
+    label selector, in one namespace. Synchronous, like the client: call it in a thread."""
+
+    def __init__(
+        self, api_client: Any, namespace: str, names: Sequence[str] = (), selector: str = ""
+    ) -> None:
+        from kubernetes import client
+
+        self.core = client.CoreV1Api(api_client)
+        self.namespace = namespace
+        self.names = tuple(names)
+        self.selector = selector
+
+    def list(self) -> list[Pod]:
+        from kubernetes.client.exceptions import ApiException
+
+        ns = self.namespace
+        try:
+            if self.names:
+                objs = []
+                for name in self.names:
+                    try:
+                        resp = self.core.read_namespaced_pod(name, ns, _preload_content=False)
+                    except ApiException as err:
+                        if err.status == 404:
+                            continue  # not created yet: keep waiting for it
+                        raise
+                    objs.append(json.loads(resp.data))
+            else:
+                resp = self.core.list_namespaced_pod(
+                    ns, label_selector=self.selector or None, _preload_content=False
+                )
+                objs = json.loads(resp.data).get("items") or []
+        except ApiException as err:
+            raise PodListError(
+                f"cannot list pods in {ns}: HTTP {err.status} {err.reason}"
+            ) from None
+        except Exception as err:
+            raise PodListError(f"cannot list pods in {ns}: {' '.join(str(err).split())}") from None
+        return [parse_pod(o) for o in objs]
