@@ -41,7 +41,8 @@ def list_pulls(plan: Plan, query: Query, sample: float) -> list[PullStatus]:
     elif plan.kind == "api":
         import asyncio
 
-        from pulltrace.client.kubeapi import ApiError, list_once
+        from pulltrace.client.kubeapi import list_once
+        from pulltrace.kube.api import ApiError
 
         assert plan.cluster is not None
         namespaces = [query.namespace] if query.namespace else []

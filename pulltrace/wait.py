@@ -23,7 +23,7 @@ from pulltrace import render
 from pulltrace.client.connect import Plan
 from pulltrace.client.source import ConnectionState, Snapshot
 from pulltrace.client.store import ClientStore, degraded
-from pulltrace.kube.api import PodLister, PodListError
+from pulltrace.kube.api import ApiError, PodLister
 from pulltrace.kube.pods import Pod
 from pulltrace.model import PullStatus
 
@@ -253,7 +253,7 @@ def _pod_lister(plan: Plan, selection: Selection) -> PodLister | None:
 def _list_pods(lister: PodLister) -> list[Pod]:
     try:
         return lister.list()
-    except PodListError as err:
+    except ApiError as err:
         raise WaitError(str(err)) from None
 
 

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Sequence
 
 from pulltrace.client.kubeconfig import Cluster
 from pulltrace.client.source import ConnectionState, Message, Snapshot
+from pulltrace.kube.api import ApiError, preflight
 from pulltrace.model import PullStatus
 
 NOTICE = "API only: byte progress, speed and ETA need the pulltrace collector in the cluster"
@@ -39,7 +40,9 @@ class ApiOnlySource:
         from pulltrace.kube.correlator import KubeCorrelator
 
         try:
-            await asyncio.to_thread(preflight, self.cluster, self.namespaces)
+            await asyncio.to_thread(
+                preflight, self.cluster.api_client, self.cluster.server, self.namespaces
+            )
         except ApiError as err:
             yield ConnectionState("offline", str(err))
         loop = asyncio.get_running_loop()
@@ -66,40 +69,11 @@ class ApiOnlySource:
             await asyncio.to_thread(correlator.close)
 
 
-class ApiError(Exception):
-    """The cluster refused or failed a list: one line for the user."""
-
-
-def preflight(cluster: Cluster, namespaces: Sequence[str] = ()) -> None:
-    """One small list, so that missing RBAC or a dead API server is one clear line at once
-    rather than watches retrying in the background."""
-    from kubernetes import client
-    from kubernetes.client.exceptions import ApiException
-
-    core = client.CoreV1Api(cluster.api_client)
-    try:
-        if namespaces:
-            for ns in namespaces:
-                core.list_namespaced_pod(ns, limit=1, _preload_content=False, _request_timeout=10)
-        else:
-            core.list_pod_for_all_namespaces(limit=1, _preload_content=False, _request_timeout=10)
-    except ApiException as err:
-        scope = ", ".join(namespaces) or "all namespaces"
-        raise ApiError(
-            f"cannot list pods ({scope}) on {cluster.server}: HTTP {err.status} {err.reason}"
-        ) from None
-    except Exception as err:
-        reason = " ".join(str(err).split()) or type(err).__name__
-        raise ApiError(
-            f"cannot reach the Kubernetes API server at {cluster.server}: {reason}"
-        ) from None
-
-
 async def list_once(cluster: Cluster, namespaces: Sequence[str] = ()) -> list[PullStatus]:
     """For ``ls``: list pods and events once, through the same index as the live view."""
     from pulltrace.kube.correlator import KubeCorrelator
 
-    await asyncio.to_thread(preflight, cluster, namespaces)
+    await asyncio.to_thread(preflight, cluster.api_client, cluster.server, namespaces)
     correlator = KubeCorrelator(cluster.api_client, list(namespaces))
     correlator.start()
     try:

@@ -2,7 +2,7 @@
 rather than watch: all Kubernetes API access stays in ``pulltrace.kube``, so the commands only
 see parsed pods and one-line errors.
 
-The ``kubernetes`` client is imported when a lister is built, never at import time.
+The ``kubernetes`` client is imported by the calls, never at import time.
 """
 
 from __future__ import annotations
@@ -14,8 +14,31 @@ from typing import Any
 from pulltrace.kube.pods import Pod, parse_pod
 
 
-class PodListError(Exception):
-    """The API server refused or failed the read; the message is one line for the user."""
+class ApiError(Exception):
+    """The API server refused or failed a read; the message is one line for the user."""
+
+
+def preflight(api_client: Any, server: str, namespaces: Sequence[str] = ()) -> None:
+    """One small list, so that missing RBAC or a dead API server is one clear line at once
+    rather than watches retrying in the background."""
+    from kubernetes import client
+    from kubernetes.client.exceptions import ApiException
+
+    core = client.CoreV1Api(api_client)
+    try:
+        if namespaces:
+            for ns in namespaces:
+                core.list_namespaced_pod(ns, limit=1, _preload_content=False, _request_timeout=10)
+        else:
+            core.list_pod_for_all_namespaces(limit=1, _preload_content=False, _request_timeout=10)
+    except ApiException as err:
+        scope = ", ".join(namespaces) or "all namespaces"
+        raise ApiError(
+            f"cannot list pods ({scope}) on {server}: HTTP {err.status} {err.reason}"
+        ) from None
+    except Exception as err:
+        reason = " ".join(str(err).split()) or type(err).__name__
+        raise ApiError(f"cannot reach the Kubernetes API server at {server}: {reason}") from None
 
 
 class PodLister:
@@ -53,9 +76,7 @@ class PodLister:
                 )
                 objs = json.loads(resp.data).get("items") or []
         except ApiException as err:
-            raise PodListError(
-                f"cannot list pods in {ns}: HTTP {err.status} {err.reason}"
-            ) from None
+            raise ApiError(f"cannot list pods in {ns}: HTTP {err.status} {err.reason}") from None
         except Exception as err:
-            raise PodListError(f"cannot list pods in {ns}: {' '.join(str(err).split())}") from None
+            raise ApiError(f"cannot list pods in {ns}: {' '.join(str(err).split())}") from None
         return [parse_pod(o) for o in objs]
