@@ -57,6 +57,12 @@ RULES = (
         forbidden=("pulltrace.collector", *_FRONT_ENDS),
     ),
     Rule(
+        "all Kubernetes API access is in pulltrace.kube",
+        importers=(PACKAGE,),
+        forbidden=("kubernetes",),
+        exempt=("pulltrace.kube",),
+    ),
+    Rule(
         "nothing imports the command line: it is the entry point",
         importers=(PACKAGE,),
         forbidden=("pulltrace.cli",),
@@ -211,6 +217,11 @@ LAZY_CLIENT = "import os\n\n\ndef go():\n    from ..collector import store\n"
         (
             {"pulltrace/tui/__init__.py": "from . import app\n", "pulltrace/tui/app.py": ""},
             None,
+        ),
+        (
+            {"pulltrace/wait.py": "def pods():\n    from kubernetes import client\n"},
+            "pulltrace/wait.py:2: pulltrace.wait imports kubernetes "
+            "(all Kubernetes API access is in pulltrace.kube)",
         ),
         (
             {
