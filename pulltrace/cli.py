@@ -11,24 +11,14 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from pulltrace import __version__, parse
+from pulltrace.errors import EXIT_ERROR, EXIT_INTERRUPTED, PulltraceError, UsageError, exit_code
 
 if TYPE_CHECKING:
     from pulltrace.client.connect import Plan, SourceArgs
     from pulltrace.client.store import Query
 
-EXIT_USAGE = 2
-EXIT_SOURCE = 2  # ls and watch: nothing to read from (kubectl too uses one code for both)
-EXIT_WAIT_ERROR = 3  # wait keeps 1 and 2 for "a pull failed" and "timed out"
 HEALTH_ENV = "PULLTRACE_AGENT_HEALTH_LISTEN"
 MAX_SOCKET_PATH = 4096
-
-
-class UsageError(Exception):
-    """A bad flag or environment value: reported as one line, exit code 2."""
-
-
-class SourceFailure(Exception):
-    """The data source cannot be reached or read: one line, and the command's error exit."""
 
 
 def duration(text: str) -> float:
@@ -191,14 +181,10 @@ def _source_args(args: argparse.Namespace) -> SourceArgs:
 
 
 def _plan(args: argparse.Namespace) -> Plan:
-    """Resolves the source, or raises SourceFailure with one line for the user."""
-    from pulltrace.client.connect import ConnectError, resolve
-    from pulltrace.client.rest import CollectorError
+    """Resolves the source; raises a SourceError with one line for the user."""
+    from pulltrace.client.connect import resolve
 
-    try:
-        return resolve(_source_args(args))
-    except (ConnectError, CollectorError) as err:
-        raise SourceFailure(str(err)) from None
+    return resolve(_source_args(args))
 
 
 def _add_collector(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -237,8 +223,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(words)
     except SystemExit as exit:
         # argparse exits 2 on a bad flag; for wait, 2 means "timed out" to a pipeline
-        if exit.code == EXIT_USAGE and next((w for w in words if w[:1] != "-"), "") == "wait":
-            return EXIT_WAIT_ERROR
+        if exit.code == EXIT_ERROR:
+            return exit_code(next((w for w in words if w[:1] != "-"), ""))
         raise
     try:
         if args.command == "ls":
@@ -251,16 +237,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _watch(args)
         if args.command == "wait":
             return _wait(args)
-    except UsageError as err:
+    except PulltraceError as err:  # the one place our errors become a line and an exit code
         print(f"pulltrace: {err}", file=sys.stderr)
-        return EXIT_WAIT_ERROR if args.command == "wait" else EXIT_USAGE
-    except SourceFailure as err:
-        print(f"pulltrace: {err}", file=sys.stderr)
-        return EXIT_WAIT_ERROR if args.command == "wait" else EXIT_SOURCE
+        return exit_code(args.command)
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
     parser.print_help()
-    return EXIT_USAGE
+    return EXIT_ERROR
 
 
 def _query(args: argparse.Namespace, phase: str = "", text: str = "") -> Query:
@@ -273,7 +256,7 @@ def _query(args: argparse.Namespace, phase: str = "", text: str = "") -> Query:
 
 def _ls(args: argparse.Namespace) -> int:
     from pulltrace import output
-    from pulltrace.listing import ListingError, list_pulls, node_warnings
+    from pulltrace.listing import list_pulls, node_warnings
 
     fmt = "json" if args.json else args.output
     query = _query(args, args.phase, args.image)
@@ -287,10 +270,7 @@ def _ls(args: argparse.Namespace) -> int:
 
         asyncio.run(watch_rows(plan, query, fmt))
         return 0
-    try:
-        pulls = list_pulls(plan, query, args.sample)
-    except ListingError as err:
-        raise SourceFailure(str(err)) from None
+    pulls = list_pulls(plan, query, args.sample)
     for line in node_warnings(plan, query):
         print(line, file=sys.stderr)
     sys.stdout.write(output.format_pulls(pulls, fmt))
@@ -299,7 +279,7 @@ def _ls(args: argparse.Namespace) -> int:
 
 def _agent(args: argparse.Namespace) -> int:
     from pulltrace import logs
-    from pulltrace.collector.config import ConfigError, parse_address
+    from pulltrace.collector.config import parse_address
     from pulltrace.sockets import MISSING_CLIENT, candidates, client_installed
 
     if not client_installed():
@@ -318,12 +298,7 @@ def _agent(args: argparse.Namespace) -> int:
     if health is None:
         health = os.environ.get(HEALTH_ENV, ":8081")
         health_source = HEALTH_ENV
-    try:
-        health_address = (
-            None if health.strip() in ("", "off") else parse_address(health, health_source)
-        )
-    except ConfigError as err:
-        raise UsageError(str(err)) from None
+    health_address = None if health.strip() in ("", "off") else parse_address(health, health_source)
     logs.setup(args.log_level)
     from pulltrace.agent import AgentConfig, run
 
@@ -337,30 +312,24 @@ def _agent(args: argparse.Namespace) -> int:
         stall_timeout=args.stall_timeout,
         health_listen=health_address,
     )
-    try:
-        return run(config)
-    except ConfigError as err:
-        raise UsageError(str(err)) from None
+    return run(config)
 
 
 def _collector(args: argparse.Namespace) -> int:
     from pulltrace import logs
-    from pulltrace.collector.config import CollectorConfig, ConfigError
+    from pulltrace.collector.config import CollectorConfig
 
-    try:
-        config = CollectorConfig.from_flags(
-            listen=args.listen,
-            metrics_listen=args.metrics_listen,
-            history_ttl=args.history_ttl,
-            log_level=args.log_level,
-            watch_namespaces=args.watch_namespaces,
-        )
-        logs.setup(config.log_level)
-        from pulltrace.collector.server import run
+    config = CollectorConfig.from_flags(
+        listen=args.listen,
+        metrics_listen=args.metrics_listen,
+        history_ttl=args.history_ttl,
+        log_level=args.log_level,
+        watch_namespaces=args.watch_namespaces,
+    )
+    logs.setup(config.log_level)
+    from pulltrace.collector.server import run
 
-        return run(config)
-    except ConfigError as err:
-        raise UsageError(str(err)) from None
+    return run(config)
 
 
 def _add_watch(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -417,7 +386,7 @@ def _wait(args: argparse.Namespace) -> int:
     import asyncio
 
     from pulltrace.kube.config import current_namespace
-    from pulltrace.wait import Printer, Selection, WaitError, wait
+    from pulltrace.wait import Printer, Selection, wait
 
     if args.pods and args.selector:
         raise UsageError("name pods or give -l, not both")
@@ -427,10 +396,7 @@ def _wait(args: argparse.Namespace) -> int:
     )
     selection = Selection(namespace, args.selector, tuple(args.pods), args.image)
     printer = Printer(interval=args.interval, github=os.environ.get("GITHUB_ACTIONS") == "true")
-    try:
-        return asyncio.run(wait(plan, selection, args.timeout, printer))
-    except WaitError as err:
-        raise SourceFailure(str(err)) from None
+    return asyncio.run(wait(plan, selection, args.timeout, printer))
 
 
 if __name__ == "__main__":

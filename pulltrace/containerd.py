@@ -17,6 +17,7 @@ from google.protobuf.empty_pb2 import Empty
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from pulltrace._pb import content_pb2, version_pb2
+from pulltrace.errors import SourceError
 from pulltrace.sockets import choose, unreachable
 
 DEFAULT_NAMESPACE = "k8s.io"
@@ -24,7 +25,7 @@ _CONTENT = "/containerd.services.content.v1.Content/"
 _MAX_MANIFEST_BYTES = 4 << 20
 
 
-class ContainerdError(Exception):
+class ContainerdError(SourceError):
     """containerd could not be reached or refused a call; the message is one line for users,
     ``reason`` the same without the socket's path (for messages that name it already)."""
 

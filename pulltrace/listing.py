@@ -16,48 +16,42 @@ from pulltrace import output, render
 from pulltrace.client.connect import Plan
 from pulltrace.client.source import ConnectionState
 from pulltrace.client.store import ClientStore, Query, degraded, order
+from pulltrace.errors import SourceError
 from pulltrace.model import NodeStatus, PullStatus, encode
 
 WATCH_REPRINT = 2.0  # seconds between two progress lines of one pull; phase changes at once
 
 
-class ListingError(Exception):
-    """The source failed while listing: one line for the user."""
+class ListingError(SourceError):
+    """Raised by ``list_pulls`` when the cluster listing times out; the sources' own errors
+    (``CollectorError``, ``KubeApiError``, ``ContainerdError``) reach the user unwrapped."""
 
 
 def list_pulls(plan: Plan, query: Query, sample: float) -> list[PullStatus]:
     """Synchronous: a collector listing (the common, scripted case) never starts an event loop."""
     if plan.kind in ("collector", "proxy"):
-        from pulltrace.client.rest import CollectorError, get_pulls
+        from pulltrace.client.rest import get_pulls
 
         assert plan.endpoint is not None
         params = {"node": query.node} if query.node else {}
         if query.namespace:
             params["namespace"] = query.namespace
-        try:
-            pulls = get_pulls(plan.endpoint, params)
-        except CollectorError as err:
-            raise ListingError(str(err)) from None
+        pulls = get_pulls(plan.endpoint, params)
     elif plan.kind == "api":
         import asyncio
 
         from pulltrace.client.kubeapi import list_once
-        from pulltrace.kube.api import ApiError
 
         assert plan.cluster is not None
         namespaces = [query.namespace] if query.namespace else []
         try:
             pulls = asyncio.run(list_once(plan.cluster, namespaces))
-        except (ApiError, TimeoutError) as err:
+        except TimeoutError as err:
             raise ListingError(str(err)) from None
     elif plan.kind == "containerd":
         from pulltrace import local
-        from pulltrace.containerd import ContainerdError
 
-        try:
-            pulls = local.sample(plan.containerd, plan.containerd_namespace, sample)
-        except ContainerdError as err:
-            raise ListingError(str(err)) from None
+        pulls = local.sample(plan.containerd, plan.containerd_namespace, sample)
     else:
         import asyncio
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import re
 
+from pulltrace.errors import UsageError
+
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
-class ParseError(ValueError):
+class ParseError(UsageError, ValueError):
     """A value that does not parse; the message is one line the caller prefixes with its source
     (a flag or an environment variable)."""
 

@@ -23,19 +23,15 @@ from pulltrace import render
 from pulltrace.client.connect import Plan
 from pulltrace.client.source import ConnectionState, Snapshot
 from pulltrace.client.store import ClientStore, degraded
-from pulltrace.kube.api import ApiError, PodLister
+from pulltrace.errors import EXIT_FAILED, EXIT_PULLED, EXIT_TIMEOUT, UsageError
+from pulltrace.kube.api import PodLister
 from pulltrace.kube.pods import Pod
 from pulltrace.model import PullStatus
 
-EXIT_PULLED, EXIT_FAILED, EXIT_TIMEOUT, EXIT_ERROR = 0, 1, 2, 3
 POD_POLL = 2.0
 # Image-pull failures beyond kubelet's ErrImagePull/ImagePullBackOff that never resolve alone.
 NEVER_PULLABLE = frozenset({"InvalidImageName", "ErrImageNeverPull"})
 NeedState = Literal["pending", "pulled", "failed"]
-
-
-class WaitError(Exception):
-    """Cannot even start waiting (no such namespace, no permission): exit code 3."""
 
 
 @dataclass(frozen=True)
@@ -250,13 +246,6 @@ def _pod_lister(plan: Plan, selection: Selection) -> PodLister | None:
     )
 
 
-def _list_pods(lister: PodLister) -> list[Pod]:
-    try:
-        return lister.list()
-    except ApiError as err:
-        raise WaitError(str(err)) from None
-
-
 async def wait(
     plan: Plan,
     selection: Selection,
@@ -267,14 +256,12 @@ async def wait(
     store = ClientStore()
     lister = _pod_lister(plan, selection)
     if lister is None and selection.selector:
-        raise WaitError("-l needs cluster access (a kubeconfig); name pods instead")
+        raise UsageError("-l needs cluster access (a kubeconfig); name pods instead")
     if plan.endpoint is not None:
-        from pulltrace.client.rest import CollectorError, get_pulls
+        from pulltrace.client.rest import get_pulls
 
-        try:  # fail fast (exit 3) on a collector that is not there at all
-            await asyncio.to_thread(get_pulls, plan.endpoint, {"node": "-"})
-        except CollectorError as err:
-            raise WaitError(str(err)) from None
+        # fail fast (CollectorError, exit 3) on a collector that is not there at all
+        await asyncio.to_thread(get_pulls, plan.endpoint, {"node": "-"})
     namespaces = [selection.namespace] if selection.namespace else []
     link: list[ConnectionState] = []
     ready = asyncio.Event()
@@ -310,7 +297,7 @@ async def wait(
                 consumer.result()  # a source that ended by an error: surface it
                 break
             if lister is not None and clock() >= next_list:
-                last_pods = await asyncio.to_thread(_list_pods, lister)
+                last_pods = await asyncio.to_thread(lister.list)
                 next_list = clock() + POD_POLL
             pulls = store.pulls()
             if lister is not None:

@@ -22,13 +22,15 @@ from pulltrace.client.kubeconfig import (
 )
 from pulltrace.client.rest import CollectorError, Endpoint, get, with_token
 from pulltrace.client.source import Source
+from pulltrace.errors import SourceError
 
 Kind = Literal["collector", "proxy", "api", "containerd", "demo"]
 PROBE_TIMEOUT = 5.0
 
 
-class ConnectError(Exception):
-    """Nothing to read from: one line for the user, and a non-zero exit."""
+class ResolveError(SourceError):
+    """Raised by ``resolve`` when the flags, environment and kubeconfig lead to no usable source
+    (no cluster and no socket, a collector proxy that refuses, no containerd client)."""
 
 
 class SourceArgs(msgspec.Struct, frozen=True, kw_only=True):
@@ -88,22 +90,17 @@ def resolve(args: SourceArgs) -> Plan:
         return Plan("collector", endpoint=with_token(Endpoint(server), token))
     import logging
 
-    from pulltrace.kube.config import KubeConfigError
-
     # The kubernetes client and our watches log retries as warnings; they must not scribble
     # over tables, the TUI or CI logs: the commands report what matters themselves.
     logging.getLogger().addHandler(logging.NullHandler())
-    try:
-        cluster = load_cluster(args.kubeconfig, args.context)
-    except KubeConfigError as err:
-        raise ConnectError(str(err)) from None
+    cluster = load_cluster(args.kubeconfig, args.context)  # a broken one: KubeConfigError
     if cluster is None:
         from pulltrace.sockets import local_socket
 
         socket_path = local_socket()
         if socket_path:  # on a node: its own containerd
             return _containerd_plan(socket_path, args.containerd_namespace)
-        raise ConnectError(
+        raise ResolveError(
             "no collector and no cluster: pass --server URL, a kubeconfig (--kubeconfig, "
             "KUBECONFIG, ~/.kube/config), --containerd SOCKET, or --demo"
         )
@@ -124,7 +121,7 @@ def _containerd_plan(socket_path: str, namespace: str) -> Plan:
     from pulltrace.sockets import MISSING_CLIENT, client_installed
 
     if not client_installed():
-        raise ConnectError(MISSING_CLIENT)
+        raise ResolveError(MISSING_CLIENT)
     return Plan("containerd", containerd=socket_path, containerd_namespace=namespace)
 
 
@@ -135,13 +132,13 @@ def _probe(endpoint: Endpoint, cluster: Cluster) -> str | None:
         status, _ = get(endpoint, "/healthz", timeout=PROBE_TIMEOUT)
     except CollectorError as err:
         reason = str(err).partition(": ")[2] or str(err)
-        raise ConnectError(
+        raise ResolveError(
             f"cannot reach the Kubernetes API server at {cluster.server}: {reason}"
         ) from None
     if status == 200:
         return None
     if status == 401:
-        raise ConnectError(
+        raise ResolveError(
             f"the Kubernetes API server at {cluster.server} refused your credentials (401)"
         )
     if status == 403:
@@ -150,7 +147,7 @@ def _probe(endpoint: Endpoint, cluster: Cluster) -> str | None:
         return f"no collector service {where}"
     if status == 503:
         return f"collector {where} has no ready endpoints"
-    raise ConnectError(f"collector {where} answered {status} through the API server's proxy")
+    raise ResolveError(f"collector {where} answered {status} through the API server's proxy")
 
 
 def _service_name(endpoint: Endpoint) -> str:

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Sequence
 
 from pulltrace.client.kubeconfig import Cluster
 from pulltrace.client.source import ConnectionState, Message, Snapshot
-from pulltrace.kube.api import ApiError, preflight
+from pulltrace.kube.api import KubeApiError, preflight
 from pulltrace.model import PullStatus
 
 NOTICE = "API only: byte progress, speed and ETA need the pulltrace collector in the cluster"
@@ -43,7 +43,7 @@ class ApiOnlySource:
             await asyncio.to_thread(
                 preflight, self.cluster.api_client, self.cluster.server, self.namespaces
             )
-        except ApiError as err:
+        except KubeApiError as err:
             yield ConnectionState("offline", str(err))
         loop = asyncio.get_running_loop()
         changed = asyncio.Event()

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from pulltrace import __version__
+from pulltrace.errors import SourceError
 from pulltrace.model import NodeList, NodeStatus, PullList, PullStatus, decode
 
 if TYPE_CHECKING:
@@ -24,7 +25,7 @@ NODES_PATH = "/api/v1/nodes"
 TIMEOUT = 10.0
 
 
-class CollectorError(Exception):
+class CollectorError(SourceError):
     """One line that says what went wrong talking to the collector."""
 
 

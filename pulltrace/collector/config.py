@@ -13,6 +13,7 @@ import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from pulltrace.errors import UsageError
 from pulltrace.parse import ParseError, duration
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -20,7 +21,7 @@ _NAMESPACE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _ADDRESS = re.compile(r"^(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[^:\[\]]*)):(?P<port>\d{1,5})$")
 
 
-class ConfigError(ValueError):
+class ConfigError(UsageError, ValueError):
     """A bad flag, environment value or listen address: one sentence for the user."""
 
 

@@ -129,7 +129,8 @@ class Service:
 
 
 def run(config: CollectorConfig) -> int:
-    """Serves until SIGTERM or SIGINT. Raises ConfigError when a port cannot be bound."""
+    """Serves until SIGTERM or SIGINT. Raises ConfigError when a port cannot be bound, and
+    KubeConfigError for a kubeconfig that exists but is broken."""
     if config.log_level != "debug":
         # Both servers would log their start and stop; "collector listening/stopped" say it once.
         logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
@@ -144,15 +145,11 @@ def _connect(namespaces: list[str]) -> Correlator | None:
     """Without Kubernetes the pulls are still worth showing, without pod names; a configuration
     that exists but is broken is the user's to fix, so it stops the collector."""
     try:
-        from pulltrace.kube.config import KubeConfigError
         from pulltrace.kube.correlator import connect
     except ImportError as err:
         log.warning(f"Kubernetes correlation off: {err}")
         return None
-    try:
-        correlator: Correlator | None = connect(namespaces)
-    except KubeConfigError as err:
-        raise ConfigError(str(err)) from None
+    correlator: Correlator | None = connect(namespaces)  # a broken kubeconfig: KubeConfigError
     if correlator is None:
         log.warning("Kubernetes correlation off: no in-cluster service account or kubeconfig")
     return correlator

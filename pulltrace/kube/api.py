@@ -11,10 +11,11 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from pulltrace.errors import SourceError
 from pulltrace.kube.pods import Pod, parse_pod
 
 
-class ApiError(Exception):
+class KubeApiError(SourceError):
     """The API server refused or failed a read; the message is one line for the user."""
 
 
@@ -33,12 +34,14 @@ def preflight(api_client: Any, server: str, namespaces: Sequence[str] = ()) -> N
             core.list_pod_for_all_namespaces(limit=1, _preload_content=False, _request_timeout=10)
     except ApiException as err:
         scope = ", ".join(namespaces) or "all namespaces"
-        raise ApiError(
+        raise KubeApiError(
             f"cannot list pods ({scope}) on {server}: HTTP {err.status} {err.reason}"
         ) from None
     except Exception as err:
         reason = " ".join(str(err).split()) or type(err).__name__
-        raise ApiError(f"cannot reach the Kubernetes API server at {server}: {reason}") from None
+        raise KubeApiError(
+            f"cannot reach the Kubernetes API server at {server}: {reason}"
+        ) from None
 
 
 class PodLister:
@@ -76,7 +79,9 @@ class PodLister:
                 )
                 objs = json.loads(resp.data).get("items") or []
         except ApiException as err:
-            raise ApiError(f"cannot list pods in {ns}: HTTP {err.status} {err.reason}") from None
+            raise KubeApiError(
+                f"cannot list pods in {ns}: HTTP {err.status} {err.reason}"
+            ) from None
         except Exception as err:
-            raise ApiError(f"cannot list pods in {ns}: {' '.join(str(err).split())}") from None
+            raise KubeApiError(f"cannot list pods in {ns}: {' '.join(str(err).split())}") from None
         return [parse_pod(o) for o in objs]

@@ -11,10 +11,12 @@ import logging
 import os
 from typing import Any
 
+from pulltrace.errors import SourceError
+
 log = logging.getLogger("pulltrace.kube")
 
 
-class KubeConfigError(Exception):
+class KubeConfigError(SourceError):
     """A configuration that exists but cannot be used; the message is one line for the user."""
 
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from pulltrace.errors import PulltraceError
+
 DEFAULT_DOMAIN = "docker.io"
 _LEGACY_DEFAULT_DOMAIN = "index.docker.io"
 _OFFICIAL_PREFIX = "library/"
@@ -28,8 +30,9 @@ _DIGEST_RE = re.compile(r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0
 _IDENTIFIER_RE = re.compile(r"[a-f0-9]{64}")
 
 
-class InvalidReference(ValueError):
-    pass
+class InvalidReference(PulltraceError, ValueError):
+    """Raised by ``parse`` for a reference containerd would refuse to pull (empty, an image ID,
+    a bad name, tag or digest); callers that only skip such images catch ``ValueError``."""
 
 
 @dataclass(frozen=True, slots=True)

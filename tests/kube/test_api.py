@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pulltrace.kube.api import ApiError, PodLister, preflight
+from pulltrace.kube.api import KubeApiError, PodLister, preflight
 from pulltrace.kube.config import load_api_client
 from tests.kube.apiserver import ApiServer
 from tests.kube.objects import C, pod
@@ -43,7 +43,7 @@ def test_a_selector_is_the_servers(api: ApiServer, tmp_path: Path) -> None:
 
 def test_a_refusal_is_one_line(api: ApiServer, tmp_path: Path) -> None:
     lister = _lister(api, tmp_path, selector="app=web")
-    with api.outage(), pytest.raises(ApiError) as caught:
+    with api.outage(), pytest.raises(KubeApiError) as caught:
         lister.list()
     assert str(caught.value) == "cannot list pods in ci: HTTP 503 Service Unavailable"
 
@@ -57,7 +57,7 @@ def test_preflight_lists_one_pod_per_namespace(api: ApiServer, tmp_path: Path) -
 
 def test_preflight_refused_is_one_line(api: ApiServer, tmp_path: Path) -> None:
     client = load_api_client(str(api.kubeconfig(tmp_path / "kubeconfig")))
-    with api.outage(), pytest.raises(ApiError) as caught:
+    with api.outage(), pytest.raises(KubeApiError) as caught:
         preflight(client, api.url)
     expected = f"cannot list pods (all namespaces) on {api.url}: HTTP 503 Service Unavailable"
     assert str(caught.value) == expected
@@ -66,7 +66,7 @@ def test_preflight_refused_is_one_line(api: ApiServer, tmp_path: Path) -> None:
 def test_preflight_without_a_server_is_one_line(tmp_path: Path) -> None:
     with ApiServer() as gone:
         client = load_api_client(str(gone.kubeconfig(tmp_path / "kubeconfig")))
-    with pytest.raises(ApiError) as caught:
+    with pytest.raises(KubeApiError) as caught:
         preflight(client, gone.url, ["ci"])
     message = str(caught.value)
     assert message.startswith(f"cannot reach the Kubernetes API server at {gone.url}: ")
