@@ -85,3 +85,59 @@ def test_containerd_without_the_agent_extra_is_one_line(tmp_path: Path) -> None:
         assert out.stderr.strip().splitlines() == [
             "pulltrace: reading containerd needs the agent extra: pip install 'pulltrace[agent]'"
         ]
+
+
+def _no_source_env(tmp_path: Path) -> dict[str, str]:
+    """No PULLTRACE_SERVER and a HOME without a kubeconfig: only the flags choose the source."""
+    drop = ("PULLTRACE_SERVER", "PULLTRACE_TOKEN", "KUBECONFIG")
+    return {**{k: v for k, v in os.environ.items() if k not in drop}, "HOME": str(tmp_path)}
+
+
+MISSING_KUBECONFIG = "/nonexistent/kubeconfig"
+REFUSING = "http://127.0.0.1:9"  # the discard port: nothing listens there
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "line"),
+    [
+        # ls and watch: 2 for usage and source errors alike, as kubectl
+        (["ls", "--kubeconfig", MISSING_KUBECONFIG], 2, f"kubeconfig {MISSING_KUBECONFIG}"),
+        (["watch", "--kubeconfig", MISSING_KUBECONFIG], 2, f"kubeconfig {MISSING_KUBECONFIG}"),
+        (["ls", "--server", REFUSING], 2, "127.0.0.1:9"),
+        (["watch", "--bogus"], 2, "unrecognized arguments: --bogus"),
+        # wait: 3, since 1 and 2 say "a pull failed" and "timed out"
+        (
+            ["wait", "--kubeconfig", MISSING_KUBECONFIG, "web"],
+            3,
+            f"kubeconfig {MISSING_KUBECONFIG}",
+        ),
+        (["wait", "--server", REFUSING, "web"], 3, "127.0.0.1:9"),
+        (["wait", "--server", REFUSING, "-l", "app=web"], 3, "-l needs cluster access"),
+        (["wait", "--demo", "web", "-l", "app=web"], 3, "name pods or give -l, not both"),
+        (["wait", "--timeout", "soon"], 3, "invalid duration 'soon'"),
+        # the roles: 2 for a bad flag or address
+        (["collector", "--listen", "nowhere"], 2, "--listen: invalid address 'nowhere'"),
+        (["collector", "--history-ttl", "soon"], 2, "invalid duration 'soon'"),
+        (["agent", "--server", "ftp://c"], 2, "--server must be an http:// or https:// URL"),
+    ],
+)
+def test_each_commands_exit_code_for_usage_and_source_errors(
+    args: list[str], code: int, line: str, tmp_path: Path
+) -> None:
+    """The codes README.md documents, each error reported as its one line."""
+    out = run(*args, env=_no_source_env(tmp_path))
+    assert out.returncode == code, out.stderr
+    assert "Traceback" not in out.stderr
+    last = out.stderr.strip().splitlines()[-1]
+    assert last.startswith("pulltrace") and line in last, out.stderr
+
+
+def test_the_collector_stops_on_a_broken_kubeconfig_with_exit_2(tmp_path: Path) -> None:
+    """A source error in a role is its error exit too; the collector never starts serving."""
+    broken = tmp_path / "kubeconfig"
+    broken.write_text("apiVersion: v1\nkind: Config\nclusters: 5\n")
+    env = {**_no_source_env(tmp_path), "KUBECONFIG": str(broken)}
+    out = run("collector", "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0", env=env)
+    assert out.returncode == 2, out.stderr
+    (line,) = out.stderr.strip().splitlines()
+    assert line.startswith(f"pulltrace: kubeconfig {broken}: not a kubeconfig ("), line
