@@ -26,8 +26,9 @@ _MAX_MANIFEST_BYTES = 4 << 20
 
 
 class ContainerdError(SourceError):
-    """containerd could not be reached or refused a call; the message is one line for users,
-    ``reason`` the same without the socket's path (for messages that name it already)."""
+    """Raised by the content clients when containerd cannot be reached or refuses a call; the
+    message is one line for users, ``reason`` the same without the socket's path (for
+    messages that name it already)."""
 
     def __init__(self, message: str, reason: str = "") -> None:
         super().__init__(message)

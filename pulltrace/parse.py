@@ -12,8 +12,8 @@ _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
 class ParseError(UsageError, ValueError):
-    """A value that does not parse; the message is one line the caller prefixes with its source
-    (a flag or an environment variable)."""
+    """Raised by ``duration`` for a value that does not parse; the message is one line the
+    caller prefixes with its source (a flag or an environment variable)."""
 
 
 def duration(text: str) -> float:

@@ -26,7 +26,8 @@ TIMEOUT = 10.0
 
 
 class CollectorError(SourceError):
-    """One line that says what went wrong talking to the collector."""
+    """Raised by the REST calls when the collector gives no usable answer (unreachable, an
+    error status, a body that does not decode): one line that says which."""
 
 
 class Endpoint(msgspec.Struct, frozen=True):

@@ -22,7 +22,8 @@ _ADDRESS = re.compile(r"^(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[^:\[\]]*)):(?P<
 
 
 class ConfigError(UsageError, ValueError):
-    """A bad flag, environment value or listen address: one sentence for the user."""
+    """Raised for a bad flag or environment value of a role (address, namespace, duration) and
+    by ``listen_socket`` when the address cannot be bound: one sentence for the user."""
 
 
 Address = tuple[str, int]

@@ -16,7 +16,8 @@ from pulltrace.kube.pods import Pod, parse_pod
 
 
 class KubeApiError(SourceError):
-    """The API server refused or failed a read; the message is one line for the user."""
+    """Raised by ``preflight`` and ``PodLister.list`` when the API server refuses a read or
+    cannot be reached: one line for the user."""
 
 
 def preflight(api_client: Any, server: str, namespaces: Sequence[str] = ()) -> None:

@@ -17,7 +17,8 @@ log = logging.getLogger("pulltrace.kube")
 
 
 class KubeConfigError(SourceError):
-    """A configuration that exists but cannot be used; the message is one line for the user."""
+    """Raised by ``load_api_client`` for a kubeconfig that exists but cannot be used (missing
+    named file, bad YAML or schema, a failing exec plugin): one line for the user."""
 
 
 def load_api_client(kubeconfig: str | None = None, context: str | None = None) -> Any | None:
