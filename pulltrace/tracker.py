@@ -337,18 +337,21 @@ class Tracker:
         }
         present = self._present(sorted(missing))
         self._count_slots(live)
-        for pull in list(self._pulls.values()):
+        # Commits first: a layer that leaves the queue in this poll starts at the first of them.
+        for pull in self._pulls.values():
             for digest, layer in pull.layers.items():
-                if layer.state in _TERMINAL_LAYER:
+                if layer.state in _TERMINAL_LAYER or digest in live:
                     continue
-                ingest = live.get(digest)
-                if ingest is not None:
-                    self._advance_layer(pull, layer, ingest, now)
-                elif digest in present:
+                if digest in present:
                     since = self._last_poll or pull.started_at.timestamp()
                     self._committed(layer, present[digest], since)
                 elif layer.state == "active":
                     self._vanished(pull, layer, mono)
+        for pull in list(self._pulls.values()):
+            for digest, layer in pull.layers.items():
+                ingest = live.get(digest)
+                if ingest is not None and layer.state not in _TERMINAL_LAYER:
+                    self._advance_layer(pull, layer, ingest, now)
             self._stopped(pull, now.timestamp())
             self._settle(pull, live, now, mono)
 

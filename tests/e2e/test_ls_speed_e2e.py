@@ -7,7 +7,8 @@ The truth is the throttling proxy's byte count: one token bucket shared by every
 so all pulls together get exactly what it lets through. The speed pulltrace shows is the rate
 over its rate window (the last 5 s, or since the pulls began if that is shorter), so that is
 the window the proxy's count is taken over; on a busy machine the proxy's rate wanders by a
-few percent from one second to the next, so a shorter window would measure the machine.
+few percent from one second to the next, so a shorter window would measure the machine. The
+listings start about a window into the pulls.
 """
 
 from __future__ import annotations
@@ -84,12 +85,13 @@ def test_ls_speed_of_two_pulls_sums_to_the_throttle_rate_within_five_percent(
     throttle.set_rate(RATE)
     # long enough that both are still pulling at the last listing, even where containerd 2.x
     # gives all its slots to the first pull
-    images = [pusher.image(5, 10 * MiB) for _ in range(2)]
+    images = [pusher.image(5, 14 * MiB) for _ in range(2)]
     digests = {image.manifest_digest for image in images}
     with ProxyMeter(throttle) as meter:
         pulls = [start_cri_pull(containerd.address, i.ref_at(throttle.host_port)) for i in images]
-        # past the first MiB steps, so there is something to measure
-        wait_for(lambda: throttle.bytes_forwarded > 4 * MiB, 30, "the pulls to move bytes")
+        # about a rate window in, where the speed shown is a whole window's
+        steady = int(0.8 * WINDOW * RATE)
+        wait_for(lambda: throttle.bytes_forwarded > steady, 60, "the pulls to run a while")
         began = meter.first_over(64 * 1024)  # manifests and configs are smaller: layers began
         errors = []
         for _ in range(LISTINGS):
