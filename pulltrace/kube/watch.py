@@ -1,9 +1,11 @@
 """List-then-watch for one resource in one scope, in a daemon thread.
 
-The loop is client-go's reflector, reduced: list to get the state and a resourceVersion; watch
-from that version (asking for bookmarks, so that a quiet watch still moves its version forward
-and survives etcd compaction); resume a broken watch from the last version seen; relist only
-when the API server answers 410 Gone, because the version has been compacted away.
+The loop is client-go's reflector, reduced: list to get the state and a resourceVersion, in
+pages (as client-go's pager does) so that a large cluster's list is never one document in
+memory at once; watch from that version (asking for bookmarks, so that a quiet watch still
+moves its version forward and survives etcd compaction); resume a broken watch from the last
+version seen; relist only when the API server answers 410 Gone, because the version has been
+compacted away.
 """
 
 from __future__ import annotations
@@ -23,6 +25,9 @@ log = logging.getLogger("pulltrace.kube")
 
 CONNECT_TIMEOUT = 10.0
 LIST_READ_TIMEOUT = 60.0
+PAGE_SIZE = 500
+"""Objects per list page, client-go's default. Parsing a 5 000-pod list (about 44 MiB of JSON)
+in one piece raised the collector's RSS by about 325 MiB for good; pages of 500 by about 26."""
 WATCH_SECONDS = (300, 600)
 """The API server ends each watch after a while; like client-go, spread the ends out."""
 
@@ -62,6 +67,7 @@ class ListWatch:
         *,
         field_selector: str = "",
         backoff: Backoff = DEFAULT_BACKOFF,
+        page_size: int = PAGE_SIZE,
     ) -> None:
         """``on_list`` gets every (re)list, ``on_event`` every watch event; both say whether
         anything changed, and ``on_change`` is then called from this thread."""
@@ -73,6 +79,7 @@ class ListWatch:
         self._on_change = on_change
         self._selector = {"field_selector": field_selector} if field_selector else {}
         self._backoff = backoff
+        self._page_size = page_size
         self._delay = backoff.initial
         self._last_problem = ""
         self.resource_version: str | None = None
@@ -132,18 +139,7 @@ class ListWatch:
             self._delay = min(self._delay * 2, self._backoff.maximum)
 
     def _list(self) -> None:
-        resp = self._list_fn(
-            *self._args,
-            _preload_content=False,
-            _request_timeout=(CONNECT_TIMEOUT, LIST_READ_TIMEOUT),
-            **self._selector,
-        )
-        try:
-            doc = json.loads(resp.data)
-        finally:
-            resp.release_conn()
-        items = [i for i in doc.get("items") or [] if isinstance(i, Mapping)]
-        version = str(doc["metadata"]["resourceVersion"])
+        items, version = self._list_pages()
         changed = self._on_list(items)
         self.resource_version = version
         self._delay, self._last_problem = self._backoff.initial, ""
@@ -152,6 +148,55 @@ class ListWatch:
             self.synced.set()
         if changed:
             self._notify()
+
+    def _list_pages(self) -> tuple[list[Mapping[str, Any]], str]:
+        """Every object and the version to watch from. All pages are cut from the snapshot the
+        first one was taken from, so its resourceVersion is the list's. When etcd compacts that
+        snapshot away before the last page (a 410 on a continuation), the list starts again:
+        the pages so far cannot be completed consistently."""
+        from kubernetes.client.exceptions import ApiException
+
+        items: list[Mapping[str, Any]] = []
+        version = ""
+        token = ""
+        while True:
+            try:
+                doc = self._page(token)
+            except ApiException as exc:
+                if exc.status != HTTPStatus.GONE or not token or self._stopping.is_set():
+                    raise
+                log.info(
+                    "%s: list continuation expired after %d objects, listing again",
+                    self.name,
+                    len(items),
+                )
+                items, version, token = [], "", ""
+                continue
+            meta = doc.get("metadata") or {}
+            items.extend(i for i in doc.get("items") or [] if isinstance(i, Mapping))
+            version = version or str(meta["resourceVersion"])
+            token = str(meta.get("continue") or "")
+            if not token:
+                break
+        return items, version
+
+    def _page(self, token: str) -> Mapping[str, Any]:
+        extra: dict[str, Any] = {"_continue": token} if token else {}
+        resp = self._list_fn(
+            *self._args,
+            limit=self._page_size,
+            _preload_content=False,
+            _request_timeout=(CONNECT_TIMEOUT, LIST_READ_TIMEOUT),
+            **self._selector,
+            **extra,
+        )
+        try:
+            doc = json.loads(resp.data)
+        finally:
+            resp.release_conn()
+        if not isinstance(doc, Mapping):
+            raise ValueError("the list is not a JSON object")
+        return doc
 
     def _watch_once(self) -> bool:
         """One watch request; True when it delivered anything, so that the next one may
