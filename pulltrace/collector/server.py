@@ -27,6 +27,7 @@ from pulltrace.collector.config import CollectorConfig, ConfigError, format_addr
 from pulltrace.collector.correlator import Correlator
 from pulltrace.collector.metrics import Metrics
 from pulltrace.collector.store import PullStore
+from pulltrace.collector.stream import cap_send_buffer
 
 log = logging.getLogger("pulltrace.collector")
 
@@ -71,6 +72,7 @@ class Service:
             config, self.store, self.broker, correlator, self.metrics, limiter_clock=limiter_clock
         )
         self._api_socket = listen_socket(config.listen, "--listen")
+        cap_send_buffer(self._api_socket)
         try:
             self._metrics_socket = listen_socket(config.metrics_listen, "--metrics-listen")
         except ConfigError:
