@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from http import HTTPStatus
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 log = logging.getLogger("pulltrace.kube")
 
@@ -55,13 +55,17 @@ def _raw_watch_class() -> Any:
     return RawWatch
 
 
-class ListWatch:
+T = TypeVar("T")
+
+
+class ListWatch(Generic[T]):
     def __init__(
         self,
         name: str,
         list_fn: Callable[..., Any],
         args: tuple[str, ...],
-        on_list: Callable[[list[Mapping[str, Any]]], bool],
+        digest: Callable[[Mapping[str, Any]], T],
+        on_list: Callable[[list[T]], bool],
         on_event: Callable[[str, Mapping[str, Any]], bool],
         on_change: Callable[[], None],
         *,
@@ -70,8 +74,12 @@ class ListWatch:
         page_size: int = PAGE_SIZE,
     ) -> None:
         """``on_list`` gets every (re)list, ``on_event`` every watch event; both say whether
-        anything changed, and ``on_change`` is then called from this thread."""
+        anything changed, and ``on_change`` is then called from this thread. A list's objects
+        reach ``on_list`` through ``digest``, applied to each page as it comes: what pulltrace
+        keeps of an object is a small part of it, and holding a large cluster's objects whole
+        until the last page would cost several times the list's JSON."""
         self.name = name
+        self._digest = digest
         self._list_fn = list_fn
         self._args = args
         self._on_list = on_list
@@ -149,19 +157,19 @@ class ListWatch:
         if changed:
             self._notify()
 
-    def _list_pages(self) -> tuple[list[Mapping[str, Any]], str]:
-        """Every object and the version to watch from. All pages are cut from the snapshot the
-        first one was taken from, so its resourceVersion is the list's. When etcd compacts that
-        snapshot away before the last page (a 410 on a continuation), the list starts again:
-        the pages so far cannot be completed consistently."""
+    def _list_pages(self) -> tuple[list[T], str]:
+        """Every object, digested, and the version to watch from. All pages are cut from the
+        snapshot the first one was taken from, so its resourceVersion is the list's. When etcd
+        compacts that snapshot away before the last page (a 410 on a continuation), the list
+        starts again: the pages so far cannot be completed consistently."""
         from kubernetes.client.exceptions import ApiException
 
-        items: list[Mapping[str, Any]] = []
+        items: list[T] = []
         version = ""
         token = ""
         while True:
             try:
-                doc = self._page(token)
+                page_version, token = self._page(token, items)
             except ApiException as exc:
                 if exc.status != HTTPStatus.GONE or not token or self._stopping.is_set():
                     raise
@@ -172,15 +180,13 @@ class ListWatch:
                 )
                 items, version, token = [], "", ""
                 continue
-            meta = doc.get("metadata") or {}
-            items.extend(i for i in doc.get("items") or [] if isinstance(i, Mapping))
-            version = version or str(meta["resourceVersion"])
-            token = str(meta.get("continue") or "")
+            version = version or page_version
             if not token:
-                break
-        return items, version
+                return items, version
 
-    def _page(self, token: str) -> Mapping[str, Any]:
+    def _page(self, token: str, items: list[T]) -> tuple[str, str]:
+        """One page's objects, digested, onto ``items``; its resourceVersion and the token for
+        the next page ("" after the last)."""
         extra: dict[str, Any] = {"_continue": token} if token else {}
         resp = self._list_fn(
             *self._args,
@@ -196,7 +202,9 @@ class ListWatch:
             resp.release_conn()
         if not isinstance(doc, Mapping):
             raise ValueError("the list is not a JSON object")
-        return doc
+        items.extend(self._digest(i) for i in doc.get("items") or [] if isinstance(i, Mapping))
+        meta = doc.get("metadata") or {}
+        return str(meta["resourceVersion"]), str(meta.get("continue") or "")
 
     def _watch_once(self) -> bool:
         """One watch request; True when it delivered anything, so that the next one may

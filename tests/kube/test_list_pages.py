@@ -27,9 +27,9 @@ class Recorder:
         self.lists: list[list[str]] = []
         self.events: list[tuple[str, str]] = []
 
-    def on_list(self, items: list[Mapping[str, Any]]) -> bool:
+    def on_list(self, names: list[str]) -> bool:
         with self._cond:
-            self.lists.append([i["metadata"]["name"] for i in items])
+            self.lists.append(names)
             self._cond.notify_all()
         return True
 
@@ -46,7 +46,7 @@ class Recorder:
 
 
 @pytest.fixture
-def pods(api: ApiServer, tmp_path: Path) -> Iterator[tuple[ListWatch, Recorder]]:
+def pods(api: ApiServer, tmp_path: Path) -> Iterator[tuple[ListWatch[str], Recorder]]:
     """A pods ListWatch on pages of two, not yet started."""
     core = client.CoreV1Api(load_api_client(str(api.kubeconfig(tmp_path / "kubeconfig"))))
     recorder = Recorder()
@@ -54,6 +54,7 @@ def pods(api: ApiServer, tmp_path: Path) -> Iterator[tuple[ListWatch, Recorder]]
         "pods",
         core.list_pod_for_all_namespaces,
         (),
+        lambda obj: str(obj["metadata"]["name"]),
         recorder.on_list,
         recorder.on_event,
         lambda: None,
@@ -69,7 +70,7 @@ def names(n: int) -> list[str]:
 
 
 def test_a_list_follows_every_page_and_watches_from_the_first_pages_snapshot(
-    api: ApiServer, pods: tuple[ListWatch, Recorder]
+    api: ApiServer, pods: tuple[ListWatch[str], Recorder]
 ) -> None:
     loop, recorder = pods
     for name in names(5):
@@ -95,7 +96,7 @@ def test_a_list_follows_every_page_and_watches_from_the_first_pages_snapshot(
 
 
 def test_an_expired_continuation_starts_the_list_again(
-    api: ApiServer, pods: tuple[ListWatch, Recorder]
+    api: ApiServer, pods: tuple[ListWatch[str], Recorder]
 ) -> None:
     loop, recorder = pods
     for name in names(3):
