@@ -26,8 +26,9 @@ log = logging.getLogger("pulltrace.kube")
 CONNECT_TIMEOUT = 10.0
 LIST_READ_TIMEOUT = 60.0
 PAGE_SIZE = 500
-"""Objects per list page, client-go's default. Parsing a 5 000-pod list (about 44 MiB of JSON)
-in one piece raised the collector's RSS by about 325 MiB for good; pages of 500 by about 26."""
+"""Objects per list page, client-go's default. Listing 5 000 pods (about 44 MiB of JSON) and
+10 000 Events in one piece each raised the collector's RSS by about 290 MiB for good; in pages
+of 500, each digested as it came, by about 50 (bench/collector_memory.py)."""
 WATCH_SECONDS = (300, 600)
 """The API server ends each watch after a while; like client-go, spread the ends out."""
 
