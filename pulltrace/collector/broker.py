@@ -41,13 +41,14 @@ from pulltrace.model import NodeEventType, NodeStatus, PullEvent, PullStatus, St
 HEARTBEAT = b": heartbeat\n\n"
 GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
 """What a gzip stream starts with: deflate, no name, no time, unknown OS."""
-WRITE_MAX = 64 << 10
+WRITE_MAX = 128 << 10
 """The most one write hands the server: a large snapshot goes out in slices, so that a slow
 client holds one slice in its transport buffer, not a copy of the whole snapshot. A stalled
 client holds about two copies of its last write (ours, and uvicorn's with the chunk framing),
-so this is most of what it costs: 1 MiB writes cost about 1.5 MiB a stalled client, 64 KiB
-about 0.2 MiB, for no measurable loss of throughput (bench/collector_memory.py,
-bench/collector_load.py)."""
+so this is most of what it costs: with 1 MiB writes about 1.5 MiB a stalled client, with
+128 KiB about 0.4 MiB (bench/collector_memory.py). Not smaller: at 64 KiB, a reader at 5 000
+nodes that fell behind took tens of seconds to catch up (bench/collector_load.py's latency
+maximum went from under 0.5 s to 20-38 s in four runs of seven); at 128 KiB it did not."""
 
 Piece = bytes | memoryview
 
