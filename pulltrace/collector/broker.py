@@ -48,7 +48,8 @@ client holds about two copies of its last write (ours, and uvicorn's with the ch
 so this is most of what it costs: with 1 MiB writes about 1.5 MiB a stalled client, with
 128 KiB about 0.4 MiB (bench/collector_memory.py). Not smaller: at 64 KiB, a reader at 5 000
 nodes that fell behind took tens of seconds to catch up (bench/collector_load.py's latency
-maximum went from under 0.5 s to 20-38 s in four runs of seven); at 128 KiB it did not."""
+maximum was 18-38 s in four runs of seven, against at most 5.5 s with 1 MiB writes on a busy
+machine); at 128 KiB it did not (0.25-0.35 s)."""
 
 Piece = bytes | memoryview
 
