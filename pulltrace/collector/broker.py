@@ -41,15 +41,15 @@ from pulltrace.model import NodeEventType, NodeStatus, PullEvent, PullStatus, St
 HEARTBEAT = b": heartbeat\n\n"
 GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
 """What a gzip stream starts with: deflate, no name, no time, unknown OS."""
-WRITE_MAX = 128 << 10
+WRITE_MAX = 1 << 20
 """The most one write hands the server: a large snapshot goes out in slices, so that a slow
 client holds one slice in its transport buffer, not a copy of the whole snapshot. A stalled
-client holds about two copies of its last write (ours, and uvicorn's with the chunk framing),
-so this is most of what it costs: with 1 MiB writes about 1.5 MiB a stalled client, with
-128 KiB about 0.4 MiB (bench/collector_memory.py). Not smaller: at 64 KiB, a reader at 5 000
-nodes that fell behind took tens of seconds to catch up (bench/collector_load.py's latency
-maximum was 18-38 s in four runs of seven, against at most 5.5 s with 1 MiB writes on a busy
-machine); at 128 KiB it did not (0.25-0.35 s)."""
+client holds about two copies of its last write (ours, and uvicorn's with the chunk framing):
+about 1.5 MiB each (bench/collector_memory.py; 0.2 MiB with 64 KiB writes, 0.4 with 128).
+Smaller writes are not worth it: uvicorn pauses a stream once a write is left in its buffer,
+so a reader gets one write per turn or two of a busy event loop, and at 5 000 nodes one that
+fell behind took seconds to tens of seconds to catch up (bench/collector_load.py's latency
+maximum 9.5-38 s with 64 or 128 KiB writes, 1.1-5.5 s with 1 MiB, on a busy machine)."""
 
 Piece = bytes | memoryview
 
