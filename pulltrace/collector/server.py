@@ -24,10 +24,8 @@ from pulltrace import __version__
 from pulltrace.collector.app import create_app
 from pulltrace.collector.broker import Broker
 from pulltrace.collector.config import CollectorConfig, ConfigError, format_address, listen_socket
-from pulltrace.collector.correlator import Correlator
 from pulltrace.collector.metrics import Metrics
-from pulltrace.collector.store import PullStore
-from pulltrace.collector.stream import cap_send_buffer
+from pulltrace.pullstore import Correlator, PullStore
 
 log = logging.getLogger("pulltrace.collector")
 
@@ -72,7 +70,6 @@ class Service:
             config, self.store, self.broker, correlator, self.metrics, limiter_clock=limiter_clock
         )
         self._api_socket = listen_socket(config.listen, "--listen")
-        cap_send_buffer(self._api_socket)
         try:
             self._metrics_socket = listen_socket(config.metrics_listen, "--metrics-listen")
         except ConfigError:
@@ -132,7 +129,8 @@ class Service:
 
 
 def run(config: CollectorConfig) -> int:
-    """Serves until SIGTERM or SIGINT. Raises ConfigError when a port cannot be bound."""
+    """Serves until SIGTERM or SIGINT. Raises ConfigError when a port cannot be bound, and
+    KubeConfigError for a kubeconfig that exists but is broken."""
     if config.log_level != "debug":
         # Both servers would log their start and stop; "collector listening/stopped" say it once.
         logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
@@ -147,14 +145,11 @@ def _connect(namespaces: list[str]) -> Correlator | None:
     """Without Kubernetes the pulls are still worth showing, without pod names; a configuration
     that exists but is broken is the user's to fix, so it stops the collector."""
     try:
-        from pulltrace.kube.correlator import KubeConfigError, connect
+        from pulltrace.kube.correlator import connect
     except ImportError as err:
         log.warning(f"Kubernetes correlation off: {err}")
         return None
-    try:
-        correlator: Correlator | None = connect(namespaces)
-    except KubeConfigError as err:
-        raise ConfigError(str(err)) from None
+    correlator: Correlator | None = connect(namespaces)  # a broken kubeconfig: KubeConfigError
     if correlator is None:
         log.warning("Kubernetes correlation off: no in-cluster service account or kubeconfig")
     return correlator

@@ -12,7 +12,6 @@ clients of a large cluster. The body is the gzip header and then the broker's de
 from __future__ import annotations
 
 import asyncio
-import socket
 
 from starlette.types import Message, Receive, Scope, Send
 
@@ -34,22 +33,6 @@ _GZIP = {
     "headers": [*_HEADERS, (b"content-encoding", b"gzip")],
 }
 _END = {"type": "http.response.body", "body": b""}
-SEND_BUFFER = 256 << 10
-"""The kernel send buffer of the API's connections. Left to autotuning, a client that stops
-reading (``pulltrace watch`` suspended with Ctrl-Z) takes in writes until its buffer reaches
-``tcp_wmem``'s maximum, 4 MiB by default, which cgroup v2 charges to the collector's pod:
-256 such clients could hold 1 GiB. Fixed, the kernel doubles it for its bookkeeping, so
-512 KiB a connection at most: 5 MB/s at 100 ms of round trip, six times what a gzip stream
-of 5 000 nodes needs (bench/collector_load.py: 0.8 MiB/s; the plain stream, ten times that,
-needs a round trip under about 60 ms)."""
-
-
-def cap_send_buffer(sock: socket.socket) -> None:
-    """On the listening socket, before it accepts: Linux hands its buffer sizes to every
-    connection it accepts. ASGI gives an endpoint no access to its connection's socket, so
-    the event stream's connections cannot be told apart. The others lose little: an agent's
-    answer is small, and a REST answer of a few MiB takes a few more round trips."""
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
 
 
 class EventStream:
