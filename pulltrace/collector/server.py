@@ -24,8 +24,9 @@ from pulltrace import __version__
 from pulltrace.collector.app import create_app
 from pulltrace.collector.broker import Broker
 from pulltrace.collector.config import CollectorConfig, ConfigError, format_address, listen_socket
+from pulltrace.collector.correlator import Correlator
 from pulltrace.collector.metrics import Metrics
-from pulltrace.pullstore import Correlator, PullStore
+from pulltrace.collector.store import PullStore
 
 log = logging.getLogger("pulltrace.collector")
 
@@ -129,8 +130,7 @@ class Service:
 
 
 def run(config: CollectorConfig) -> int:
-    """Serves until SIGTERM or SIGINT. Raises ConfigError when a port cannot be bound, and
-    KubeConfigError for a kubeconfig that exists but is broken."""
+    """Serves until SIGTERM or SIGINT. Raises ConfigError when a port cannot be bound."""
     if config.log_level != "debug":
         # Both servers would log their start and stop; "collector listening/stopped" say it once.
         logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
@@ -145,11 +145,14 @@ def _connect(namespaces: list[str]) -> Correlator | None:
     """Without Kubernetes the pulls are still worth showing, without pod names; a configuration
     that exists but is broken is the user's to fix, so it stops the collector."""
     try:
-        from pulltrace.kube.correlator import connect
+        from pulltrace.kube.correlator import KubeConfigError, connect
     except ImportError as err:
         log.warning(f"Kubernetes correlation off: {err}")
         return None
-    correlator: Correlator | None = connect(namespaces)  # a broken kubeconfig: KubeConfigError
+    try:
+        correlator: Correlator | None = connect(namespaces)
+    except KubeConfigError as err:
+        raise ConfigError(str(err)) from None
     if correlator is None:
         log.warning("Kubernetes correlation off: no in-cluster service account or kubeconfig")
     return correlator
