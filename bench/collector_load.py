@@ -727,6 +727,10 @@ class EventStream(asyncio.BufferedProtocol):
             if at >= 0:
                 last = int(tail[at + 5 : eol])
         self._count(first, snapshot, last, now in self.window)
+        if self.gzip and not self.boundary:
+            # A piece cut into several chunks: the next ones are not inflated, so the id after
+            # them is not a gap but the count of the events they carried.
+            self.exact = False
 
     def _count(self, first: int | None, snapshot: bool, last: int | None, counted: bool) -> None:
         if first is not None:

@@ -16,6 +16,7 @@ from typing import Any
 
 from pulltrace.kube.config import load_api_client
 from pulltrace.kube.index import DEFAULT_HISTORY_TTL, KubeIndex
+from pulltrace.kube.pods import parse_event, parse_pod
 from pulltrace.kube.watch import DEFAULT_BACKOFF, Backoff, ListWatch
 from pulltrace.model import PodRef, PullStatus
 
@@ -44,7 +45,7 @@ class KubeCorrelator:
         self._index = KubeIndex(history_ttl, clock)
         self._listener: Callable[[], None] | None = None
         self._listener_lock = threading.Lock()
-        self._loops: list[ListWatch] = []
+        self._loops: list[ListWatch[Any]] = []
         scopes: list[str | None] = [*namespaces] or [None]
         for ns in scopes:
             where = ns or "all namespaces"
@@ -54,6 +55,7 @@ class KubeCorrelator:
                     f"pods ({where})",
                     core.list_namespaced_pod if ns else core.list_pod_for_all_namespaces,
                     scope,
+                    parse_pod,
                     functools.partial(self._index.replace_pods, ns),
                     self._index.apply_pod,
                     self._changed,
@@ -65,6 +67,7 @@ class KubeCorrelator:
                     f"events ({where})",
                     core.list_namespaced_event if ns else core.list_event_for_all_namespaces,
                     scope,
+                    parse_event,
                     self._index.replace_events,
                     self._index.apply_event,
                     self._changed,

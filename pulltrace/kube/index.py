@@ -16,7 +16,14 @@ from typing import Any, TypeVar
 import msgspec
 
 from pulltrace.kube.attempts import Row, kubelet_row
-from pulltrace.kube.pods import Observation, Pod, PodContainer, parse_event, parse_pod
+from pulltrace.kube.pods import (
+    KubeletEvent,
+    Observation,
+    Pod,
+    PodContainer,
+    parse_event,
+    parse_pod,
+)
 from pulltrace.kube.refs import ImageRef, agent_repo_key, try_parse
 from pulltrace.model import PodRef, PullStatus
 
@@ -107,10 +114,10 @@ class KubeIndex:
         with self._lock:
             return self._recompute(self._put_pod(pod, deleted=kind == "DELETED"))
 
-    def replace_pods(self, namespace: str | None, objs: Iterable[Mapping[str, Any]]) -> bool:
-        """A (re)list: pods in scope that the list lacks were deleted while we were not
-        watching."""
-        pods = [parse_pod(o) for o in objs]
+    def replace_pods(self, namespace: str | None, pods: Iterable[Pod]) -> bool:
+        """A (re)list, parsed page by page as it came (``parse_pod``): pods in scope that the
+        list lacks were deleted while we were not watching."""
+        pods = list(pods)
         keys = {(p.namespace, p.name) for p in pods}
         touched: set[ImageKey] = set()
         with self._lock:
@@ -126,13 +133,14 @@ class KubeIndex:
         if kind == "DELETED":
             return False
         with self._lock:
-            return self._recompute(self._add_event(obj))
+            return self._recompute(self._add_event(parse_event(obj)))
 
-    def replace_events(self, objs: Iterable[Mapping[str, Any]]) -> bool:
+    def replace_events(self, events: Iterable[KubeletEvent | None]) -> bool:
+        """A (re)list, parsed page by page as it came (``parse_event``)."""
         touched: set[ImageKey] = set()
         with self._lock:
-            for obj in objs:
-                touched |= self._add_event(obj)
+            for event in events:
+                touched |= self._add_event(event)
             return self._recompute(touched)
 
     # -- internals (lock held) --------------------------------------------------------------
@@ -184,8 +192,7 @@ class KubeIndex:
                     del self._waiting[repo]
         return touched
 
-    def _add_event(self, obj: Mapping[str, Any]) -> set[ImageKey]:
-        event = parse_event(obj)
+    def _add_event(self, event: KubeletEvent | None) -> set[ImageKey]:
         if event is None:
             return set()
         pod = None

@@ -8,6 +8,11 @@ talks to it exactly as it would to kube-apiserver:
   ``PodList``/``EventList`` with ``metadata.resourceVersion``; items carry no kind/apiVersion,
   as in real lists. ``fieldSelector`` supports the fields the real server does (an unknown
   field is a 400), including the ADDED/DELETED a selector turns a MODIFIED into.
+- ``?limit=N`` pages a list as etcd does: a page has ``metadata.continue`` (an opaque token
+  naming the snapshot's version and where to go on) and, without selectors,
+  ``remainingItemCount``; every page of one list is cut from the first page's snapshot and
+  carries its ``resourceVersion``. A token whose version has been compacted away gets what the
+  real server answers: HTTP 410 with a ``Status`` of reason ``Expired``.
 - ``?watch=true&resourceVersion=N`` streams newline-delimited ``{"type", "object"}`` events with
   chunked encoding: every change after N, then live ones, until ``timeoutSeconds``. A version
   older than the retained history gets what the watch cache sends: HTTP 200 and one ERROR event
@@ -16,13 +21,16 @@ talks to it exactly as it would to kube-apiserver:
 - Every change bumps one global resourceVersion, like etcd's revision.
 
 Tests drive it with ``add``/``modify``/``delete``, ``compact`` (the next watch from an older
-version gets 410), ``drop_watches`` (connections die mid-stream), ``outage`` (503 for a while)
-and ``bookmark``. More routes can be added with ``route``; handlers get a ``Request`` that can
+version, or list continued from one, gets 410), ``drop_watches`` (connections die
+mid-stream), ``outage`` (503 for a while), ``bookmark`` and ``before_page`` (a hook between
+the pages of a list). More routes can be added with ``route``; handlers get a ``Request`` that can
 answer JSON, Status objects or a chunked stream.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import contextlib
 import copy
 import json
@@ -306,6 +314,9 @@ class ApiServer:
         self._down = False
         self._requests: list[RequestRecord] = []
         self.watches_opened = 0
+        self.before_page: Callable[[RequestRecord], None] | None = None
+        """Called before a list page that continues another is served, from the request's
+        thread: a test can change the cluster, or compact, between two pages."""
         self._routes: list[tuple[str, re.Pattern[str], Handler]] = []
         self.route("GET", r"/api/v1/(?P<resource>pods|events)", self._collection)
         self.route(
@@ -535,25 +546,57 @@ class ApiServer:
         if request.query.get("watch") in ("true", "1"):
             self._watch(request, kind, namespace, selector)
             return
+        limit, token = _page_request(request.query)
+        if token is not None and self.before_page is not None:
+            self.before_page(RequestRecord(request.method, request.path, request.query))
         with self._cond:
-            items = [
-                {k: v for k, v in obj.items() if k not in ("kind", "apiVersion")}
-                for (resource, ns, _), obj in sorted(self._objects.items())
+            rv = self._rv if token is None else token[0]
+            if rv < self._floor:
+                request.status(410, "Expired", CONTINUE_EXPIRED)
+                return
+            listed = [
+                ((ns, name), obj)
+                for (resource, ns, name), obj in sorted(self._snapshot(rv).items())
                 if resource == kind.resource
                 and namespace in (None, ns)
+                and (token is None or (ns, name) > token[1])
                 and selector.matches(kind, obj)
                 and labels.items() <= (obj["metadata"].get("labels") or {}).items()
             ]
-            rv = self._rv
+        page = listed[:limit] if limit else listed
+        metadata: Obj = {"resourceVersion": str(rv)}
+        if len(page) < len(listed):
+            metadata["continue"] = _continue_token(rv, page[-1][0])
+            if not selector.terms and not labels:
+                # etcd3's store counts what is left only when it need not filter
+                metadata["remainingItemCount"] = len(listed) - len(page)
         request.json(
             200,
             {
                 "kind": f"{kind.kind}List",
                 "apiVersion": "v1",
-                "metadata": {"resourceVersion": str(rv)},
-                "items": items,
+                "metadata": metadata,
+                "items": [
+                    {k: v for k, v in obj.items() if k not in ("kind", "apiVersion")}
+                    for _, obj in page
+                ],
             },
         )
+
+    def _snapshot(self, rv: int) -> dict[tuple[str, str, str], Obj]:
+        """The objects as they were at ``rv`` (not compacted away): today's, with the changes
+        since undone, newest first."""
+        objects = dict(self._objects)
+        for change in reversed(self._history):
+            if change.rv <= rv:
+                break
+            meta = change.obj["metadata"]
+            key = (change.kind.resource, meta.get("namespace", ""), meta["name"])
+            if change.old is None:
+                del objects[key]
+            else:
+                objects[key] = change.old
+        return objects
 
     def _get_one(self, request: Request) -> None:
         kind = KINDS[request.params["resource"]]
@@ -630,6 +673,45 @@ class ApiServer:
             assert isinstance(item, bytes)
             request.write_chunk(item)
         request.end_stream()
+
+
+CONTINUE_EXPIRED = (
+    "The provided continue parameter is too old to display a consistent list result. You can"
+    " start a new list without the continue parameter, or use the continue token in this"
+    " response to retrieve the remainder of the results. Continuing with the provided token"
+    " results in an inconsistent list - objects that were created, modified, or deleted between"
+    " the time the first chunk was returned and now may show up in the list."
+)
+"""What kube-apiserver answers (with HTTP 410) to a continue token that etcd has compacted."""
+
+
+def _page_request(query: dict[str, str]) -> tuple[int, tuple[int, tuple[str, str]] | None]:
+    """``limit`` (0: everything) and the decoded ``continue`` token, as the real server checks
+    them."""
+    raw_limit = query.get("limit") or "0"
+    if not raw_limit.isdigit():
+        raise BadRequest(f'limit: Invalid value: "{raw_limit}"')
+    raw = query.get("continue") or ""
+    if not raw:
+        return int(raw_limit), None
+    if query.get("resourceVersion"):
+        raise BadRequest("specifying resource version is not allowed when using continue")
+    try:
+        doc = json.loads(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)))
+        rv = doc["rv"]
+        ns, _, name = doc["start"].removesuffix("\x00").partition("/")
+    except (binascii.Error, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise BadRequest(f"continue key is not valid: {exc}") from None
+    if doc.get("v") != "meta.k8s.io/v1" or not isinstance(rv, int) or rv <= 0:
+        raise BadRequest("continue key is not valid: incorrect encoded start resourceVersion")
+    return int(raw_limit), (rv, (ns, name))
+
+
+def _continue_token(rv: int, last: tuple[str, str]) -> str:
+    """apiserver's storage encoding: unpadded URL-safe base64 of the version and the key just
+    after the last one sent."""
+    doc = {"v": "meta.k8s.io/v1", "rv": rv, "start": f"{last[0]}/{last[1]}\x00"}
+    return base64.urlsafe_b64encode(json.dumps(doc).encode()).decode().rstrip("=")
 
 
 def _line(event: Obj) -> bytes:

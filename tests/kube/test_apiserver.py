@@ -147,3 +147,40 @@ def test_unknown_paths_are_404_and_routes_can_be_added(api: ApiServer) -> None:
     )
     missing.read()
     assert missing.status == 404
+
+
+def test_limited_lists_come_in_pages_of_one_snapshot(api: ApiServer) -> None:
+    for name in ("a", "b", "c", "d", "e"):
+        api.add(pending_pod(name, "n1", "nginx:1.25"))
+    snapshot = str(api.resource_version)
+    first = core(api).list_namespaced_pod("default", limit=2)
+    assert [p.metadata.name for p in first.items] == ["a", "b"]
+    assert first.metadata.resource_version == snapshot
+    assert first.metadata.remaining_item_count == 3
+    # what changes between pages is not in them: the snapshot is the first page's
+    api.delete(api.get("Pod", "default", "c") or {})
+    api.add(pending_pod("bb", "n1", "nginx:1.25"))
+    second = core(api).list_namespaced_pod("default", limit=2, _continue=first.metadata._continue)
+    assert [p.metadata.name for p in second.items] == ["c", "d"]
+    assert second.metadata.resource_version == snapshot
+    assert second.metadata.remaining_item_count == 1
+    last = core(api).list_namespaced_pod("default", limit=2, _continue=second.metadata._continue)
+    assert [p.metadata.name for p in last.items] == ["e"]
+    assert last.metadata._continue is None and last.metadata.remaining_item_count is None
+    # a selector leaves the count out, as etcd's store does
+    selected = core(api).list_namespaced_pod("default", limit=1, field_selector="spec.nodeName=n1")
+    assert selected.metadata._continue and selected.metadata.remaining_item_count is None
+
+
+def test_a_continue_token_compacted_away_is_410_expired(api: ApiServer) -> None:
+    api.add(pending_pod("a", "n1", "nginx:1.25"))
+    api.add(pending_pod("b", "n1", "nginx:1.25"))
+    first = core(api).list_namespaced_pod("default", limit=1)
+    api.add(pending_pod("c", "n1", "nginx:1.25"))
+    api.compact()
+    with pytest.raises(ApiException) as gone:
+        core(api).list_namespaced_pod("default", limit=1, _continue=first.metadata._continue)
+    assert gone.value.status == 410 and '"reason": "Expired"' in gone.value.body
+    with pytest.raises(ApiException) as bad:
+        core(api).list_namespaced_pod("default", limit=1, _continue="bm90LWEtdG9rZW4")
+    assert bad.value.status == 400 and "continue key is not valid" in bad.value.body

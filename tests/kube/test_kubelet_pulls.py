@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 import pytest
 
 from pulltrace.kube.index import KubeIndex
-from pulltrace.kube.pods import go_duration
+from pulltrace.kube.pods import go_duration, parse_event, parse_pod
 from pulltrace.model import PodRef, PullStatus
 from tests.kube.objects import (
     T0,
@@ -130,7 +130,7 @@ def test_a_relist_of_aggregated_events_rebuilds_the_latest_attempt() -> None:
     feed(live, pull, fail, back, repeat(pull, at(20)), repeat(fail, at(22)))
     relisted = fresh()
     assert relisted.replace_events(
-        [repeat(back, at(23)), repeat(fail, at(22)), repeat(pull, at(20))]
+        map(parse_event, [repeat(back, at(23)), repeat(fail, at(22)), repeat(pull, at(20))])
     )
     assert only(relisted) == only(live)
     assert only(live).started_at == at(20) and only(live).phase == "failed"
@@ -164,7 +164,7 @@ def test_same_image_on_two_nodes_is_two_rows() -> None:
 
 def test_waiting_pods_join_a_running_pull() -> None:
     index = fresh()
-    index.replace_pods(None, [WEB, pending_pod("api", "n1", "nginx:1.25")])
+    index.replace_pods(None, map(parse_pod, [WEB, pending_pod("api", "n1", "nginx:1.25")]))
     feed(index, pulling(WEB, at(0)))
     assert only(index).pods == [ref("api"), ref("web")]
 
@@ -232,16 +232,16 @@ def test_history_is_kept_for_the_ttl_then_dropped() -> None:
     (row,) = index.kubelet_pulls()
     assert row.phase == "pulling"
     # the same old events arriving again (a relist) do not bring the row back
-    index.replace_events([pulling(WEB, at(0)), pulled(WEB, at(5))])
+    index.replace_events(map(parse_event, [pulling(WEB, at(0)), pulled(WEB, at(5))]))
     assert [r.image_ref for r in index.kubelet_pulls()] == ["docker.io/library/redis:7"]
 
 
 def test_replayed_and_deleted_events_change_nothing() -> None:
     index = fresh()
     events = [pulling(WEB, at(0)), pulled(WEB, at(5))]
-    assert index.replace_events(events)
+    assert index.replace_events(map(parse_event, events))
     before = index.kubelet_pulls()
-    assert not index.replace_events(events)
+    assert not index.replace_events(map(parse_event, events))
     assert not index.apply_event("DELETED", events[0])
     assert index.kubelet_pulls() == before
 

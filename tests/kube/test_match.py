@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pulltrace.kube.index import KubeIndex
+from pulltrace.kube.pods import parse_pod
 from pulltrace.model import PodRef
 from tests.kube.objects import (
     C,
@@ -27,7 +28,7 @@ def ref(name: str, container: str = "app", namespace: str = "default") -> PodRef
 
 def index_with(*pods: dict[str, object]) -> KubeIndex:
     index = KubeIndex()
-    index.replace_pods(None, pods)
+    index.replace_pods(None, map(parse_pod, pods))
     return index
 
 
@@ -159,7 +160,7 @@ def test_relist_drops_pods_deleted_while_not_watching_only_in_its_scope() -> Non
     pods, _ = index.match("n1", NGINX, "")
     assert pods == [ref("b", namespace="team-b")]
     same = pending_pod("b", "n1", "nginx:1.25", namespace="team-b")
-    assert not index.replace_pods("team-b", [same])
+    assert not index.replace_pods("team-b", [parse_pod(same)])
 
 
 def test_unchanged_pod_is_not_a_change() -> None:
