@@ -31,6 +31,9 @@ from tests.infra.util import DEADLINE_SCALE, terminate_group, wait_for
 START_TIMEOUT = 30.0
 """An upper bound for a Python process to start and, for the collector, list the cluster."""
 PULLTRACE = (sys.executable, "-m", "pulltrace.cli")
+# The tokens every end-to-end stack uses, unless a test is about the tokens themselves.
+AGENT_TOKEN = "agent-secret"
+READ_TOKEN = "read-secret"
 """The command under test: this checkout's. tests/images passes an image's venv instead."""
 
 
@@ -153,8 +156,8 @@ def start_collector(
     kubeconfig: Path,
     home: Path,
     *,
-    agent_token: str,
-    read_token: str,
+    agent_token: str = AGENT_TOKEN,
+    read_token: str = READ_TOKEN,
     command: Sequence[str] = PULLTRACE,
 ) -> Collector:
     """Listens on ports the kernel picks (read back from the "collector listening" line, so
@@ -193,8 +196,8 @@ def start_agent(
     node: str,
     containerd: str,
     *,
-    token: str,
     home: Path,
+    token: str = AGENT_TOKEN,
     interval: str = "250ms",
     command: Sequence[str] = PULLTRACE,
 ) -> LoggedProcess:

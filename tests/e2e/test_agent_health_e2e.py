@@ -19,7 +19,14 @@ import httpx
 import pytest
 
 from pulltrace.agent import Agent, AgentConfig
-from tests.e2e.stack import EventRecorder, LoggedProcess, health_url, start_agent, start_collector
+from tests.e2e.stack import (
+    READ_TOKEN,
+    EventRecorder,
+    LoggedProcess,
+    health_url,
+    start_agent,
+    start_collector,
+)
 from tests.infra.containerd import Containerd
 from tests.infra.cri import start_cri_pull
 from tests.infra.images import ImagePusher
@@ -31,8 +38,6 @@ from tests.report_sink import ReportSink
 pytestmark = pytest.mark.e2e
 
 NODE = "e2e-health"
-AGENT_TOKEN = "agent-secret"
-READ_TOKEN = "read-secret"
 WAIT = 30.0
 """An upper bound for things that take a second or two; never a duration being tested."""
 
@@ -52,19 +57,12 @@ def test_containerd_stopping_and_restarting_under_a_running_agent(
     daemon = fresh_containerd
     daemon.add_registry_host(throttle.host_port)
     with ApiServer(token="kube") as api:
-        collector = start_collector(
-            api.kubeconfig(tmp_path / "kubeconfig"),
-            tmp_path,
-            agent_token=AGENT_TOKEN,
-            read_token=READ_TOKEN,
-        )
+        collector = start_collector(api.kubeconfig(tmp_path / "kubeconfig"), tmp_path)
         agent: LoggedProcess | None = None
         events: EventRecorder | None = None
         try:
             events = EventRecorder(f"{collector.url}/api/v1/events", READ_TOKEN).start()
-            agent = start_agent(
-                collector.url, NODE, daemon.address, token=AGENT_TOKEN, home=tmp_path
-            )
+            agent = start_agent(collector.url, NODE, daemon.address, home=tmp_path)
             health = health_url(agent)
             events.wait_node(NODE, "ready", "the agent's first report")
             assert probe(f"{health}/readyz") == (

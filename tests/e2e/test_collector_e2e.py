@@ -20,7 +20,13 @@ import pytest
 
 from pulltrace.kube.refs import normalize
 from pulltrace.model import PodRef, PullEvent, PullList, PullStatus
-from tests.e2e.stack import EventRecorder, LoggedProcess, start_agent, start_collector
+from tests.e2e.stack import (
+    READ_TOKEN,
+    EventRecorder,
+    LoggedProcess,
+    start_agent,
+    start_collector,
+)
 from tests.infra.containerd import Containerd
 from tests.infra.cri import start_cri_pull
 from tests.infra.images import ImagePusher
@@ -35,8 +41,6 @@ NODE = "e2e-node"
 OTHER_NODE = "other-node"
 """A node with pods and kubelet Events but no agent."""
 NAMESPACE = "shop"
-AGENT_TOKEN = "agent-secret"
-READ_TOKEN = "read-secret"
 KUBE_TOKEN = "kube-secret"
 WAIT = 30.0
 """An upper bound for things that take a second or two; never a duration being tested."""
@@ -74,17 +78,12 @@ def test_agent_pull_reaches_the_collector_with_its_pod_and_kubelet_failures_show
     web = pending_pod("web", NODE, ref, namespace=NAMESPACE)
     api.add(web)
 
-    collector = start_collector(
-        api.kubeconfig(tmp_path / "kubeconfig"),
-        tmp_path,
-        agent_token=AGENT_TOKEN,
-        read_token=READ_TOKEN,
-    )
+    collector = start_collector(api.kubeconfig(tmp_path / "kubeconfig"), tmp_path)
     agent: LoggedProcess | None = None
     events: EventRecorder | None = None
     codes: dict[str, int] = {}
     try:
-        agent = start_agent(collector.url, NODE, daemon.address, token=AGENT_TOKEN, home=tmp_path)
+        agent = start_agent(collector.url, NODE, daemon.address, home=tmp_path)
 
         def agent_connected() -> bool:
             assert agent is not None

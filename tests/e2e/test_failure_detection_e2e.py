@@ -21,7 +21,13 @@ import grpc
 import pytest
 
 from tests.e2e.poller import Poller
-from tests.e2e.stack import EventRecorder, LoggedProcess, start_agent, start_collector
+from tests.e2e.stack import (
+    READ_TOKEN,
+    EventRecorder,
+    LoggedProcess,
+    start_agent,
+    start_collector,
+)
 from tests.infra.containerd import Containerd
 from tests.infra.cri import BackgroundPull, start_cri_pull
 from tests.infra.images import ImagePusher, PushedImage
@@ -34,8 +40,6 @@ pytestmark = [pytest.mark.e2e, pytest.mark.containerd_matrix]
 
 NODE = "e2e-node"
 NAMESPACE = "shop"
-AGENT_TOKEN = "agent-secret"
-READ_TOKEN = "read-secret"
 KUBE_TOKEN = "kube-secret"
 WAIT = 120.0
 """Bounds a wait that must end; longer than a 2.x garbage collection, shorter than a stall."""
@@ -100,18 +104,11 @@ def test_with_a_collector_kubelets_failure_fails_the_nodes_pull_in_seconds(
     ref = image.ref_at(throttle.host_port)
     pod = pending_pod("web", NODE, ref, namespace=NAMESPACE)
     api.add(pod)
-    collector = start_collector(
-        api.kubeconfig(tmp_path / "kubeconfig"),
-        tmp_path,
-        agent_token=AGENT_TOKEN,
-        read_token=READ_TOKEN,
-    )
+    collector = start_collector(api.kubeconfig(tmp_path / "kubeconfig"), tmp_path)
     agent: LoggedProcess | None = None
     events: EventRecorder | None = None
     try:
-        agent = start_agent(
-            collector.url, NODE, containerd.address, token=AGENT_TOKEN, home=tmp_path, interval="1s"
-        )
+        agent = start_agent(collector.url, NODE, containerd.address, home=tmp_path, interval="1s")
         wait_for(
             lambda: collector.metric("pulltrace_agents_connected") == 1, 30, "the agent's report"
         )

@@ -18,7 +18,14 @@ import pytest
 
 from pulltrace.model import PodRef, PullList, PullStatus
 from tests.collector.conftest import body, pull
-from tests.e2e.stack import Collector, LoggedProcess, start_agent, start_collector
+from tests.e2e.stack import (
+    AGENT_TOKEN,
+    READ_TOKEN,
+    Collector,
+    LoggedProcess,
+    start_agent,
+    start_collector,
+)
 from tests.images.conftest import RoleVenv
 from tests.images.dockerfile import ROLES
 from tests.images.test_dockerfiles import pins
@@ -32,8 +39,6 @@ from tests.kube.objects import pending_pod, pulled, pulling
 
 NODE = "image-node"
 NAMESPACE = "shop"
-AGENT_TOKEN = "agent-secret"
-READ_TOKEN = "read-secret"
 WAIT = 30.0
 """An upper bound for things that take a second or two; never a duration being tested."""
 SEEDED = {"pip", "setuptools", "wheel"}
