@@ -27,9 +27,9 @@ from types import FrameType
 import msgspec
 
 from pulltrace import __version__
-from pulltrace.collector.config import Address, format_address, listen_socket
 from pulltrace.containerd import ContainerdError, FollowingClient
 from pulltrace.health import ProbeServer
+from pulltrace.listen import Address, format_address, listen_socket
 from pulltrace.model import ACTIVE_PHASES, REASON_MAX, AgentReport, PullStatus, encode
 from pulltrace.sockets import unreachable
 from pulltrace.tracker import Tracker

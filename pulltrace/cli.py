@@ -279,7 +279,7 @@ def _ls(args: argparse.Namespace) -> int:
 
 def _agent(args: argparse.Namespace) -> int:
     from pulltrace import logs
-    from pulltrace.collector.config import parse_address
+    from pulltrace.listen import parse_address
     from pulltrace.sockets import MISSING_CLIENT, candidates, client_installed
 
     if not client_installed():

@@ -11,8 +11,8 @@ The tree (each class is defined next to the code that raises it)::
     PulltraceError
      ├── UsageError                 a flag, environment or configuration value is wrong
      │    ├── ParseError            pulltrace.parse: a duration that does not parse
-     │    └── ConfigError           pulltrace.collector.config: a bad address, namespace,
-     │                              duration, or a port that cannot be bound
+     │    └── ConfigError           pulltrace.listen: a bad address or a port that cannot be
+     │                              bound; pulltrace.collector.config: a namespace, duration
      ├── SourceError                a data source cannot be reached or read
      │    ├── ContainerdError       pulltrace.containerd: the socket, or a refused call
      │    ├── CollectorError        pulltrace.client.rest: no (usable) answer from a collector

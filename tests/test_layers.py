@@ -52,8 +52,19 @@ RULES = (
         forbidden=_FRONT_ENDS,
     ),
     Rule(
+        "the agent role (and what only it uses) never imports the collector or a front end",
+        importers=("pulltrace.agent", "pulltrace.health", "pulltrace.tracker"),
+        forbidden=("pulltrace.collector", *_FRONT_ENDS),
+    ),
+    Rule(
         "the shared cores (model, parsing, merge store, kube) import no role or front end",
-        importers=("pulltrace.model", "pulltrace.parse", "pulltrace.pullstore", "pulltrace.kube"),
+        importers=(
+            "pulltrace.model",
+            "pulltrace.parse",
+            "pulltrace.listen",
+            "pulltrace.pullstore",
+            "pulltrace.kube",
+        ),
         forbidden=("pulltrace.collector", *_FRONT_ENDS),
     ),
     Rule(

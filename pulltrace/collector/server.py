@@ -23,8 +23,9 @@ from starlette.types import ASGIApp
 from pulltrace import __version__
 from pulltrace.collector.app import create_app
 from pulltrace.collector.broker import Broker
-from pulltrace.collector.config import CollectorConfig, ConfigError, format_address, listen_socket
+from pulltrace.collector.config import CollectorConfig
 from pulltrace.collector.metrics import Metrics
+from pulltrace.listen import ConfigError, format_address, listen_socket
 from pulltrace.pullstore import Correlator, PullStore
 
 log = logging.getLogger("pulltrace.collector")

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from pulltrace.collector.config import CollectorConfig, ConfigError, parse_address
+from pulltrace.collector.config import CollectorConfig
+from pulltrace.listen import ConfigError, parse_address
 
 
 def test_defaults() -> None:

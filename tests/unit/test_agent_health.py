@@ -15,8 +15,8 @@ import httpx
 import pytest
 
 from pulltrace.agent import Agent, AgentConfig, ContainerdState, frozen
-from pulltrace.collector.config import listen_socket
 from pulltrace.health import MAX_CONNECTIONS, ProbeServer
+from pulltrace.listen import listen_socket
 from pulltrace.model import LayerStatus, PullStatus
 
 MISSING = "/nonexistent/containerd.sock"

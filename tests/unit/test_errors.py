@@ -100,11 +100,11 @@ def test_the_docstring_draws_every_public_error() -> None:
 def test_each_branch_is_where_its_code_says() -> None:
     from pulltrace.client.connect import ResolveError
     from pulltrace.client.rest import CollectorError
-    from pulltrace.collector.config import ConfigError
     from pulltrace.containerd import ContainerdError
     from pulltrace.kube.api import KubeApiError
     from pulltrace.kube.config import KubeConfigError
     from pulltrace.kube.refs import InvalidReference
+    from pulltrace.listen import ConfigError
     from pulltrace.listing import ListingError
     from pulltrace.parse import ParseError
 
