@@ -38,15 +38,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import httpx
 import psutil
 
-from pulltrace.containerd import ContainerdError, ContentClient
-from pulltrace.tracker import Tracker
-from tests.infra.containerd import Containerd
-from tests.infra.containerd import ContainerdError as DaemonError
-from tests.infra.cri import BackgroundPull, start_cri_pull
-from tests.infra.images import ImagePusher
-from tests.infra.proxy import ThrottleProxy
-from tests.infra.registry import Registry, RegistryError
-from tests.infra.util import CTR, Managed, MiB, terminate_group, wait_for
+from pulltrace.agent.containerd import ContainerdError, ContentClient
+from pulltrace.agent.tracker import Tracker
+from testkit.containerd import Containerd
+from testkit.containerd import ContainerdError as DaemonError
+from testkit.cri import BackgroundPull, start_cri_pull
+from testkit.images import ImagePusher
+from testkit.proxy import ThrottleProxy
+from testkit.registry import Registry, RegistryError
+from testkit.util import CTR, Managed, MiB, terminate_group, wait_for
 
 NAMESPACE = "k8s.io"
 INTERVAL = 1.0  # the agent's default, and the rate the ctr peer runs at

@@ -1,7 +1,7 @@
 """What the collector's memory limit has to cover, measured rather than guessed.
 
 The real ``pulltrace collector`` runs in its own process with Kubernetes correlation on, against
-an API server double (``tests/kube/apiserver.py``, the one the tests use) that lists a 5 000-pod
+an API server double (``testkit/kube/apiserver.py``, the one the tests use) that lists a 5 000-pod
 cluster and 10 000 kubelet Events, while simulated agents (``bench/collector_load.py``'s) report
 the pulls of 500 nodes. Then 256 event stream clients read everything for a while, and then 256
 others connect that never read, until every one of them has overflowed its backlog bound and
@@ -56,8 +56,8 @@ from bench.collector_load import (
     catalogue,
     client_worker,
 )
-from tests.kube import objects
-from tests.kube.apiserver import ApiServer
+from testkit.kube import objects
+from testkit.kube.apiserver import ApiServer
 
 Obj = dict[str, Any]
 SEED = 20260131

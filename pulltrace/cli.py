@@ -255,8 +255,8 @@ def _query(args: argparse.Namespace, phase: str = "", text: str = "") -> Query:
 
 
 def _ls(args: argparse.Namespace) -> int:
-    from pulltrace import output
-    from pulltrace.listing import list_pulls, node_warnings
+    from pulltrace.commands import output
+    from pulltrace.commands.ls import list_pulls, node_warnings
 
     fmt = "json" if args.json else args.output
     query = _query(args, args.phase, args.image)
@@ -266,7 +266,7 @@ def _ls(args: argparse.Namespace) -> int:
     if args.watch:
         import asyncio
 
-        from pulltrace.listing import watch_rows
+        from pulltrace.commands.ls import watch_rows
 
         asyncio.run(watch_rows(plan, query, fmt))
         return 0
@@ -279,8 +279,8 @@ def _ls(args: argparse.Namespace) -> int:
 
 def _agent(args: argparse.Namespace) -> int:
     from pulltrace import logs
+    from pulltrace.agent.sockets import MISSING_CLIENT, candidates, client_installed
     from pulltrace.listen import parse_address
-    from pulltrace.sockets import MISSING_CLIENT, candidates, client_installed
 
     if not client_installed():
         raise UsageError(MISSING_CLIENT)
@@ -300,7 +300,7 @@ def _agent(args: argparse.Namespace) -> int:
         health_source = HEALTH_ENV
     health_address = None if health.strip() in ("", "off") else parse_address(health, health_source)
     logs.setup(args.log_level)
-    from pulltrace.agent import AgentConfig, run
+    from pulltrace.agent.daemon import AgentConfig, run
 
     config = AgentConfig(
         server=args.server,
@@ -385,8 +385,8 @@ def _add_wait(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def _wait(args: argparse.Namespace) -> int:
     import asyncio
 
+    from pulltrace.commands.wait import Printer, Selection, wait
     from pulltrace.kube.config import current_namespace
-    from pulltrace.wait import Printer, Selection, wait
 
     if args.pods and args.selector:
         raise UsageError("name pods or give -l, not both")

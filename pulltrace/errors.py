@@ -14,12 +14,12 @@ The tree (each class is defined next to the code that raises it)::
      │    └── ConfigError           pulltrace.listen: a bad address or a port that cannot be
      │                              bound; pulltrace.collector.config: a namespace, duration
      ├── SourceError                a data source cannot be reached or read
-     │    ├── ContainerdError       pulltrace.containerd: the socket, or a refused call
+     │    ├── ContainerdError       pulltrace.agent.containerd: the socket, or a refused call
      │    ├── CollectorError        pulltrace.client.rest: no (usable) answer from a collector
      │    ├── KubeConfigError       pulltrace.kube.config: a kubeconfig that cannot be loaded
      │    ├── KubeApiError          pulltrace.kube.api: the API server refused or is not there
      │    ├── ResolveError          pulltrace.client.connect: the flags lead to no usable source
-     │    └── ListingError          pulltrace.listing: the source timed out while listing
+     │    └── ListingError          pulltrace.commands.ls: the source timed out while listing
      └── InvalidReference           pulltrace.kube.refs: an image reference containerd refuses
 
 ``ParseError``, ``ConfigError`` and ``InvalidReference`` are also ``ValueError``s: they are what

@@ -5,9 +5,9 @@ from __future__ import annotations
 import socket
 import time
 
-from pulltrace.containerd import ContentClient
+from pulltrace.agent.containerd import ContentClient
+from pulltrace.agent.tracker import Tracker
 from pulltrace.model import PullStatus
-from pulltrace.tracker import Tracker
 
 
 def sample(address: str, namespace: str, interval: float) -> list[PullStatus]:

@@ -38,6 +38,7 @@ from typing import Literal, Protocol
 
 import msgspec
 
+from pulltrace.agent.sockets import unreachable
 from pulltrace.model import (
     ACTIVE_PHASES,
     REASON_MAX,
@@ -53,7 +54,6 @@ from pulltrace.model import (
     PullStatus,
 )
 from pulltrace.rate import RateWindow, eta_seconds
-from pulltrace.sockets import unreachable
 
 STALE_AFTER_INTERVALS = 3
 """The agent heartbeats every two intervals, so three silent intervals mean it is gone."""

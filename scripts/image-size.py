@@ -1,6 +1,6 @@
 """What each image's install adds to its python base image, measured without Docker.
 
-For each role it replays the Dockerfile's build stage (tests/images/dockerfile.py: the same
+For each role it replays the Dockerfile's build stage (testkit/dockerfile.py: the same
 COPY through .dockerignore and the same pip lines) into a fresh ``--prefix``, which is exactly
 the directory the runtime stage copies onto the base image, and prints ``du -sb`` of it with
 the largest entries. For comparison it also installs what the images installed before they
@@ -24,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.images.dockerfile import (
+from testkit.dockerfile import (
     ROLES,
     ROOT,
     DockerIgnore,

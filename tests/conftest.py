@@ -11,11 +11,11 @@ from collections.abc import Generator, Iterator
 
 import pytest
 
-from tests.infra.containerd import Containerd, ContainerdError, selected_release
-from tests.infra.images import ImagePusher
-from tests.infra.proxy import ThrottleProxy
-from tests.infra.registry import REGISTRY_BIN, Registry
-from tests.infra.util import MiB, tail
+from testkit.containerd import Containerd, ContainerdError, selected_release
+from testkit.images import ImagePusher
+from testkit.proxy import ThrottleProxy
+from testkit.registry import REGISTRY_BIN, Registry
+from testkit.util import MiB, tail
 from tests.report_sink import ReportSink, serve_sink
 
 DEFAULT_THROTTLE = 2 * MiB  # bytes/s: a few-MiB image takes a couple of seconds to pull

@@ -32,11 +32,11 @@ class Rule:
     """Importers inside ``importers`` the rule does not apply to."""
 
 
-_FRONT_ENDS = ("pulltrace.client", "pulltrace.tui", "pulltrace.wait", "pulltrace.listing")
+_FRONT_ENDS = ("pulltrace.client", "pulltrace.tui", "pulltrace.commands")
 """The command line is left to the last rule, which forbids it everywhere."""
 RULES = (
     Rule(
-        "client, tui, wait and ls never import the collector's internals",
+        "client, tui and commands never import the collector's internals",
         importers=_FRONT_ENDS,
         forbidden=("pulltrace.collector",),
     ),
@@ -47,13 +47,13 @@ RULES = (
         allowed=("pulltrace.collector.config", "pulltrace.collector.server"),
     ),
     Rule(
-        "the collector never imports the clients, the TUI, wait or ls",
+        "the collector never imports the clients, the TUI or the commands",
         importers=("pulltrace.collector",),
         forbidden=_FRONT_ENDS,
     ),
     Rule(
-        "the agent role (and what only it uses) never imports the collector or a front end",
-        importers=("pulltrace.agent", "pulltrace.health", "pulltrace.tracker"),
+        "the agent role never imports the collector or a front end",
+        importers=("pulltrace.agent",),
         forbidden=("pulltrace.collector", *_FRONT_ENDS),
     ),
     Rule(
@@ -197,7 +197,7 @@ LAZY_CLIENT = "import os\n\n\ndef go():\n    from ..collector import store\n"
         (
             {"pulltrace/client/demo.py": LAZY_CLIENT, "pulltrace/collector/store.py": ""},
             "pulltrace/client/demo.py:5: pulltrace.client.demo imports pulltrace.collector.store "
-            "(client, tui, wait and ls never import the collector's internals)",
+            "(client, tui and commands never import the collector's internals)",
         ),
         (
             {"pulltrace/collector/config.py": "from pulltrace.cli import duration\n"},
@@ -207,7 +207,7 @@ LAZY_CLIENT = "import os\n\n\ndef go():\n    from ..collector import store\n"
         (
             {"pulltrace/collector/app.py": "from ..client.store import ClientStore\n"},
             "pulltrace/collector/app.py:1: pulltrace.collector.app imports pulltrace.client.store "
-            "(the collector never imports the clients, the TUI, wait or ls)",
+            "(the collector never imports the clients, the TUI or the commands)",
         ),
         (
             {"pulltrace/pullstore.py": "from .collector import asgi\n"},
@@ -215,8 +215,8 @@ LAZY_CLIENT = "import os\n\n\ndef go():\n    from ..collector import store\n"
             "(the shared cores (model, parsing, merge store, kube) import no role or front end)",
         ),
         (
-            {"pulltrace/agent.py": "from pulltrace import cli\n", "pulltrace/cli.py": ""},
-            "pulltrace/agent.py:1: pulltrace.agent imports pulltrace.cli "
+            {"pulltrace/agent/daemon.py": "from pulltrace import cli\n", "pulltrace/cli.py": ""},
+            "pulltrace/agent/daemon.py:1: pulltrace.agent.daemon imports pulltrace.cli "
             "(nothing imports the command line: it is the entry point)",
         ),
         (
@@ -230,17 +230,17 @@ LAZY_CLIENT = "import os\n\n\ndef go():\n    from ..collector import store\n"
             None,
         ),
         (
-            {"pulltrace/wait.py": "def pods():\n    from kubernetes import client\n"},
-            "pulltrace/wait.py:2: pulltrace.wait imports kubernetes "
+            {"pulltrace/commands/wait.py": "def pods():\n    from kubernetes import client\n"},
+            "pulltrace/commands/wait.py:2: pulltrace.commands.wait imports kubernetes "
             "(all Kubernetes API access is in pulltrace.kube)",
         ),
         (
             {
-                "pulltrace/wait.py": "import importlib\n"
+                "pulltrace/commands/wait.py": "import importlib\n"
                 "importlib.import_module('pulltrace.collector.app')\n"
             },
-            "pulltrace/wait.py:2: pulltrace.wait imports pulltrace.collector.app "
-            "(client, tui, wait and ls never import the collector's internals)",
+            "pulltrace/commands/wait.py:2: pulltrace.commands.wait imports pulltrace.collector.app "
+            "(client, tui and commands never import the collector's internals)",
         ),
     ],
 )

@@ -1,4 +1,4 @@
-"""The pod harness (tests/infra/pod.py) applies what a manifest says and refuses what it cannot
+"""The pod harness (testkit/pod.py) applies what a manifest says and refuses what it cannot
 reproduce: a harness that quietly dropped a setting would let the chart test pass for a pod
 that never ran as written. No root, no processes: only the translation is checked here."""
 
@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.images.dockerfile import parse
-from tests.infra.pod import (
+from testkit.dockerfile import parse
+from testkit.pod import (
     SETPRIV,
     Cluster,
     Image,

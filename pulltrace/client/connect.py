@@ -95,7 +95,7 @@ def resolve(args: SourceArgs) -> Plan:
     logging.getLogger().addHandler(logging.NullHandler())
     cluster = load_cluster(args.kubeconfig, args.context)  # a broken one: KubeConfigError
     if cluster is None:
-        from pulltrace.sockets import local_socket
+        from pulltrace.agent.sockets import local_socket
 
         socket_path = local_socket()
         if socket_path:  # on a node: its own containerd
@@ -118,7 +118,7 @@ def resolve(args: SourceArgs) -> Plan:
 
 
 def _containerd_plan(socket_path: str, namespace: str) -> Plan:
-    from pulltrace.sockets import MISSING_CLIENT, client_installed
+    from pulltrace.agent.sockets import MISSING_CLIENT, client_installed
 
     if not client_installed():
         raise ResolveError(MISSING_CLIENT)

@@ -10,9 +10,9 @@ import asyncio
 import socket
 from collections.abc import AsyncIterator
 
+from pulltrace.agent.containerd import ContainerdError, ContentClient
+from pulltrace.agent.tracker import Tracker
 from pulltrace.client.source import ConnectionState, Message, Snapshot
-from pulltrace.containerd import ContainerdError, ContentClient
-from pulltrace.tracker import Tracker
 
 
 class ContainerdSource:

@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from tests.kube.apiserver import ApiServer, Request
+from testkit.kube.apiserver import ApiServer, Request
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "chart"

@@ -20,12 +20,12 @@ import pytest
 from pulltrace.client.connect import SourceArgs, resolve
 from pulltrace.client.source import ConnectionState, Event, Snapshot
 from pulltrace.client.store import Query
-from pulltrace.listing import list_pulls
+from pulltrace.commands.ls import list_pulls
 from pulltrace.model import PodRef
+from testkit.kube import objects
+from testkit.kube.apiserver import ApiServer
+from testkit.kube.service_proxy import ServiceProxy
 from tests.collector.conftest import FAST, FakeCorrelator, Running, body, layer, pull, start
-from tests.kube import objects
-from tests.kube.apiserver import ApiServer
-from tests.kube.service_proxy import ServiceProxy
 
 pytestmark = pytest.mark.k8s
 

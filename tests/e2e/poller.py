@@ -11,11 +11,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from pulltrace.containerd import ContainerdError, ContentClient
+from pulltrace.agent.containerd import ContainerdError, ContentClient
+from pulltrace.agent.tracker import Tracker
 from pulltrace.model import PullStatus
-from pulltrace.tracker import Tracker
-from tests.infra.proxy import ThrottleProxy
-from tests.infra.util import wait_for
+from testkit.proxy import ThrottleProxy
+from testkit.util import wait_for
 
 
 @dataclass(frozen=True)

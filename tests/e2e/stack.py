@@ -26,7 +26,7 @@ from httpx_sse import connect_sse
 from prometheus_client.parser import text_string_to_metric_families
 
 from pulltrace.model import NodeStatus, PullEvent, PullList
-from tests.infra.util import DEADLINE_SCALE, terminate_group, wait_for
+from testkit.util import DEADLINE_SCALE, terminate_group, wait_for
 
 START_TIMEOUT = 30.0
 """An upper bound for a Python process to start and, for the collector, list the cluster."""

@@ -18,7 +18,13 @@ from typing import Any
 import httpx
 import pytest
 
-from pulltrace.agent import Agent, AgentConfig
+from pulltrace.agent.daemon import Agent, AgentConfig
+from testkit.containerd import Containerd
+from testkit.cri import start_cri_pull
+from testkit.images import ImagePusher
+from testkit.kube.apiserver import ApiServer
+from testkit.proxy import ThrottleProxy
+from testkit.util import MiB, wait_for
 from tests.e2e.stack import (
     READ_TOKEN,
     EventRecorder,
@@ -27,12 +33,6 @@ from tests.e2e.stack import (
     start_agent,
     start_collector,
 )
-from tests.infra.containerd import Containerd
-from tests.infra.cri import start_cri_pull
-from tests.infra.images import ImagePusher
-from tests.infra.proxy import ThrottleProxy
-from tests.infra.util import MiB, wait_for
-from tests.kube.apiserver import ApiServer
 from tests.report_sink import ReportSink
 
 pytestmark = pytest.mark.e2e

@@ -1,5 +1,5 @@
 """Issue 8 end to end: the Helm chart rendered by the real helm, and its agent and collector run
-as its manifests say (tests/infra/pod.py: image entrypoint, args, env from the rendered Secret
+as its manifests say (testkit/pod.py: image entrypoint, args, env from the rendered Secret
 and the node name, hostPath mounts in a private mount namespace, the pod's uid, groups and
 capabilities, a read-only root filesystem), on a node whose containerd keeps its socket where a
 standard node does (``/run/containerd``) or where k3s does (``/run/k3s/containerd``).
@@ -28,15 +28,14 @@ import pytest
 import yaml
 
 from pulltrace.model import PodRef, PullList, PullStatus
-from tests.chart.conftest import helm  # noqa: F401 (tests/chart's fixture)
-from tests.chart.helm import CHART, NAMESPACE, Helm
-from tests.conftest import require_e2e
-from tests.e2e.stack import Collector
-from tests.images.dockerfile import ROLES
-from tests.infra.containerd import Containerd
-from tests.infra.cri import start_cri_pull
-from tests.infra.images import ImagePusher, PushedImage
-from tests.infra.pod import (
+from testkit.containerd import Containerd
+from testkit.cri import start_cri_pull
+from testkit.dockerfile import ROLES
+from testkit.images import ImagePusher, PushedImage
+from testkit.kube.apiserver import ApiServer
+from testkit.kube.objects import pending_pod, pulled, pulling
+from testkit.kube.tls import TlsFront
+from testkit.pod import (
     HARNESS_TOOLS,
     Cluster,
     Image,
@@ -50,12 +49,13 @@ from tests.infra.pod import (
     service_forwards,
     start_pod,
 )
-from tests.infra.proxy import ThrottleProxy
-from tests.infra.registry import Registry
-from tests.infra.util import MiB, free_port, wait_for
-from tests.kube.apiserver import ApiServer
-from tests.kube.objects import pending_pod, pulled, pulling
-from tests.kube.tls import TlsFront
+from testkit.proxy import ThrottleProxy
+from testkit.registry import Registry
+from testkit.util import MiB, free_port, wait_for
+from tests.chart.conftest import helm  # noqa: F401 (tests/chart's fixture)
+from tests.chart.helm import CHART, NAMESPACE, Helm
+from tests.conftest import require_e2e
+from tests.e2e.stack import Collector
 
 pytestmark = [pytest.mark.e2e, pytest.mark.k8s]
 

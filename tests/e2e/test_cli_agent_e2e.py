@@ -16,11 +16,11 @@ from typing import Any
 import jsonschema
 import pytest
 
-from tests.infra.containerd import Containerd
-from tests.infra.cri import start_cri_pull
-from tests.infra.images import ImagePusher, PushedImage
-from tests.infra.proxy import ThrottleProxy
-from tests.infra.util import MiB, terminate_group, wait_for
+from testkit.containerd import Containerd
+from testkit.cri import start_cri_pull
+from testkit.images import ImagePusher, PushedImage
+from testkit.proxy import ThrottleProxy
+from testkit.util import MiB, terminate_group, wait_for
 from tests.report_sink import ReportSink
 
 pytestmark = pytest.mark.e2e

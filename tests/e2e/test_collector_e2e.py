@@ -20,6 +20,13 @@ import pytest
 
 from pulltrace.kube.refs import normalize
 from pulltrace.model import PodRef, PullEvent, PullList, PullStatus
+from testkit.containerd import Containerd
+from testkit.cri import start_cri_pull
+from testkit.images import ImagePusher
+from testkit.kube.apiserver import ApiServer
+from testkit.kube.objects import err_image_pull, failed, pending_pod, pulled, pulling
+from testkit.proxy import ThrottleProxy
+from testkit.util import MiB, wait_for
 from tests.e2e.stack import (
     READ_TOKEN,
     EventRecorder,
@@ -27,13 +34,6 @@ from tests.e2e.stack import (
     start_agent,
     start_collector,
 )
-from tests.infra.containerd import Containerd
-from tests.infra.cri import start_cri_pull
-from tests.infra.images import ImagePusher
-from tests.infra.proxy import ThrottleProxy
-from tests.infra.util import MiB, wait_for
-from tests.kube.apiserver import ApiServer
-from tests.kube.objects import err_image_pull, failed, pending_pod, pulled, pulling
 
 pytestmark = pytest.mark.e2e
 

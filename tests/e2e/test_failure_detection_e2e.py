@@ -20,6 +20,13 @@ from pathlib import Path
 import grpc
 import pytest
 
+from testkit.containerd import Containerd
+from testkit.cri import BackgroundPull, start_cri_pull
+from testkit.images import ImagePusher, PushedImage
+from testkit.kube.apiserver import ApiServer
+from testkit.kube.objects import err_image_pull, failed, pending_pod, pulling
+from testkit.proxy import ThrottleProxy
+from testkit.util import MiB, wait_for
 from tests.e2e.poller import Poller
 from tests.e2e.stack import (
     READ_TOKEN,
@@ -28,13 +35,6 @@ from tests.e2e.stack import (
     start_agent,
     start_collector,
 )
-from tests.infra.containerd import Containerd
-from tests.infra.cri import BackgroundPull, start_cri_pull
-from tests.infra.images import ImagePusher, PushedImage
-from tests.infra.proxy import ThrottleProxy
-from tests.infra.util import MiB, wait_for
-from tests.kube.apiserver import ApiServer
-from tests.kube.objects import err_image_pull, failed, pending_pod, pulling
 
 pytestmark = [pytest.mark.e2e, pytest.mark.containerd_matrix]
 

@@ -22,11 +22,11 @@ from bisect import bisect_left
 
 import pytest
 
-from tests.infra.containerd import Containerd
-from tests.infra.cri import start_cri_pull
-from tests.infra.images import ImagePusher
-from tests.infra.proxy import ThrottleProxy
-from tests.infra.util import MiB, wait_for
+from testkit.containerd import Containerd
+from testkit.cri import start_cri_pull
+from testkit.images import ImagePusher
+from testkit.proxy import ThrottleProxy
+from testkit.util import MiB, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.containerd_matrix]
 

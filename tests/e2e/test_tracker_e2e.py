@@ -12,14 +12,14 @@ from pathlib import Path
 import grpc
 import pytest
 
-from pulltrace.containerd import ContainerdError, ContentClient
+from pulltrace.agent.containerd import ContainerdError, ContentClient
 from pulltrace.model import PullStatus
+from testkit.containerd import Containerd
+from testkit.cri import cri_pull, start_cri_pull, start_ctr_pull
+from testkit.images import ImagePusher, PushedImage
+from testkit.proxy import ThrottleProxy
+from testkit.util import MiB, wait_for
 from tests.e2e.poller import Poller
-from tests.infra.containerd import Containerd
-from tests.infra.cri import cri_pull, start_cri_pull, start_ctr_pull
-from tests.infra.images import ImagePusher, PushedImage
-from tests.infra.proxy import ThrottleProxy
-from tests.infra.util import MiB, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.containerd_matrix]
 

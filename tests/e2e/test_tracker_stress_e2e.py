@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import pytest
 
+from testkit.containerd import Containerd
+from testkit.cri import cri_pull
+from testkit.images import ImagePusher
+from testkit.proxy import ThrottleProxy
+from testkit.util import MiB
 from tests.e2e.poller import Poller
-from tests.infra.containerd import Containerd
-from tests.infra.cri import cri_pull
-from tests.infra.images import ImagePusher
-from tests.infra.proxy import ThrottleProxy
-from tests.infra.util import MiB
 
 pytestmark = [pytest.mark.e2e, pytest.mark.containerd_matrix]
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.images.dockerfile import ROLES, replay, role_dockerfile
+from testkit.dockerfile import ROLES, replay, role_dockerfile
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from pulltrace.cli import build_parser
-from tests.images.dockerfile import PREFIX, ROLES, ROOT, DockerIgnore, parse, role_dockerfile
+from testkit.dockerfile import PREFIX, ROLES, ROOT, DockerIgnore, parse, role_dockerfile
 from tests.images.tools import tool
 
 BASE = re.compile(r"^python:3\.11\.\d+-slim-bookworm@sha256:[0-9a-f]{64}$")
@@ -163,7 +163,7 @@ def test_dockerignore_sends_what_the_builds_copy_and_nothing_else() -> None:
     for kept_out in ("tests", ".git", ".venv", ".tools", "screenshots", "bench", "chart"):
         assert ignore.ignored(kept_out), kept_out
     assert not any("__pycache__" in f or f.endswith(".pyc") for f in sent)
-    assert "pulltrace/_pb/content.proto" in sent  # package data the wheel ships
+    assert "pulltrace/agent/_pb/content.proto" in sent  # package data the wheel ships
 
 
 def test_dockerignore_matcher_follows_dockers_rules() -> None:

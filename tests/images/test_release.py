@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.images.dockerfile import ROLES, ROOT
+from testkit.dockerfile import ROLES, ROOT
 from tests.images.tools import tool, tool_env
 
 WORKFLOWS = ROOT / ".github" / "workflows"

@@ -17,6 +17,14 @@ import msgspec
 import pytest
 
 from pulltrace.model import PodRef, PullList, PullStatus
+from testkit.containerd import Containerd
+from testkit.cri import start_cri_pull
+from testkit.dockerfile import ROLES
+from testkit.images import ImagePusher
+from testkit.kube.apiserver import ApiServer
+from testkit.kube.objects import pending_pod, pulled, pulling
+from testkit.proxy import ThrottleProxy
+from testkit.util import MiB, wait_for
 from tests.collector.conftest import body, pull
 from tests.e2e.stack import (
     AGENT_TOKEN,
@@ -27,15 +35,7 @@ from tests.e2e.stack import (
     start_collector,
 )
 from tests.images.conftest import RoleVenv
-from tests.images.dockerfile import ROLES
 from tests.images.test_dockerfiles import pins
-from tests.infra.containerd import Containerd
-from tests.infra.cri import start_cri_pull
-from tests.infra.images import ImagePusher
-from tests.infra.proxy import ThrottleProxy
-from tests.infra.util import MiB, wait_for
-from tests.kube.apiserver import ApiServer
-from tests.kube.objects import pending_pod, pulled, pulling
 
 NODE = "image-node"
 NAMESPACE = "shop"

@@ -13,8 +13,8 @@ import pytest
 from pulltrace.kube.config import load_api_client
 from pulltrace.kube.correlator import KubeCorrelator
 from pulltrace.kube.watch import Backoff
-from tests.kube.apiserver import ApiServer
-from tests.kube.objects import T0
+from testkit.kube.apiserver import ApiServer
+from testkit.kube.objects import T0
 
 T = TypeVar("T")
 WAIT = 15.0

@@ -10,8 +10,8 @@ import pytest
 
 from pulltrace.kube.api import KubeApiError, PodLister, preflight
 from pulltrace.kube.config import load_api_client
-from tests.kube.apiserver import ApiServer
-from tests.kube.objects import C, pod
+from testkit.kube.apiserver import ApiServer
+from testkit.kube.objects import C, pod
 
 
 def _lister(

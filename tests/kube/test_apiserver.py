@@ -9,8 +9,8 @@ import pytest
 from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 
-from tests.kube.apiserver import ApiServer
-from tests.kube.objects import at, pending_pod, pulling, running_pod, sha
+from testkit.kube.apiserver import ApiServer
+from testkit.kube.objects import at, pending_pod, pulling, running_pod, sha
 
 pytestmark = pytest.mark.k8s
 

@@ -11,9 +11,9 @@ import pytest
 from pulltrace.kube.config import KubeConfigError, load_api_client
 from pulltrace.kube.correlator import connect
 from pulltrace.model import PodRef
-from tests.kube.apiserver import ApiServer
+from testkit.kube.apiserver import ApiServer
+from testkit.kube.objects import pending_pod
 from tests.kube.conftest import WAIT
-from tests.kube.objects import pending_pod
 
 pytestmark = pytest.mark.k8s
 

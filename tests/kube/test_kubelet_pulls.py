@@ -10,7 +10,7 @@ import pytest
 from pulltrace.kube.index import KubeIndex
 from pulltrace.kube.pods import go_duration, parse_event, parse_pod
 from pulltrace.model import PodRef, PullStatus
-from tests.kube.objects import (
+from testkit.kube.objects import (
     T0,
     already_present,
     at,

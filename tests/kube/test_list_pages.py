@@ -12,9 +12,9 @@ from kubernetes import client
 
 from pulltrace.kube.correlator import load_api_client
 from pulltrace.kube.watch import Backoff, ListWatch
-from tests.kube.apiserver import ApiServer, RequestRecord
+from testkit.kube.apiserver import ApiServer, RequestRecord
+from testkit.kube.objects import pending_pod
 from tests.kube.conftest import WAIT
-from tests.kube.objects import pending_pod
 
 pytestmark = pytest.mark.k8s
 

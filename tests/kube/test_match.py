@@ -5,7 +5,7 @@ from __future__ import annotations
 from pulltrace.kube.index import KubeIndex
 from pulltrace.kube.pods import parse_pod
 from pulltrace.model import PodRef
-from tests.kube.objects import (
+from testkit.kube.objects import (
     C,
     at,
     initializing_pod,

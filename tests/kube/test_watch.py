@@ -9,9 +9,8 @@ import pytest
 
 from pulltrace.kube.correlator import KubeCorrelator
 from pulltrace.model import PodRef
-from tests.kube.apiserver import ApiServer
-from tests.kube.conftest import WAIT, Start
-from tests.kube.objects import (
+from testkit.kube.apiserver import ApiServer
+from testkit.kube.objects import (
     at,
     failed,
     kubelet_event,
@@ -21,6 +20,7 @@ from tests.kube.objects import (
     running_pod,
     sha,
 )
+from tests.kube.conftest import WAIT, Start
 
 pytestmark = pytest.mark.k8s
 

@@ -98,14 +98,14 @@ def test_the_docstring_draws_every_public_error() -> None:
 
 
 def test_each_branch_is_where_its_code_says() -> None:
+    from pulltrace.agent.containerd import ContainerdError
     from pulltrace.client.connect import ResolveError
     from pulltrace.client.rest import CollectorError
-    from pulltrace.containerd import ContainerdError
+    from pulltrace.commands.ls import ListingError
     from pulltrace.kube.api import KubeApiError
     from pulltrace.kube.config import KubeConfigError
     from pulltrace.kube.refs import InvalidReference
     from pulltrace.listen import ConfigError
-    from pulltrace.listing import ListingError
     from pulltrace.parse import ParseError
 
     for usage in (ParseError, ConfigError):

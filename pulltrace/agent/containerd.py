@@ -1,7 +1,7 @@
 """A small, typed client for containerd's content service over its unix socket.
 
 Only the calls pulltrace needs, made without the generated gRPC service stubs so that any
-grpcio release works; the protobuf messages come from ``pulltrace/_pb``.
+grpcio release works; the protobuf messages come from ``pulltrace/agent/_pb``.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ import grpc
 from google.protobuf.empty_pb2 import Empty
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from pulltrace._pb import content_pb2, version_pb2
+from pulltrace.agent._pb import content_pb2, version_pb2
+from pulltrace.agent.sockets import choose, unreachable
 from pulltrace.errors import SourceError
-from pulltrace.sockets import choose, unreachable
 
 DEFAULT_NAMESPACE = "k8s.io"
 _CONTENT = "/containerd.services.content.v1.Content/"

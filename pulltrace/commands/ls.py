@@ -12,10 +12,11 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TextIO
 
-from pulltrace import output, render
+from pulltrace import render
 from pulltrace.client.connect import Plan
 from pulltrace.client.source import ConnectionState
 from pulltrace.client.store import ClientStore, Query, degraded, order
+from pulltrace.commands import output
 from pulltrace.errors import SourceError
 from pulltrace.model import NodeStatus, PullStatus, encode
 

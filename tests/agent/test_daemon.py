@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pulltrace.agent import AgentConfig, ContainerdState, Reporter
+from pulltrace.agent.daemon import AgentConfig, ContainerdState, Reporter
 from pulltrace.model import REASON_MAX, PullStatus
 from tests.report_sink import ReportSink
 

@@ -14,8 +14,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from pulltrace.agent import Agent, AgentConfig, ContainerdState, frozen
-from pulltrace.health import MAX_CONNECTIONS, ProbeServer
+from pulltrace.agent.daemon import Agent, AgentConfig, ContainerdState, frozen
+from pulltrace.agent.health import MAX_CONNECTIONS, ProbeServer
 from pulltrace.listen import listen_socket
 from pulltrace.model import LayerStatus, PullStatus
 

@@ -11,12 +11,12 @@ import grpc
 import httpx
 import pytest
 
-from tests.infra.containerd import Containerd
-from tests.infra.cri import cri_image_status, cri_pull, start_cri_pull, start_ctr_pull
-from tests.infra.images import OCI_INDEX, OCI_MANIFEST, ImagePusher, make_layer, sha256_digest
-from tests.infra.proxy import ThrottleProxy
-from tests.infra.registry import Registry
-from tests.infra.util import MiB, wait_for
+from testkit.containerd import Containerd
+from testkit.cri import cri_image_status, cri_pull, start_cri_pull, start_ctr_pull
+from testkit.images import OCI_INDEX, OCI_MANIFEST, ImagePusher, make_layer, sha256_digest
+from testkit.proxy import ThrottleProxy
+from testkit.registry import Registry
+from testkit.util import MiB, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.containerd_matrix]
 

@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Literal
 
-from pulltrace.containerd import ContentClient, ContentStore, Ingest
-from pulltrace.manifests import Manifest, ManifestIndex
+from pulltrace.agent.containerd import ContentClient, ContentStore, Ingest
+from pulltrace.agent.manifests import Manifest, ManifestIndex
 from pulltrace.model import LayerStatus, Phase, PullStatus
 from pulltrace.rate import RateWindow, Trajectory, eta_seconds
 

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from pulltrace.containerd import BlobInfo, ContentStore
+from pulltrace.agent.containerd import BlobInfo, ContentStore
 
 GC_LAYER = "containerd.io/gc.ref.content.l."
 GC_CONFIG = "containerd.io/gc.ref.content.config"

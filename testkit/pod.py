@@ -4,7 +4,7 @@ runtime would run it, so that a test exercises the chart as written rather than 
 What a manifest says is applied; what cannot be reproduced here fails loudly (``PodError``), so
 a chart that starts using something new cannot pass by being half-run:
 
-- the image: its Dockerfile's build stage replayed (tests/images/dockerfile.py: ``COPY``
+- the image: its Dockerfile's build stage replayed (testkit/dockerfile.py: ``COPY``
   through .dockerignore, its own ``pip install`` lines) into a venv of Debian's
   ``/usr/bin/python3`` (readable by any uid, unlike a developer's pyenv), and its final stage's
   ``ENTRYPOINT``, ``CMD``, ``ENV``, ``USER`` and ``WORKDIR``;
@@ -58,8 +58,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
-import tests.images.dockerfile
-from tests.images.dockerfile import Dockerfile, DockerIgnore, replay, role_dockerfile
+import testkit.dockerfile
+from testkit.dockerfile import Dockerfile, DockerIgnore, replay, role_dockerfile
 
 if TYPE_CHECKING:
     from tests.e2e.stack import LoggedProcess
@@ -70,7 +70,7 @@ HOST_PYTHON = "/usr/bin/python3"
 """Debian's Python: under /usr, so any uid can run it (a pyenv under /root cannot)."""
 SETPRIV = "/usr/bin/setpriv"
 UNSHARE = "/usr/bin/unshare"
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 BASE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 CAPS = {
@@ -106,7 +106,7 @@ class PodError(RuntimeError):
 def _refuse_unknown(obj: Obj, known: set[str], where: str) -> None:
     unknown = sorted(set(obj) - known)
     if unknown:
-        raise PodError(f"{where}: {', '.join(unknown)} not reproduced by tests/infra/pod.py")
+        raise PodError(f"{where}: {', '.join(unknown)} not reproduced by testkit/pod.py")
 
 
 # -- images ----------------------------------------------------------------------------------
@@ -176,19 +176,17 @@ the pip installs."""
 def _image_key(dockerfile: Dockerfile) -> str:
     digest = hashlib.sha256()
     version = subprocess.run([HOST_PYTHON, "--version"], capture_output=True, text=True).stdout
-    builders = (Path(__file__), Path(tests.images.dockerfile.__file__), dockerfile.path)
+    builders = (Path(__file__), Path(testkit.dockerfile.__file__), dockerfile.path)
     for part in (*(p.read_bytes() for p in builders), version.encode()):
         digest.update(hashlib.sha256(part).digest())
     for relative in DockerIgnore.of_repo().context_files():
         digest.update(relative.encode() + b"\0")
-        digest.update(
-            hashlib.sha256((tests.images.dockerfile.ROOT / relative).read_bytes()).digest()
-        )
+        digest.update(hashlib.sha256((testkit.dockerfile.ROOT / relative).read_bytes()).digest())
     return digest.hexdigest()[:20]
 
 
 def build_image(role: str) -> Image:
-    """The role's image: its Dockerfile's build stage replayed (tests/images/dockerfile.py) into
+    """The role's image: its Dockerfile's build stage replayed (testkit/dockerfile.py) into
     a venv of Debian's Python, world-readable so that the container's uid can run it, or found
     already built from the same inputs."""
     dockerfile = role_dockerfile(role)
@@ -214,7 +212,7 @@ def prune_images(keep: int = 2, grace: float = 3600.0) -> None:
     nobody has used them for ``grace`` seconds (another checkout may be running on one)."""
     cutoff = time.time() - grace
     locks = sorted(IMAGE_CACHE.glob("*.lock"), key=lambda p: p.stat().st_mtime, reverse=True)
-    for role in tests.images.dockerfile.ROLES:
+    for role in testkit.dockerfile.ROLES:
         mine = [lock for lock in locks if lock.name.startswith(f"{role}-")]
         for lock in mine[keep:]:
             if lock.stat().st_mtime < cutoff:

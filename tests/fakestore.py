@@ -12,7 +12,7 @@ import re
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
-from pulltrace.containerd import BlobInfo, Ingest
+from pulltrace.agent.containerd import BlobInfo, Ingest
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 _LABEL = re.compile(r'^labels\."([^"]+)"$')

@@ -13,7 +13,8 @@ from typing import Any, Generic, TypeVar
 
 import grpc
 
-from ..cri_pb import api_pb2
+from testkit.cri_pb import api_pb2
+
 from .containerd import selected_release
 
 IMAGE_SERVICE = "/runtime.v1.ImageService/"

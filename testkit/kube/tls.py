@@ -13,7 +13,7 @@ import ssl
 import subprocess
 from pathlib import Path
 
-from tests.infra.proxy import ThrottleProxy
+from testkit.proxy import ThrottleProxy
 
 _SERVER_EXTENSIONS = """\
 basicConstraints = critical, CA:FALSE

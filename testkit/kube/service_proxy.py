@@ -12,7 +12,7 @@ import contextlib
 import http.client
 from urllib.parse import urlsplit
 
-from tests.kube.apiserver import ApiServer, Request
+from testkit.kube.apiserver import ApiServer, Request
 
 PROXY = r"/api/v1/namespaces/(?P<ns>[^/]+)/services/(?P<service>[^/]+)/proxy(?P<rest>/.*)?"
 _HOP_BY_HOP = {"connection", "transfer-encoding", "content-length", "keep-alive"}

@@ -9,7 +9,7 @@ import msgspec
 
 from pulltrace.client.connect import Plan
 from pulltrace.client.store import Query
-from pulltrace.listing import watch_rows
+from pulltrace.commands.ls import watch_rows
 from pulltrace.model import PullStatus
 
 

@@ -5,10 +5,10 @@ from datetime import timedelta
 
 import pytest
 
-from pulltrace.containerd import Ingest
+from pulltrace.agent.containerd import Ingest
+from pulltrace.agent.tracker import Tracker, ingest_digest, shares_download_slots
 from pulltrace.model import PullStatus
-from pulltrace.tracker import Tracker, ingest_digest, shares_download_slots
-from tests.unit.fakestore import T0, FakeStore, digest_of
+from tests.fakestore import T0, FakeStore, digest_of
 
 
 def blob(size: int) -> bytes:

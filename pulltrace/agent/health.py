@@ -18,7 +18,7 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-log = logging.getLogger("pulltrace.agent")
+log = logging.getLogger("pulltrace.agent.daemon")
 
 Probe = Callable[[], tuple[int, dict[str, str]]]
 """An HTTP status and the JSON object to answer with."""

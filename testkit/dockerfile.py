@@ -18,7 +18,7 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 ROLES = ("agent", "collector")
 PREFIX = "/install"
 """Where the build stage installs; the final stage copies it to /usr/local."""

@@ -24,7 +24,7 @@ from .util import Managed, remove_tree, run_ctr, short_tmpdir, tail, terminate_g
 
 SERIES_ENV = "PULLTRACE_TEST_CONTAINERD"
 SERIES = ("1.6", "1.7", "2.x")
-FETCH_SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "fetch-containerd.sh"
+FETCH_SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "fetch-containerd.sh"
 CRI_PLUGIN = "io.containerd.grpc.v1.cri"
 
 # Plugins that need kernel features or host services a sandbox lacks; disabled so their init

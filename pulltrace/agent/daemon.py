@@ -27,14 +27,14 @@ from types import FrameType
 import msgspec
 
 from pulltrace import __version__
-from pulltrace.containerd import ContainerdError, FollowingClient
-from pulltrace.health import ProbeServer
+from pulltrace.agent.containerd import ContainerdError, FollowingClient
+from pulltrace.agent.health import ProbeServer
+from pulltrace.agent.sockets import unreachable
+from pulltrace.agent.tracker import Tracker
 from pulltrace.listen import Address, format_address, listen_socket
 from pulltrace.model import ACTIVE_PHASES, REASON_MAX, AgentReport, PullStatus, encode
-from pulltrace.sockets import unreachable
-from pulltrace.tracker import Tracker
 
-log = logging.getLogger("pulltrace.agent")
+log = logging.getLogger("pulltrace.agent.daemon")
 
 MAX_BACKOFF = 30.0
 
@@ -48,7 +48,7 @@ class AgentConfig:
     server: str
     node_name: str
     containerd: tuple[str, ...]
-    """Candidate sockets, in order (``pulltrace.sockets.candidates``)."""
+    """Candidate sockets, in order (``pulltrace.agent.sockets.candidates``)."""
     namespace: str
     interval: float = 1.0
     token: str = ""
