@@ -62,7 +62,7 @@ import testkit.dockerfile
 from testkit.dockerfile import Dockerfile, DockerIgnore, replay, role_dockerfile
 
 if TYPE_CHECKING:
-    from tests.e2e.stack import LoggedProcess
+    from testkit.stack import LoggedProcess
 
 Obj = dict[str, Any]
 
@@ -618,7 +618,7 @@ def start_pod(
 ) -> Pod:
     """Starts every container of a Deployment's or DaemonSet's pod template on ``node``.
     ``images`` maps an image repository (the reference without its tag) to what it holds."""
-    from tests.e2e.stack import LoggedProcess
+    from testkit.stack import LoggedProcess
 
     kind, name = workload["kind"], workload["metadata"]["name"]
     template = workload["spec"]["template"]

@@ -24,8 +24,7 @@ from testkit.cri import start_cri_pull
 from testkit.images import ImagePusher
 from testkit.kube.apiserver import ApiServer
 from testkit.proxy import ThrottleProxy
-from testkit.util import MiB, wait_for
-from tests.e2e.stack import (
+from testkit.stack import (
     READ_TOKEN,
     EventRecorder,
     LoggedProcess,
@@ -33,6 +32,7 @@ from tests.e2e.stack import (
     start_agent,
     start_collector,
 )
+from testkit.util import MiB, wait_for
 from tests.report_sink import ReportSink
 
 pytestmark = pytest.mark.e2e

@@ -51,11 +51,11 @@ from testkit.pod import (
 )
 from testkit.proxy import ThrottleProxy
 from testkit.registry import Registry
+from testkit.stack import Collector
 from testkit.util import MiB, free_port, wait_for
 from tests.chart.conftest import helm  # noqa: F401 (tests/chart's fixture)
 from tests.chart.helm import CHART, NAMESPACE, Helm
 from tests.conftest import require_e2e
-from tests.e2e.stack import Collector
 
 pytestmark = [pytest.mark.e2e, pytest.mark.k8s]
 

@@ -26,14 +26,14 @@ from testkit.images import ImagePusher
 from testkit.kube.apiserver import ApiServer
 from testkit.kube.objects import err_image_pull, failed, pending_pod, pulled, pulling
 from testkit.proxy import ThrottleProxy
-from testkit.util import MiB, wait_for
-from tests.e2e.stack import (
+from testkit.stack import (
     READ_TOKEN,
     EventRecorder,
     LoggedProcess,
     start_agent,
     start_collector,
 )
+from testkit.util import MiB, wait_for
 
 pytestmark = pytest.mark.e2e
 

@@ -24,8 +24,8 @@ from testkit.cri import start_cri_pull
 from testkit.images import ImagePusher
 from testkit.kube.apiserver import ApiServer
 from testkit.proxy import ThrottleProxy
+from testkit.stack import READ_TOKEN, Collector, EventRecorder, start_agent, start_collector
 from testkit.util import MiB
-from tests.e2e.stack import READ_TOKEN, Collector, EventRecorder, start_agent, start_collector
 
 pytestmark = pytest.mark.e2e
 

@@ -24,9 +24,7 @@ from testkit.images import ImagePusher
 from testkit.kube.apiserver import ApiServer
 from testkit.kube.objects import pending_pod, pulled, pulling
 from testkit.proxy import ThrottleProxy
-from testkit.util import MiB, wait_for
-from tests.collector.conftest import body, pull
-from tests.e2e.stack import (
+from testkit.stack import (
     AGENT_TOKEN,
     READ_TOKEN,
     Collector,
@@ -34,6 +32,8 @@ from tests.e2e.stack import (
     start_agent,
     start_collector,
 )
+from testkit.util import MiB, wait_for
+from tests.collector.conftest import body, pull
 from tests.images.conftest import RoleVenv
 from tests.images.test_dockerfiles import pins
 
