@@ -57,10 +57,14 @@ RULES = (
         forbidden=("pulltrace.collector", *_FRONT_ENDS),
     ),
     Rule(
-        "the shared cores (model, parsing, merge store, kube) import no role or front end",
+        "the shared cores (model, parsing, rollup, text, merge store, kube) import no role or "
+        "front end",
         importers=(
             "pulltrace.model",
             "pulltrace.parse",
+            "pulltrace.rate",
+            "pulltrace.rollup",
+            "pulltrace.render",
             "pulltrace.listen",
             "pulltrace.pullstore",
             "pulltrace.kube",
