@@ -57,8 +57,7 @@ RULES = (
         forbidden=("pulltrace.collector", *_FRONT_ENDS),
     ),
     Rule(
-        "the shared cores (model, parsing, rollup, text, merge store, kube) import no role or "
-        "front end",
+        "the shared cores (model, parsing, merge store, kube) import no role or front end",
         importers=(
             "pulltrace.model",
             "pulltrace.parse",
