@@ -1,0 +1,59 @@
+"""Which columns the pull table shows at a width, and each row's cells, without a terminal."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from pulltrace.model import PodRef, PullStatus
+from pulltrace.tui.columns import CHROME, PADDING, layout, row_cells
+
+T0 = datetime(2026, 1, 15, 9, 40, tzinfo=UTC)
+MiB = 1024 * 1024
+
+
+def pull(**kw: object) -> PullStatus:
+    base: dict[str, object] = {
+        "id": "x",
+        "node_name": "worker-01",
+        "image_ref": "ghcr.io/acme/checkout-api:v2.14.1",
+        "phase": "pulling",
+        "total_bytes": 200 * MiB,
+        "downloaded_bytes": 50 * MiB,
+        "cached_bytes": 50 * MiB,
+        "percent": 50.0,
+        "bytes_per_sec": 5 * MiB,
+        "eta_seconds": 20.0,
+        "started_at": T0,
+        "total_known": True,
+    }
+    base.update(kw)
+    return PullStatus(**base)  # type: ignore[arg-type]
+
+
+def test_no_color_cells_carry_no_colours() -> None:
+    p = pull(pods=[PodRef(namespace="shop", pod_name="web-1")])
+    for cell in row_cells(p, layout(160), T0, color=False).values():
+        for _, style in cell:
+            assert "#" not in style
+
+
+@pytest.mark.parametrize("width", [80, 100, 120, 160, 200])
+def test_layout_fills_the_width_exactly(width: int) -> None:
+    lay = layout(width)
+    used = sum(c.width + 2 * PADDING for c in lay.columns) + CHROME
+    assert used == width
+    keys = [c.key for c in lay.columns]
+    assert keys[:2] == ["state", "image"] and "pods" in keys and "eta" in keys
+    assert ("size" in keys) == (width >= 110)
+
+
+def test_row_cells_dim_finished_rows_but_not_their_glyph_or_failure() -> None:
+    failed = pull(phase="failed", error="aborted")
+    cells = row_cells(failed, layout(120), T0, color=True)
+    assert "dim" not in cells["state"][0][1]
+    assert "dim" not in cells["eta"][0][1]
+    assert all("dim" in style for _, style in cells["node"])
+    active = row_cells(pull(), layout(120), T0, color=True)
+    assert all("dim" not in style for cell in active.values() for _, style in cell)
