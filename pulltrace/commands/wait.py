@@ -226,10 +226,12 @@ def _cell(text: str, limit: int = render.NAME_MAX) -> str:
     return render.printable(text, limit).replace("|", "\\|").replace("`", "'")
 
 
-def _annotation(text: str) -> str:
-    """A GitHub workflow command's message, which the runner unescapes: ``%`` is its escape
-    character (line breaks, the others, are escaped already by ``render.printable``)."""
-    return text.replace("%", "%25")
+def error_annotation(need: Need) -> str:
+    """The GitHub Actions error for a failed need. Its message is escaped for the terminal,
+    so it has no line break to start a workflow command of its own, then ``%`` is escaped as
+    the runner unescapes it."""
+    message = f"{need.where()}: {render.message_text(need.reason)}"
+    return f"::error title=Image pull failed::{message.replace('%', '%25')}"
 
 
 def dedupe(needs: list[Need]) -> list[Need]:
@@ -354,8 +356,7 @@ async def wait(
         printer.raw("::endgroup::")
         for need in needs:
             if need.state == "failed":
-                message = f"{need.where()}: {render.message_text(need.reason)}"
-                printer.raw(f"::error title=Image pull failed::{_annotation(message)}")
+                printer.raw(error_annotation(need))
         summary = os.environ.get("GITHUB_STEP_SUMMARY")
         if summary:
             with open(summary, "a", encoding="utf-8") as fh:
