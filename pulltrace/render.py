@@ -127,7 +127,7 @@ def duration_text(seconds: float | None) -> str:
         return "-"
     if seconds >= (_DAYS_MAX + 1) * 86400:
         return f">{_DAYS_MAX}d"
-    s = max(0, round(seconds))
+    s = round(max(0.0, seconds))
     if s < 60:
         return f"{s}s"
     if s < 3600:

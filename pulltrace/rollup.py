@@ -13,13 +13,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import NamedTuple
+from typing import Any
+
+import msgspec
 
 from pulltrace.model import ACTIVE_PHASES, LayerStatus
 from pulltrace.rate import eta_seconds
 
 
-class Totals(NamedTuple):
+class Totals(msgspec.Struct, frozen=True, kw_only=True):
     """What a pull's layers add up to."""
 
     total_bytes: int
@@ -35,20 +37,16 @@ class Totals(NamedTuple):
         return self.total_bytes - self.downloaded_bytes - self.cached_bytes
 
 
-class Rollup(NamedTuple):
+class Rollup(Totals, frozen=True, kw_only=True):
     """Every figure of a ``PullStatus`` that follows from its layers, by field name, so that
-    ``PullStatus(**rollup._asdict(), ...)`` builds it."""
+    ``PullStatus(**rollup.fields(), ...)`` builds it."""
 
-    total_bytes: int
-    downloaded_bytes: int
-    cached_bytes: int
-    layer_count: int
-    layers_done: int
-    layers_cached: int
-    total_known: bool
     bytes_per_sec: float
     eta_seconds: float | None
     percent: float
+
+    def fields(self) -> dict[str, Any]:
+        return msgspec.structs.asdict(self)
 
 
 def totals(layers: Sequence[LayerStatus]) -> Totals:
@@ -117,7 +115,7 @@ def rollup(
         speed = average_speed(sums.downloaded_bytes, started_at, completed_at)
     have = sums.downloaded_bytes + sums.cached_bytes
     return Rollup(
-        *sums,
+        **msgspec.structs.asdict(sums),
         bytes_per_sec=speed,
         eta_seconds=eta(phase, sums.remaining, speed),
         percent=percent(phase, have, sums.total_bytes, floor),

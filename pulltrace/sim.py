@@ -203,7 +203,7 @@ class _Pull:
             completed_at=_dt(self.end),
             error=self.error,
             layers=layers,
-            **figures._asdict(),
+            **figures.fields(),
         )
 
 

@@ -143,6 +143,7 @@ def test_bytes_never_exceed_five_characters() -> None:
 
 @given(st.one_of(st.integers(min_value=0), st.floats(allow_nan=True, allow_infinity=True)))
 @example(10**400)
+@example(float("-inf"))
 def test_any_number_a_peer_sends_prints_in_a_few_characters(n: float) -> None:
     assert len(render.bytes_text(n)) <= 5
     assert len(render.speed_text(n)) <= 7

@@ -29,7 +29,15 @@ def layer(total: int, done: int = 0, *, cached: bool = False, known: bool = True
 
 def test_totals_count_cached_apart_from_downloaded() -> None:
     sums = rollup.totals([layer(4000, cached=True), layer(1000, 10), layer(2000, 2000)])
-    assert sums == rollup.Totals(7000, 2010, 4000, 3, 2, 1, True)
+    assert sums == rollup.Totals(
+        total_bytes=7000,
+        downloaded_bytes=2010,
+        cached_bytes=4000,
+        layer_count=3,
+        layers_done=2,
+        layers_cached=1,
+        total_known=True,
+    )
     assert sums.remaining == 990
     assert not rollup.totals([]).total_known
     assert not rollup.totals([layer(10), layer(0, known=False)]).total_known

@@ -560,5 +560,5 @@ class Tracker:
             completed_at=pull.completed_at,
             error=pull.error,
             layers=layers,
-            **figures._asdict(),
+            **figures.fields(),
         )

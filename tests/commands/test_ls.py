@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -13,6 +12,7 @@ import msgspec
 import pytest
 
 from pulltrace.model import PullList, PullStatus, encode
+from tests.report_sink import serve
 
 ESCAPES = "\x1b]0;owned\x07\x1b[2J\r\x00\x9b31m\u202e"
 REF = f"ghcr.io/acme/app{ESCAPES}:v1"
@@ -57,12 +57,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def collector() -> Iterator[Hostile]:
-    server = Hostile()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
+    yield from serve(Hostile())
 
 
 def ls(collector: Hostile, *args: str) -> subprocess.CompletedProcess[str]:

@@ -433,6 +433,15 @@ class Scripted:
             yield message
 
 
+class Held(Scripted):
+    """Says what a test wants, then stays connected."""
+
+    async def __aiter__(self) -> AsyncIterator[Message]:
+        for message in self.messages:
+            yield message
+        await asyncio.Event().wait()
+
+
 async def test_connection_states_reach_the_header() -> None:
     app = PulltraceApp(
         Scripted(
@@ -485,12 +494,6 @@ async def test_the_header_counts_nodes_and_highlights_degraded_ones() -> None:
     ready = NodeStatus(node_name="a", state="ready")
     bad = NodeStatus(node_name="b", state="degraded", containerd_reachable=False, error="gone")
     gone = NodeStatus(node_name="c", state="stale")
-
-    class Held(Scripted):
-        async def __aiter__(self) -> AsyncIterator[Message]:
-            for message in self.messages:
-                yield message
-            await asyncio.Event().wait()
 
     app = PulltraceApp(
         Held(ConnectionState("live"), Snapshot([], nodes=[ready, bad, gone])),
@@ -559,12 +562,6 @@ async def test_hostile_strings_reach_the_screen_escaped_and_cut() -> None:
         hostile_pull(f"{MARKUP}1", f"ghcr.io/acme/app{ESCAPES}:v1"),
         hostile_pull(f"{MARKUP}2", huge),
     ]
-
-    class Held(Scripted):
-        async def __aiter__(self) -> AsyncIterator[Message]:
-            for message in self.messages:
-                yield message
-            await asyncio.Event().wait()
 
     app = PulltraceApp(
         Held(ConnectionState("live"), Snapshot(pulls), ConnectionState("offline", ESCAPES)),

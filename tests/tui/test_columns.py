@@ -2,34 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 import pytest
 
-from pulltrace.model import PodRef, PullStatus
+from pulltrace.model import PodRef
 from pulltrace.tui.columns import CHROME, PADDING, layout, row_cells
-
-T0 = datetime(2026, 1, 15, 9, 40, tzinfo=UTC)
-MiB = 1024 * 1024
-
-
-def pull(**kw: object) -> PullStatus:
-    base: dict[str, object] = {
-        "id": "x",
-        "node_name": "worker-01",
-        "image_ref": "ghcr.io/acme/checkout-api:v2.14.1",
-        "phase": "pulling",
-        "total_bytes": 200 * MiB,
-        "downloaded_bytes": 50 * MiB,
-        "cached_bytes": 50 * MiB,
-        "percent": 50.0,
-        "bytes_per_sec": 5 * MiB,
-        "eta_seconds": 20.0,
-        "started_at": T0,
-        "total_known": True,
-    }
-    base.update(kw)
-    return PullStatus(**base)  # type: ignore[arg-type]
+from tests.test_render import T0, pull
 
 
 def test_no_color_cells_carry_no_colours() -> None:
