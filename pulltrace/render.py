@@ -46,8 +46,9 @@ def printable(text: str, limit: int = NAME_MAX) -> str:
     (C0 and C1 controls, DEL, line and paragraph separators, format characters such as the bidi
     overrides and zero-width ones, unpaired surrogates, unassigned and private-use code
     points, spaces other than the ASCII one) is written as its escape (``\\x1b``, ``\\r``,
-    ``\\u202e``), then the result is cut to at most ``limit`` terminal cells, ending in an
-    ellipsis when cut. Idempotent: safe text is returned unchanged (up to ``limit``)."""
+    ``\\u202e``), then the result is cut to at most ``limit`` characters and terminal cells,
+    ending in an ellipsis when cut. A backslash is left as it is: an escape is for the eye,
+    and paths stay readable. Idempotent: safe text is returned unchanged (up to ``limit``)."""
     head = text[: limit + 1]  # escaping only lengthens: the rest would be cut anyway
     if not head.isprintable():
         head = "".join(c if c.isprintable() else _escape(c) for c in head)

@@ -111,7 +111,7 @@ class MainScreen(Screen[None]):
         self.header.show_totals(store)
         title = Text.assemble(
             (" pulls", "bold #5fd7ff"),
-            (f"({query.scope_label()})", "bold #ff87d7"),
+            (f"({render.printable(query.scope_label())})", "bold #ff87d7"),
             (f"[{table.row_count}] ", "bold #ffffff"),
         )
         if title != self._title:
