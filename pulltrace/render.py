@@ -145,7 +145,8 @@ def _clamp(percent: float) -> float:
 
 
 def percent_text(percent: float) -> str:
-    return f"{_clamp(percent):3.0f}%"
+    """``50%``; right-aligned in four cells where it stands in a column."""
+    return f"{_clamp(percent):.0f}%"
 
 
 def bar_parts(percent: float, cached_fraction: float, width: int) -> tuple[int, int, int]:
@@ -159,9 +160,8 @@ def bar_parts(percent: float, cached_fraction: float, width: int) -> tuple[int, 
 def progress_text(percent: float, cached_fraction: float, width: int) -> str:
     """``▓▓███░░░░░  50%``: the bar's cached share apart from what this pull downloaded."""
     cached, done, empty = bar_parts(percent, cached_fraction, width)
-    return (
-        f"{MONO.cached_char * cached}{'█' * done}{MONO.empty_char * empty} {percent_text(percent)}"
-    )
+    bar = MONO.cached_char * cached + "█" * done + MONO.empty_char * empty
+    return f"{bar} {percent_text(percent):>4}"
 
 
 def cached_share(pull: PullStatus) -> float:
@@ -441,7 +441,7 @@ def progress_cell(
         spans.append(("█" * done, done_style))
     if empty:
         spans.append((p.empty_char * empty, p.bar_empty))
-    spans.append((f" {percent_text(percent)}", p.bad if phase == "failed" else ""))
+    spans.append((f" {percent_text(percent):>4}", p.bad if phase == "failed" else ""))
     return tuple(spans)
 
 

@@ -148,7 +148,7 @@ def test_any_number_a_peer_sends_prints_in_a_few_characters(n: float) -> None:
     assert len(render.bytes_text(n)) <= 5
     assert len(render.speed_text(n)) <= 7
     assert len(render.duration_text(n)) <= 6
-    assert len(render.percent_text(n)) == 4
+    assert 2 <= len(render.percent_text(n)) <= 4
 
 
 @pytest.mark.parametrize(

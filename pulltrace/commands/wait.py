@@ -181,7 +181,7 @@ class Printer:
             return
         if pull.total_known:
             detail = (
-                f"{render.percent_text(pull.percent).strip()} "
+                f"{render.percent_text(pull.percent)} "
                 f"{render.size_text(pull, with_cached=False)} "
                 f"{render.speed_text(pull.bytes_per_sec)} "
                 f"ETA {render.duration_text(pull.eta_seconds)}"
@@ -343,7 +343,7 @@ async def wait(
         for need in waiting:
             pull = need.pull
             if pull:
-                state = f"{pull.phase} {render.percent_text(pull.percent).strip()}"
+                state = f"{pull.phase} {render.percent_text(pull.percent)}"
             else:
                 state = render.message_text(need.reason) if need.reason else "not started"
             trouble = troubles.get(need.node)
