@@ -72,7 +72,7 @@ def node_warnings(plan: Plan, query: Query) -> list[str]:
     try:
         nodes = get_nodes(plan.endpoint)
     except CollectorError as err:
-        return [f"warning: cannot read the nodes' health: {err}"]
+        return [f"warning: cannot read the nodes' health: {render.message_text(str(err))}"]
     return [degraded_line(n) for n in degraded(nodes or [], query.node)]
 
 

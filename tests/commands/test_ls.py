@@ -27,6 +27,7 @@ class Hostile(ThreadingHTTPServer):
     def __init__(self) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
         self.status = 200
+        self.nodes_status = 404
 
     @property
     def url(self) -> str:
@@ -42,7 +43,8 @@ class _Handler(BaseHTTPRequestHandler):
         elif self.path.startswith("/api/v1/pulls"):
             self._send(self.server.status, msgspec.json.encode({"error": f"boom{ESCAPES}"}))
         else:
-            self._send(404, b'{"error": "not found"}')
+            error = {"error": f"nodes{ESCAPES}"}
+            self._send(self.server.nodes_status, msgspec.json.encode(error))
 
     def _send(self, status: int, body: bytes) -> None:
         self.send_response(status)
@@ -100,3 +102,11 @@ def test_the_collectors_error_is_one_escaped_line(collector: Hostile) -> None:
     assert raw_controls(out.stderr) == []
     (line,) = out.stderr.splitlines()
     assert "boom\\x1b]0;owned\\x07\\x1b[2J\\r\\x00\\x9b31m\\u202e" in line
+
+
+def test_a_warning_quoting_the_collector_is_escaped(collector: Hostile) -> None:
+    collector.nodes_status = 500
+    out = ls(collector)
+    assert raw_controls(out.stderr) == []
+    assert "warning: cannot read the nodes' health: " in out.stderr
+    assert "nodes\\x1b]0;owned\\x07\\x1b[2J\\r\\x00\\x9b31m\\u202e" in out.stderr
