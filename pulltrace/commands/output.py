@@ -18,8 +18,8 @@ _TABLE = ("IMAGE", "NODE", "PHASE", "PROGRESS", "SIZE", "SPEED", "ETA/TOOK")
 _WIDE = (*_TABLE, "LAYERS", "PODS", "STARTED", "ERROR")
 BAR = 10
 
-_NOT_ASCII = re.compile(r"[^\x20-\x7e\n]")
-"""What JSON may hold raw that is not plain ASCII: JSON already escapes C0 controls, not DEL,
+_NOT_PLAIN = re.compile(r"[^\x20-\x7e\n]")
+"""What JSON may hold raw beyond printable ASCII: JSON already escapes C0 controls, not DEL,
 C1 controls, bidi overrides or other invisible characters."""
 
 
@@ -37,7 +37,7 @@ def _json_safe(match: re.Match[str]) -> str:
 def terminal_safe_json(text: str) -> str:
     """JSON text with its non-printable characters (outside ASCII, where JSON leaves them raw)
     written as ``\\uXXXX`` escapes: the same JSON value, safe to print."""
-    return _NOT_ASCII.sub(_json_safe, text) if not text.isascii() else text
+    return text if text.isprintable() else _NOT_PLAIN.sub(_json_safe, text)
 
 
 def render_json(pulls: list[PullStatus]) -> str:
