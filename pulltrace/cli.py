@@ -238,7 +238,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "wait":
             return _wait(args)
     except PulltraceError as err:  # the one place our errors become a line and an exit code
-        print(f"pulltrace: {err}", file=sys.stderr)
+        from pulltrace.render import message_text  # a peer's words may be in it
+
+        print(f"pulltrace: {message_text(str(err))}", file=sys.stderr)
         return exit_code(args.command)
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED

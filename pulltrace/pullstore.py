@@ -38,6 +38,7 @@ from typing import Literal, Protocol
 
 import msgspec
 
+from pulltrace import rollup
 from pulltrace.agent.sockets import unreachable
 from pulltrace.model import (
     ACTIVE_PHASES,
@@ -53,7 +54,7 @@ from pulltrace.model import (
     PullEvent,
     PullStatus,
 )
-from pulltrace.rate import RateWindow, eta_seconds
+from pulltrace.rate import RateWindow
 
 STALE_AFTER_INTERVALS = 3
 """The agent heartbeats every two intervals, so three silent intervals mean it is gone."""
@@ -381,26 +382,22 @@ class PullStore:
         if phase in ACTIVE_PHASES and not seen:
             pull.rate = RateWindow()
             pull.layer_rates.clear()
-            speed, eta = 0.0, None
+            speed = 0.0
             layers = [
                 x if not x.bytes_per_sec else _replace(x, bytes_per_sec=0.0) for x in p.layers
             ]
         elif phase in ACTIVE_PHASES:
             pull.rate.add(ts, p.downloaded_bytes)
             speed = pull.rate.rate() or p.bytes_per_sec
-            remaining = p.total_bytes - p.downloaded_bytes - p.cached_bytes
-            eta = eta_seconds(remaining, speed) if phase == "pulling" else None
             layers = [self._layer_view(pull, layer, ts) for layer in p.layers]
         else:
-            speed, eta, layers = p.bytes_per_sec, (0.0 if phase == "completed" else None), p.layers
+            speed, layers = p.bytes_per_sec, p.layers
             pull.layer_rates.clear()
-        if phase == "resolving":
-            # The image's size is not known yet: what the ingest says is about one blob.
-            percent = 0.0
-        elif phase == "completed":
-            percent = 100.0
-        else:
-            percent = max(p.percent, pull.base.percent if pull.emitted is not None else 0.0)
+        remaining = p.total_bytes - p.downloaded_bytes - p.cached_bytes
+        eta = rollup.eta(phase, remaining, speed)
+        shown = pull.base.percent if pull.emitted is not None else 0.0
+        have = p.downloaded_bytes + p.cached_bytes
+        percent = rollup.percent(phase, have, p.total_bytes, floor=max(p.percent, shown))
         return _replace(
             p,
             id=pull.id,

@@ -1,86 +1,308 @@
-"""Pure functions that turn pull data into display cells, shared by ``ls``, ``wait`` and the TUI."""
+"""Text for pull data, shared by ``ls``, ``wait`` and the TUI.
+
+Two steps, as k9s has a renderer and a colorer: first one plain-text function per quantity
+(bytes, speed, duration, percent, a pull's size, timing, pods, image, node, message), then a
+styling step that cuts that text into spans, ``(text, style)``, for the TUI. ``ls`` and ``wait``
+print the plain text; the TUI draws the spans. A quantity therefore reads the same everywhere.
+
+Cells are tuples of spans rather than rich ``Text`` so that this module stays free of any
+terminal library: ``ls`` imports it and must start fast, and tests can assert on plain strings
+and style names. The TUI assembles spans into ``Text`` (never markup).
+
+Terminal safety. Every string that came from the network (image references, node, pod and
+namespace names, digests, media types, ids, error messages) passes through ``printable`` on its
+way into any of this text: control and invisible characters are escaped visibly and long
+fields are cut with an ellipsis, so that a peer can neither drive the terminal (ESC, BEL, CR,
+C1, bidi overrides) nor blow up a table. JSON output is not text for a terminal and is left
+exact.
+"""
 
 from __future__ import annotations
 
-import re
+import unicodedata
 from datetime import datetime
 
 import msgspec
 
-from pulltrace.model import LayerStatus, PullStatus
+from pulltrace.model import ACTIVE_PHASES, REASON_MAX, LayerStatus, PullStatus
 
-_UNITS = ("B", "KiB", "MiB", "GiB", "TiB")
-_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069]")
+NAME_MAX = 253
+"""Characters of a name shown whole: Kubernetes names (nodes, pods) are DNS subdomains of at
+most 253; anything longer is not a name a cluster accepts."""
+REF_MAX = 255
+"""Characters of an image reference shown whole: the distribution spec's limit on a name."""
+MESSAGE_MAX = REASON_MAX
+"""Characters of an error message: one sentence, not a log."""
+LINE_MAX = 4096
+"""Characters of a ``wait`` line, whatever it is made of: a last bound behind the fields'."""
+DIGEST_SHORT = 12
+ELLIPSIS = "…"
+
+# --- Terminal safety ------------------------------------------------------------------------
 
 
-def human_bytes(n: float) -> str:
+def printable(text: str, limit: int = NAME_MAX) -> str:
+    """``text`` made safe for a terminal: every character Python would not print as itself
+    (C0 and C1 controls, DEL, line and paragraph separators, format characters such as the bidi
+    overrides and zero-width ones, unpaired surrogates, unassigned and private-use code
+    points, spaces other than the ASCII one) is written as its escape (``\\x1b``, ``\\r``,
+    ``\\u202e``), then the result is cut to at most ``limit`` characters and terminal cells,
+    ending in an ellipsis when cut. A backslash is left as it is: an escape is for the eye,
+    and paths stay readable. Idempotent: safe text is returned unchanged (up to ``limit``)."""
+    head = text[: limit + 1]  # escaping only lengthens: the rest would be cut anyway
+    if not head.isprintable():
+        head = "".join(c if c.isprintable() else _escape(c) for c in head)
+    return fit(head, limit)
+
+
+def _escape(char: str) -> str:
+    return char.encode("unicode_escape").decode("ascii")
+
+
+def _cells(char: str) -> int:
+    if unicodedata.combining(char):
+        return 0
+    return 2 if unicodedata.east_asian_width(char) in ("W", "F") else 1
+
+
+def cell_width(text: str) -> int:
+    """Terminal cells ``text`` takes (wide East Asian characters take two)."""
+    return len(text) if text.isascii() else sum(map(_cells, text))
+
+
+def fit(text: str, width: int) -> str:
+    """``text`` in at most ``width`` terminal cells and ``width`` characters (combining marks
+    take no cell but still count), the last one an ellipsis when cut."""
+    if text.isascii():
+        return text if len(text) <= width else text[: max(0, width - 1)] + ELLIPSIS[: width > 0]
+    if len(text) <= width and cell_width(text) <= width:
+        return text
+    used, kept = 0, []
+    for char in text:
+        used += max(1, _cells(char))
+        if used > width - 1:
+            break
+        kept.append(char)
+    return "".join(kept) + ELLIPSIS[: width > 0]
+
+
+def pad(text: str, width: int) -> str:
+    """``text`` padded with spaces to ``width`` terminal cells."""
+    return text + " " * (width - cell_width(text))
+
+
+# --- Plain text: one function per quantity --------------------------------------------------
+
+_BYTES_MAX = 2**63
+"""Past int64 a byte count is nonsense from a peer; it is shown as such, not computed with."""
+
+
+def bytes_text(n: float) -> str:
+    """At most five characters (``512B``, ``12.3K``, ``412M``, ``1.2G``) so columns never
+    jump; binary units (K is 1024)."""
+    if not n >= 0:  # negative or NaN: not a byte count
+        return "-"
+    if n >= _BYTES_MAX:
+        return ">8E"
     value = float(n)
-    for unit in _UNITS:
-        if abs(value) < 1024 or unit == _UNITS[-1]:
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+    for unit in "BKMGTPE":
+        if value < 1000 or unit == "E":
+            if unit == "B":
+                return f"{value:.0f}B"
+            return f"{value:.1f}{unit}" if value < 100 else f"{value:.0f}{unit}"
         value /= 1024
     raise AssertionError("unreachable")
 
 
-def human_speed(bytes_per_sec: float) -> str:
-    return f"{human_bytes(bytes_per_sec)}/s" if bytes_per_sec > 0 else "-"
+def speed_text(bytes_per_sec: float) -> str:
+    return f"{bytes_text(bytes_per_sec)}/s" if bytes_per_sec > 0 else "-"
 
 
-def human_duration(seconds: float | None) -> str:
-    if seconds is None:
+_DAYS_MAX = 999
+
+
+def duration_text(seconds: float | None) -> str:
+    """``59s``, ``1m01s``, ``2h02m``, ``4d04h``, ``365d``: at most six characters, whatever a
+    peer says, so that ``+`` and an elapsed time fit the seven of the ETA column."""
+    if seconds is None or seconds != seconds:
         return "-"
-    s = round(seconds)
+    if seconds >= (_DAYS_MAX + 1) * 86400:
+        return f">{_DAYS_MAX}d"
+    s = round(max(0.0, seconds))
     if s < 60:
         return f"{s}s"
     if s < 3600:
         return f"{s // 60}m{s % 60:02d}s"
-    return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    if s < 100 * 3600:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    if s < 100 * 86400:
+        return f"{s // 86400}d{s % 86400 // 3600:02d}h"
+    return f"{s // 86400}d"
 
 
-def bar(percent: float, width: int = 20) -> str:
-    filled = round(width * max(0.0, min(percent, 100.0)) / 100)
-    return "█" * filled + "░" * (width - filled)
+def _clamp(percent: float) -> float:
+    return max(0.0, min(percent, 100.0)) if percent == percent else 0.0
 
 
-def image_name(pull: PullStatus) -> str:
-    if pull.image_ref:
-        return pull.image_ref
-    if pull.layers:
-        return f"<resolving {pull.layers[0].digest[:19]}>"
-    return "<unknown>"
+def percent_text(percent: float) -> str:
+    """``50%``; right-aligned in four cells where it stands in a column."""
+    return f"{_clamp(percent):.0f}%"
 
 
-def size_cell(pull: PullStatus) -> str:
+def bar_parts(percent: float, cached_fraction: float, width: int) -> tuple[int, int, int]:
+    """Cells of a ``width`` bar: already cached, downloaded by this pull, still to come."""
+    filled = round(width * _clamp(percent) / 100)
+    share = max(0.0, min(cached_fraction, 1.0)) if cached_fraction == cached_fraction else 0.0
+    cached = min(filled, round(width * share))
+    return cached, filled - cached, width - filled
+
+
+def progress_text(percent: float, cached_fraction: float, width: int) -> str:
+    """``▓▓███░░░░░  50%``: the bar's cached share apart from what this pull downloaded."""
+    cached, done, empty = bar_parts(percent, cached_fraction, width)
+    bar = MONO.cached_char * cached + "█" * done + MONO.empty_char * empty
+    return f"{bar} {percent_text(percent):>4}"
+
+
+def cached_share(pull: PullStatus) -> float:
+    """The share of the pull's bytes the node already had."""
+    return pull.cached_bytes / pull.total_bytes if pull.total_bytes else 0.0
+
+
+def amount_text(have: float, total: float) -> str:
+    """``100M/200M``: how much of something is there."""
+    return f"{bytes_text(have)}/{bytes_text(total)}"
+
+
+def size_text(pull: PullStatus, with_cached: bool) -> str:
+    """``downloaded+cached / total``; with room, how much of it the node already had."""
     if not pull.total_known:
-        return human_bytes(pull.downloaded_bytes) if pull.downloaded_bytes else "-"
-    have = pull.downloaded_bytes + pull.cached_bytes
-    cell = f"{human_bytes(have)} / {human_bytes(pull.total_bytes)}"
-    if pull.cached_bytes:
-        cell += f" ({human_bytes(pull.cached_bytes)} cached)"
-    return cell
+        return bytes_text(pull.downloaded_bytes) if pull.downloaded_bytes else "-"
+    text = amount_text(pull.downloaded_bytes + pull.cached_bytes, pull.total_bytes)
+    if with_cached and pull.cached_bytes:
+        text += f" ({bytes_text(pull.cached_bytes)} cached)"
+    return text
 
 
-def eta_cell(pull: PullStatus) -> str:
-    """Time left while active, time taken once completed."""
-    if pull.phase in ("resolving", "pulling"):
-        return human_duration(pull.eta_seconds)
+def elapsed(start: datetime, end: datetime) -> float:
+    return (end - start).total_seconds()
+
+
+def timing_text(pull: PullStatus, now: datetime) -> str:
+    """Time left while active (``+`` and the time so far while that is unknown), time taken
+    once completed, ``-`` otherwise."""
+    if pull.phase in ACTIVE_PHASES:
+        if pull.eta_seconds is not None:
+            return duration_text(pull.eta_seconds)
+        if pull.started_at:
+            return "+" + duration_text(elapsed(pull.started_at, now))
+        return "-"
     if pull.phase == "completed" and pull.started_at and pull.completed_at:
-        return human_duration((pull.completed_at - pull.started_at).total_seconds())
+        return duration_text(elapsed(pull.started_at, pull.completed_at))
     return "-"
 
 
-def pods_cell(pull: PullStatus) -> str:
+def layers_text(pull: PullStatus) -> str:
+    """``3/5 (1 cached)``: layers done of all, and how many of those the node had."""
+    text = f"{pull.layers_done}/{pull.layer_count}"
+    if pull.layers_cached:
+        text += f" ({pull.layers_cached} cached)"
+    return text
+
+
+def pods_text(pull: PullStatus, width: int = NAME_MAX) -> str:
+    """``3 checkout-api-7d9f-abcde``: the count first, so that it survives truncation, then
+    the first waiting pod's name, in at most ``width`` cells; ``-`` for none."""
     if not pull.pods:
         return "-"
-    first = f"{pull.pods[0].namespace}/{pull.pods[0].pod_name}"
-    return first if len(pull.pods) == 1 else f"{first} +{len(pull.pods) - 1}"
+    count = f"{len(pull.pods)} "
+    return count + fit(printable(pull.pods[0].pod_name), width - len(count))
 
 
-# --- Styled cells for the TUI ---------------------------------------------------------------
-#
-# A cell is a tuple of (text, style) spans rather than a rich ``Text`` so that these functions
-# stay free of any terminal library: ``ls`` imports this module and must start fast, and tests
-# can assert on plain strings and style names. The TUI assembles spans into ``Text``.
+def node_text(name: str) -> str:
+    return printable(name, NAME_MAX)
+
+
+def message_text(message: str) -> str:
+    """An error message from a peer, on one line."""
+    return printable(message, MESSAGE_MAX)
+
+
+def short_digest(digest: str) -> str:
+    """``e6e6e6e6e6e6`` from ``sha256:e6e6…``: enough to tell layers apart."""
+    return printable(digest.split(":", 1)[-1][:DIGEST_SHORT], DIGEST_SHORT)
+
+
+def image_text(pull: PullStatus) -> str:
+    """The pull's image reference, or what it is known by until it has one."""
+    if pull.image_ref:
+        return printable(pull.image_ref, REF_MAX)
+    if pull.layers:
+        return f"<resolving {printable(pull.layers[0].digest[:19])}>"
+    return "<unknown>"
+
+
+def split_image(ref: str) -> tuple[str, str, str]:
+    """``registry``, ``repository`` and ``:tag`` or ``@digest`` (shortened) of an image reference,
+    following the reference grammar: the first path component is a registry only when it
+    looks like a host (has a dot or a port, or is ``localhost``)."""
+    name, at, digest = ref.partition("@")
+    suffix = f"@{digest.split(':', 1)[-1][:DIGEST_SHORT]}" if at else ""
+    slash = name.rfind("/")
+    colon = name.rfind(":")
+    if colon > slash:
+        name, suffix = name[:colon], f":{name[colon + 1 :]}" + suffix
+    first, sep, rest = name.partition("/")
+    if sep and ("." in first or ":" in first or first == "localhost"):
+        return first, rest, suffix
+    return "", name, suffix
+
+
+def image_label(pull: PullStatus) -> tuple[str, str, str]:
+    """The image as ``split_image`` parts, each safe to print."""
+    if pull.image_ref:
+        return split_image(printable(pull.image_ref, REF_MAX))
+    if pull.repository:
+        return split_image(printable(pull.repository, REF_MAX))
+    return "", image_text(pull), ""
+
+
+_REASONS = (("stalled", "stalled"), ("aborted", "aborted"), ("timeout", "timeout"))
+
+
+def failure_reason(error: str) -> str:
+    """A one-word cause for a narrow column; the whole message is shown where there is room."""
+    lowered = error.lower()
+    for needle, word in _REASONS:
+        if needle in lowered:
+            return word
+    return "error" if error else "failed"
+
+
+def media_kind(media_type: str) -> str:
+    """``tar+gzip`` from ``application/vnd.oci.image.layer.v1.tar+gzip`` (and ``tar.gzip`` from
+    docker's ``…rootfs.diff.tar.gzip``): the compression is what differs between layers."""
+    if not media_type:
+        return "-"
+    for marker in ("layer.v1.", "rootfs.diff."):
+        if marker in media_type:
+            return printable(media_type.split(marker, 1)[1])
+    return printable(media_type.rsplit("/", 1)[-1])
+
+
+def layer_state(layer: LayerStatus) -> str:
+    if layer.cached:
+        return "cached"
+    if layer.completed_at is not None or (layer.total_known and layer.percent >= 100):
+        return "done"
+    if layer.queued:
+        return "queued"  # for one of containerd's download slots, taken by other layers
+    if layer.started_at is None and not layer.downloaded_bytes:
+        return "waiting"
+    return "pulling"
+
+
+# --- Styling: the same text as spans for the TUI --------------------------------------------
 
 Span = tuple[str, str]
 Cell = tuple[Span, ...]
@@ -167,35 +389,6 @@ def dimmed(cell: Cell) -> Cell:
     return tuple((text, f"{style} dim".strip()) for text, style in cell)
 
 
-def printable(text: str, limit: int = 300) -> str:
-    """Text from the network made safe for a terminal line: control, line-breaking and
-    direction-changing characters escaped (``\\x1b``, ``\\n``), at most ``limit``
-    characters."""
-    head = text[: limit + 1]  # escaping only lengthens: the rest would be cut anyway
-    escaped = _UNPRINTABLE.sub(lambda m: m.group().encode("unicode_escape").decode(), head)
-    return fit(escaped, limit)
-
-
-def fit(text: str, width: int) -> str:
-    return text if len(text) <= width else text[: max(0, width - 1)] + "…"
-
-
-def compact_bytes(n: float) -> str:
-    """At most five characters (``512B``, ``12.3K``, ``412M``, ``1.2G``) so columns never jump."""
-    value = float(n)
-    for unit in "BKMGT":
-        if abs(value) < 1000 or unit == "T":
-            if unit == "B":
-                return f"{value:.0f}B"
-            return f"{value:.1f}{unit}" if abs(value) < 100 else f"{value:.0f}{unit}"
-        value /= 1024
-    raise AssertionError("unreachable")
-
-
-def compact_speed(bytes_per_sec: float) -> str:
-    return f"{compact_bytes(bytes_per_sec)}/s" if bytes_per_sec > 0 else "-"
-
-
 def glyph_cell(phase: str, color: bool) -> Cell:
     p = palette(color)
     style = {
@@ -208,44 +401,24 @@ def glyph_cell(phase: str, color: bool) -> Cell:
     return ((GLYPHS.get(phase, " "), style),)
 
 
-def split_image(ref: str) -> tuple[str, str, str]:
-    """``registry``, ``repository`` and ``:tag`` or ``@digest`` (shortened) of an image reference,
-    following the reference grammar: the first path component is a registry only when it
-    looks like a host (has a dot or a port, or is ``localhost``)."""
-    name, at, digest = ref.partition("@")
-    suffix = f"@{digest.split(':', 1)[-1][:12]}" if at else ""
-    slash = name.rfind("/")
-    colon = name.rfind(":")
-    if colon > slash:
-        name, suffix = name[:colon], f":{name[colon + 1 :]}" + suffix
-    first, sep, rest = name.partition("/")
-    if sep and ("." in first or ":" in first or first == "localhost"):
-        return first, rest, suffix
-    return "", name, suffix
-
-
-def image_label(pull: PullStatus) -> tuple[str, str, str]:
-    if pull.image_ref:
-        return split_image(pull.image_ref)
-    if pull.repository:
-        return split_image(pull.repository)
-    return "", image_name(pull), ""
-
-
 def image_cell(pull: PullStatus, width: int, color: bool) -> Cell:
     """Registry dimmed, repository plain, tag highlighted. When the column is narrow the
     registry goes first, then the repository's leading path, because the last path component
     and the tag are what people recognise; only then is anything cut."""
     p = palette(color)
     registry, repo, tag = image_label(pull)
-    if registry and len(registry) + 1 + len(repo) + len(tag) <= width:
+    if registry and cell_width(registry) + 1 + cell_width(repo) + cell_width(tag) <= width:
         return ((registry + "/", p.muted), (repo, ""), (tag, p.accent))
-    if len(repo) + len(tag) > width:
+    if cell_width(repo) + cell_width(tag) > width:
         repo = repo.rsplit("/", 1)[-1]
-    if len(repo) + len(tag) > width:
-        tag = fit(tag, max(6, width - len(repo)))
-        repo = fit(repo, width - len(tag))
+    if cell_width(repo) + cell_width(tag) > width:
+        tag = fit(tag, max(6, width - cell_width(repo)))
+        repo = fit(repo, width - cell_width(tag))
     return ((repo, ""), (tag, p.accent))
+
+
+def node_cell(pull: PullStatus, width: int) -> Cell:
+    return ((fit(node_text(pull.node_name), width), ""),)
 
 
 def progress_cell(
@@ -255,42 +428,29 @@ def progress_cell(
     bar_width: int,
     color: bool,
 ) -> Cell:
-    """A bar whose already-cached share is drawn apart from what this pull downloaded, then the
-    percentage; a fixed width keeps the column still while numbers change."""
+    """``progress_text`` in colour: the palette draws the cached share, what this pull
+    downloaded and what is left apart; a fixed width keeps the column still."""
     p = palette(color)
-    pct = max(0.0, min(percent, 100.0))
-    filled = round(bar_width * pct / 100)
-    cached = min(filled, round(bar_width * max(0.0, min(cached_fraction, 1.0))))
+    cached, done, empty = bar_parts(percent, cached_fraction, bar_width)
     done_style = {"failed": p.bar_failed, "completed": p.bar_finished}.get(phase, p.bar_done)
-    cached_style = p.bar_cached if phase in ("resolving", "pulling") else p.bar_finished_cached
+    cached_style = p.bar_cached if phase in ACTIVE_PHASES else p.bar_finished_cached
     spans: list[Span] = []
     if cached:
         spans.append((p.cached_char * cached, cached_style))
-    if filled - cached:
-        spans.append(("█" * (filled - cached), done_style))
-    if bar_width - filled:
-        spans.append((p.empty_char * (bar_width - filled), p.bar_empty))
-    spans.append((f" {pct:3.0f}%", p.bad if phase == "failed" else ""))
+    if done:
+        spans.append(("█" * done, done_style))
+    if empty:
+        spans.append((p.empty_char * empty, p.bar_empty))
+    spans.append((f" {percent_text(percent):>4}", p.bad if phase == "failed" else ""))
     return tuple(spans)
 
 
 def pull_progress_cell(pull: PullStatus, bar_width: int, color: bool) -> Cell:
-    fraction = pull.cached_bytes / pull.total_bytes if pull.total_bytes else 0.0
-    return progress_cell(pull.percent, fraction, pull.phase, bar_width, color)
+    return progress_cell(pull.percent, cached_share(pull), pull.phase, bar_width, color)
 
 
-def size_text(pull: PullStatus, with_cached: bool) -> str:
-    """``downloaded+cached / total``; with room, how much of it the node already had."""
-    if not pull.total_known:
-        return compact_bytes(pull.downloaded_bytes) if pull.downloaded_bytes else "-"
-    have = pull.downloaded_bytes + pull.cached_bytes
-    text = f"{compact_bytes(have)}/{compact_bytes(pull.total_bytes)}"
-    if with_cached and pull.cached_bytes:
-        text += f" ({compact_bytes(pull.cached_bytes)} cached)"
-    return text
-
-
-def size_spans(pull: PullStatus, with_cached: bool, color: bool) -> Cell:
+def size_cell(pull: PullStatus, with_cached: bool, color: bool) -> Cell:
+    """``size_text`` with its cached part in the cached colour."""
     text = size_text(pull, with_cached)
     main, sep, rest = text.partition(" (")
     if not sep:
@@ -300,70 +460,27 @@ def size_spans(pull: PullStatus, with_cached: bool, color: bool) -> Cell:
 
 def speed_cell(bytes_per_sec: float, active: bool, color: bool) -> Cell:
     p = palette(color)
-    return ((compact_speed(bytes_per_sec), p.active if active else p.muted),)
+    return ((speed_text(bytes_per_sec), p.active if active else p.muted),)
 
 
-_REASONS = (("stalled", "stalled"), ("aborted", "aborted"), ("timeout", "timeout"))
+def timing_cell(pull: PullStatus, now: datetime, color: bool) -> Cell:
+    """``timing_text``, muted unless it is a time left."""
+    known = pull.phase in ACTIVE_PHASES and pull.eta_seconds is not None
+    return ((timing_text(pull, now), "" if known else palette(color).muted),)
 
 
-def failure_reason(error: str) -> str:
-    """A one-word cause for a narrow column; the detail screen shows the whole message."""
-    lowered = error.lower()
-    for needle, word in _REASONS:
-        if needle in lowered:
-            return word
-    return "error" if error else "failed"
+def failure_cell(pull: PullStatus, color: bool) -> Cell:
+    return ((failure_reason(pull.error), palette(color).bad),)
 
 
-def eta_or_elapsed_cell(pull: PullStatus, now: datetime, color: bool) -> Cell:
-    """Active pulls show time left; finished ones how long they took; failed ones why."""
+def pods_cell(pull: PullStatus, width: int, color: bool) -> Cell:
+    """``pods_text`` with the count highlighted."""
     p = palette(color)
-    if pull.phase == "failed":
-        return ((failure_reason(pull.error), p.bad),)
-    if pull.phase in ("resolving", "pulling"):
-        if pull.eta_seconds is not None:
-            return ((human_duration(pull.eta_seconds), ""),)
-        if pull.started_at:
-            return (("+" + human_duration((now - pull.started_at).total_seconds()), p.muted),)
-        return (("-", p.muted),)
-    if pull.started_at and pull.completed_at:
-        return ((human_duration((pull.completed_at - pull.started_at).total_seconds()), p.muted),)
-    return (("-", p.muted),)
-
-
-def pods_spans(pull: PullStatus, width: int, color: bool) -> Cell:
-    """Count first so that it survives truncation, then the first pod's name."""
+    text = pods_text(pull, width)
     if not pull.pods:
-        return (("-", palette(color).muted),)
-    count = f"{len(pull.pods)} "
-    return ((count, palette(color).accent), (fit(pull.pods[0].pod_name, width - len(count)), ""))
-
-
-def short_digest(digest: str) -> str:
-    return digest.split(":", 1)[-1][:12]
-
-
-def media_kind(media_type: str) -> str:
-    """``tar+gzip`` from ``application/vnd.oci.image.layer.v1.tar+gzip`` (and ``tar.gzip`` from
-    docker's ``…rootfs.diff.tar.gzip``): the compression is what differs between layers."""
-    if not media_type:
-        return "-"
-    for marker in ("layer.v1.", "rootfs.diff."):
-        if marker in media_type:
-            return media_type.split(marker, 1)[1]
-    return media_type.rsplit("/", 1)[-1]
-
-
-def layer_state(layer: LayerStatus) -> str:
-    if layer.cached:
-        return "cached"
-    if layer.completed_at is not None or (layer.total_known and layer.percent >= 100):
-        return "done"
-    if layer.queued:
-        return "queued"  # for one of containerd's download slots, taken by other layers
-    if layer.started_at is None and not layer.downloaded_bytes:
-        return "waiting"
-    return "pulling"
+        return ((text, p.muted),)
+    count, _, name = text.partition(" ")
+    return ((count + " ", p.accent), (name, ""))
 
 
 def layer_cells(layer: LayerStatus, bar_width: int, color: bool) -> tuple[Cell, ...]:
@@ -372,7 +489,6 @@ def layer_cells(layer: LayerStatus, bar_width: int, color: bool) -> tuple[Cell, 
     state = layer_state(layer)
     phase = "completed" if state in ("done", "cached") else "pulling"
     have = layer.total_bytes if state in ("done", "cached") else layer.downloaded_bytes
-    size = f"{compact_bytes(have)}/{compact_bytes(layer.total_bytes)}"
     state_style = {"cached": p.cached, "done": p.ok, "waiting": p.muted, "queued": p.muted}.get(
         state, p.active
     )
@@ -386,7 +502,7 @@ def layer_cells(layer: LayerStatus, bar_width: int, color: bool) -> tuple[Cell, 
             bar_width,
             color,
         ),
-        ((size, ""),),
+        ((amount_text(have, layer.total_bytes), ""),),
         speed_cell(layer.bytes_per_sec, state == "pulling", color),
         ((state, state_style),),
     )

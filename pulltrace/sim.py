@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from pulltrace.model import AgentReport, LayerStatus, Phase, PodRef, PullStatus
+from pulltrace.render import short_digest
+from pulltrace.rollup import rollup, share
 
 MiB = 1024 * 1024
 OCI_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
@@ -158,7 +160,7 @@ class _Layer:
             total_bytes=self.size,
             downloaded_bytes=0 if self.cached else self.offset,
             bytes_per_sec=0.0 if done else self.speed,
-            percent=100.0 if done else min(100.0, 100.0 * self.offset / self.size),
+            percent=100.0 if done else share(self.offset, self.size),
             started_at=_dt(self.started),
             completed_at=_dt(self.completed),
             cached=self.cached,
@@ -186,19 +188,10 @@ class _Pull:
 
     def status(self) -> PullStatus:
         layers = [layer.status() for layer in self.layers]
-        total = sum(layer.size for layer in self.layers)
-        cached = sum(layer.size for layer in self.layers if layer.cached)
-        downloaded = sum(layer.offset for layer in self.layers if not layer.cached)
         phase: Phase = "failed" if self.error else ("pulling" if self.active else "completed")
-        speed = self.speed
-        if not self.active and self.end is not None:
-            speed = downloaded / (self.end - self.start) if self.end > self.start else 0.0
-        remaining = total - cached - downloaded
-        eta = None
-        if phase == "pulling":
-            eta = remaining / speed if speed > 0 else None
-        elif phase == "completed":
-            eta = 0.0
+        figures = rollup(
+            phase, layers, speed=self.speed, started_at=_dt(self.start), completed_at=_dt(self.end)
+        )
         return PullStatus(
             id=self.id,
             node_name=self.node,
@@ -206,20 +199,11 @@ class _Pull:
             repository=self.image.repository,
             manifest_digest=self.image.manifest_digest,
             phase=phase,
-            total_bytes=total,
-            downloaded_bytes=downloaded,
-            cached_bytes=cached,
-            bytes_per_sec=speed,
-            eta_seconds=eta,
-            percent=100.0 if phase == "completed" else 100.0 * (downloaded + cached) / total,
-            layer_count=len(layers),
-            layers_done=sum(1 for layer in self.layers if layer.cached or layer.completed),
-            layers_cached=sum(1 for layer in self.layers if layer.cached),
             started_at=_dt(self.start),
             completed_at=_dt(self.end),
             error=self.error,
             layers=layers,
-            total_known=True,
+            **figures.fields(),
         )
 
 
@@ -426,7 +410,7 @@ class SimCluster:
         if pull.fail_at is not None and total and done / total >= pull.fail_at:
             broken = next((la for la in running if la.completed is None), running[0])
             pull.error = (
-                f"download of layer {broken.digest[7:19]} was aborted "
+                f"download of layer {short_digest(broken.digest)} was aborted "
                 f"at {broken.offset} of {broken.size} bytes"
             )
             pull.end, pull.speed = now, 0.0

@@ -7,7 +7,7 @@ import json
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, TypeVar
 
 
 class ReportSink(ThreadingHTTPServer):
@@ -44,10 +44,17 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
 
-def serve_sink() -> Iterator[ReportSink]:
-    server = ReportSink()
+Server = TypeVar("Server", bound=ThreadingHTTPServer)
+
+
+def serve(server: Server) -> Iterator[Server]:
+    """Serves in a thread of its own until the caller is done with it."""
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield server
     server.shutdown()
     server.server_close()
+
+
+def serve_sink() -> Iterator[ReportSink]:
+    yield from serve(ReportSink())

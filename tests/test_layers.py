@@ -61,6 +61,9 @@ RULES = (
         importers=(
             "pulltrace.model",
             "pulltrace.parse",
+            "pulltrace.rate",
+            "pulltrace.rollup",
+            "pulltrace.render",
             "pulltrace.listen",
             "pulltrace.pullstore",
             "pulltrace.kube",

@@ -28,8 +28,10 @@ from typing import Literal
 
 from pulltrace.agent.containerd import ContentClient, ContentStore, Ingest
 from pulltrace.agent.manifests import Manifest, ManifestIndex
-from pulltrace.model import LayerStatus, Phase, PullStatus
-from pulltrace.rate import RateWindow, Trajectory, eta_seconds
+from pulltrace.model import ACTIVE_PHASES, LayerStatus, Phase, PullStatus
+from pulltrace.rate import RateWindow, Trajectory
+from pulltrace.render import short_digest
+from pulltrace.rollup import rollup, share
 
 LayerState = Literal["pending", "queued", "active", "done", "cached", "failed"]
 _TERMINAL_LAYER: frozenset[LayerState] = frozenset({"done", "cached", "failed"})
@@ -66,10 +68,6 @@ def shares_download_slots(version: str) -> bool:
     shared by all pulls; 1.x gives each pull its own (``version`` as the Version call says)."""
     major = version.removeprefix("v").split(".", 1)[0]
     return major.isdigit() and int(major) >= 2
-
-
-def short(digest: str) -> str:
-    return digest.split(":", 1)[-1][:12]
 
 
 @dataclass(slots=True)
@@ -116,7 +114,7 @@ class _Layer:
             total_bytes=self.total,
             downloaded_bytes=downloaded,
             bytes_per_sec=speed,
-            percent=100.0 if done else _percent(progress, self.total),
+            percent=100.0 if done else share(progress, self.total),
             started_at=self.started_at,
             completed_at=self.completed_at,
             cached=self.state == "cached",
@@ -145,7 +143,7 @@ class _Pull:
 
     @property
     def active(self) -> bool:
-        return self.phase in ("resolving", "pulling")
+        return self.phase in ACTIVE_PHASES
 
 
 def _counts(pulls: list[_Pull], t: float) -> dict[str, float]:
@@ -155,10 +153,6 @@ def _counts(pulls: list[_Pull], t: float) -> dict[str, float]:
 
 def _ragged(offset: int, total: int) -> bool:
     return 0 < offset < total and offset % COPY_BUFFER != 0
-
-
-def _percent(part: int, whole: int) -> float:
-    return min(100.0, 100.0 * part / whole) if whole > 0 else 0.0
 
 
 def _pull_id(node: str, key: str, started: datetime) -> str:
@@ -401,7 +395,7 @@ class Tracker:
             return
         layer.state = "failed"
         pull.error = pull.error or (
-            f"download of layer {short(layer.digest)} was aborted "
+            f"download of layer {short_digest(layer.digest)} was aborted "
             f"at {layer.offset} of {layer.total} bytes"
         )
 
@@ -446,7 +440,7 @@ class Tracker:
         layer.state = "failed"
         if layer.ingest is not None:
             self._dead[layer.ingest.ref] = layer.ingest.updated_at
-        pull.error = pull.error or f"download of layer {short(layer.digest)} {what}"
+        pull.error = pull.error or f"download of layer {short_digest(layer.digest)} {what}"
 
     def _advance_layer(self, pull: _Pull, layer: _Layer, ingest: Ingest, now: datetime) -> None:
         layer.vanished_at, layer.ingest = None, ingest
@@ -545,16 +539,15 @@ class Tracker:
 
     def _status(self, pull: _Pull) -> PullStatus:
         layers = [layer.status() for layer in pull.layers.values()]
-        total = sum(layer.total_bytes for layer in layers)
-        cached = sum(layer.total_bytes for layer in layers if layer.cached)
-        downloaded = sum(layer.downloaded_bytes for layer in layers)
-        if pull.active:
-            speed = pull.speed
-        else:
-            speed = _average_speed(downloaded, pull.started_at, pull.completed_at)
-        pull.percent = max(pull.percent, _percent(downloaded + cached, total))
-        if pull.phase == "completed":
-            pull.percent = 100.0
+        figures = rollup(
+            pull.phase,
+            layers,
+            speed=pull.speed,
+            started_at=pull.started_at,
+            completed_at=pull.completed_at,
+            floor=pull.percent,
+        )
+        pull.percent = figures.percent
         manifest = pull.manifest
         return PullStatus(
             id=pull.id,
@@ -563,35 +556,9 @@ class Tracker:
             repository=manifest.repository if manifest else "",
             manifest_digest=manifest.digest if manifest else "",
             phase=pull.phase,
-            total_bytes=total,
-            downloaded_bytes=downloaded,
-            cached_bytes=cached,
-            bytes_per_sec=speed,
-            eta_seconds=_eta(pull.phase, total - downloaded - cached, speed),
-            percent=pull.percent,
-            layer_count=len(layers),
-            layers_done=sum(
-                1 for layer in pull.layers.values() if layer.state in ("done", "cached")
-            ),
-            layers_cached=sum(1 for layer in layers if layer.cached),
             started_at=pull.started_at,
             completed_at=pull.completed_at,
             error=pull.error,
             layers=layers,
-            total_known=all(layer.total_known for layer in layers) and bool(layers),
+            **figures.fields(),
         )
-
-
-def _eta(phase: Phase, remaining: int, speed: float) -> float | None:
-    if phase == "completed":
-        return 0.0
-    if phase == "failed":
-        return None
-    return eta_seconds(remaining, speed)
-
-
-def _average_speed(downloaded: int, start: datetime, end: datetime | None) -> float:
-    if end is None:
-        return 0.0
-    seconds = (end - start).total_seconds()
-    return downloaded / seconds if seconds > 0 else 0.0

@@ -72,7 +72,7 @@ def node_warnings(plan: Plan, query: Query) -> list[str]:
     try:
         nodes = get_nodes(plan.endpoint)
     except CollectorError as err:
-        return [f"warning: cannot read the nodes' health: {err}"]
+        return [f"warning: cannot read the nodes' health: {render.message_text(str(err))}"]
     return [degraded_line(n) for n in degraded(nodes or [], query.node)]
 
 
@@ -119,7 +119,8 @@ async def watch_rows(
     async for message in plan.source(namespaces):
         if isinstance(message, ConnectionState):
             if message.state != "live":
-                print(f"pulltrace: {message.state}: {message.detail}", file=err, flush=True)
+                detail = render.message_text(message.detail)
+                print(f"pulltrace: {message.state}: {detail}", file=err, flush=True)
             continue
         store.apply(message)
         now_degraded = {n.node_name: n for n in degraded((store.nodes or {}).values(), query.node)}
@@ -141,7 +142,7 @@ async def watch_rows(
         if not rows:
             continue
         if fmt == "json":
-            out.write("".join(encode(p).decode() + "\n" for p in rows))
+            out.write("".join(output.terminal_safe_json(encode(p).decode()) + "\n" for p in rows))
         else:
             table = output.render_table(rows, wide=fmt == "wide").splitlines()
             out.write("\n".join(table if not header_done else table[1:]) + "\n")

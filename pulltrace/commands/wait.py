@@ -26,7 +26,7 @@ from pulltrace.client.store import ClientStore, degraded
 from pulltrace.errors import EXIT_FAILED, EXIT_PULLED, EXIT_TIMEOUT, UsageError
 from pulltrace.kube.api import PodLister
 from pulltrace.kube.pods import Pod
-from pulltrace.model import PullStatus
+from pulltrace.model import ACTIVE_PHASES, PullStatus
 
 POD_POLL = 2.0
 # Image-pull failures beyond kubelet's ErrImagePull/ImagePullBackOff that never resolve alone.
@@ -64,6 +64,11 @@ class Need:
     @property
     def key(self) -> tuple[str, str]:
         return (self.node, self.image)
+
+    def where(self) -> str:
+        """``<image> on <node>``, each escaped and bounded for the terminal."""
+        node = render.node_text(self.node) if self.node else "(unscheduled)"
+        return f"{render.printable(self.image, render.REF_MAX)} on {node}"
 
 
 def needs_from_pods(pods: Iterable[Any], selection: Selection) -> list[Need]:
@@ -143,12 +148,14 @@ class Printer:
     _said: set[tuple[str, str, str]] = field(default_factory=set)
 
     def line(self, text: str) -> None:
+        """One timestamped line. Its fields are escaped where they are put in; escaping the
+        whole line again is a bound, and changes nothing that is already safe."""
         stamp = datetime.now(UTC).strftime("%H:%M:%S")
-        self.out.write(f"{stamp} {text}\n")
+        self.out.write(f"{stamp} {render.printable(text, render.LINE_MAX)}\n")
         self.out.flush()
 
     def raw(self, text: str) -> None:
-        self.out.write(text + "\n")
+        self.out.write(render.printable(text, render.LINE_MAX) + "\n")
         self.out.flush()
 
     def once(self, need: Need, what: str, text: str) -> None:
@@ -161,45 +168,44 @@ class Printer:
         """A pending need's pull as it goes; ``trouble`` is why its node's agent cannot see
         it go (containerd unreachable), which is said even before the pull shows."""
         pull = need.pull
-        active = pull is not None and pull.phase in ("pulling", "resolving")
+        active = pull is not None and pull.phase in ACTIVE_PHASES
         if not (active or trouble):
             return
         now = self.clock()
         if now - self._last.get(need.key, -1e18) < self.interval:
             return
         self._last[need.key] = now
-        suffix = f"; node degraded: {render.printable(trouble)}" if trouble else ""
+        suffix = f"; node degraded: {render.message_text(trouble)}" if trouble else ""
         if pull is None or not active:
-            self.line(f"waiting for {need.image} on {need.node}{suffix}")
+            self.line(f"waiting for {need.where()}{suffix}")
             return
         if pull.total_known:
-            size = f"{render.human_bytes(pull.downloaded_bytes + pull.cached_bytes)}"
-            size += f"/{render.human_bytes(pull.total_bytes)}"
             detail = (
-                f"{pull.percent:.0f}% {size} {render.human_speed(pull.bytes_per_sec)} "
-                f"ETA {render.human_duration(pull.eta_seconds)}"
+                f"{render.percent_text(pull.percent)} "
+                f"{render.size_text(pull, with_cached=False)} "
+                f"{render.speed_text(pull.bytes_per_sec)} "
+                f"ETA {render.duration_text(pull.eta_seconds)}"
             )
         else:
             detail = "pulling (no byte progress without the collector's agent on this node)"
-        self.line(f"pulling {need.image} on {need.node}: {detail}{suffix}")
+        self.line(f"pulling {need.where()}: {detail}{suffix}")
 
 
 def report(needs: list[Need], printer: Printer, troubles: Mapping[str, str] | None = None) -> None:
     """``troubles``: node name -> why its agent cannot read containerd."""
     troubles = troubles or {}
     for need in needs:
-        where = f"{need.image} on {need.node or '(unscheduled)'}"
+        where = need.where()
         if need.state == "pulled":
             pull = need.pull
             took = ""
             if pull and pull.phase == "completed" and pull.started_at and pull.completed_at:
-                seconds = (pull.completed_at - pull.started_at).total_seconds()
-                took = f" in {render.human_duration(seconds)}"
+                took = f" in {render.timing_text(pull, pull.completed_at)}"
                 if pull.total_known:
-                    took += f" ({render.human_bytes(pull.total_bytes)})"
+                    took += f" ({render.bytes_text(pull.total_bytes)})"
             printer.once(need, "pulled", f"pulled {where}{took}")
         elif need.state == "failed":
-            printer.once(need, "failed", f"FAILED {where}: {need.reason}")
+            printer.once(need, "failed", f"FAILED {where}: {render.message_text(need.reason)}")
         else:
             printer.progress(need, troubles.get(need.node, ""))
 
@@ -208,11 +214,24 @@ def summary_markdown(needs: list[Need], verdict: str) -> str:
     """``needs`` are deduplicated: one row per image and node."""
     rows = ["| image | node | pods | state |", "| --- | --- | --- | --- |"]
     for need in sorted(needs, key=lambda n: n.key):
-        state = need.state + (f": {need.reason}" if need.reason else "")
-        rows.append(
-            f"| `{need.image}` | {need.node or '-'} | {need.namespace}/{need.pod} | {state} |"
-        )
+        state = need.state + (f": {_cell(need.reason, render.MESSAGE_MAX)}" if need.reason else "")
+        image, node = _cell(need.image, render.REF_MAX), _cell(need.node) or "-"
+        pod = _cell(f"{need.namespace}/{need.pod}")
+        rows.append(f"| `{image}` | {node} | {pod} | {state} |")
     return f"### pulltrace wait: {verdict}\n\n" + "\n".join(rows) + "\n"
+
+
+def _cell(text: str, limit: int = render.NAME_MAX) -> str:
+    """A Markdown table cell: escaped, bounded, and with no ``|`` or backtick to end it."""
+    return render.printable(text, limit).replace("|", "\\|").replace("`", "'")
+
+
+def error_annotation(need: Need) -> str:
+    """The GitHub Actions error for a failed need. Its message is escaped for the terminal,
+    so it has no line break to start a workflow command of its own, then ``%`` is escaped as
+    the runner unescapes it."""
+    message = f"{need.where()}: {render.message_text(need.reason)}"
+    return f"::error title=Image pull failed::{message.replace('%', '%25')}"
 
 
 def dedupe(needs: list[Need]) -> list[Need]:
@@ -270,7 +289,7 @@ async def wait(
         async for message in plan.source(namespaces):
             if isinstance(message, ConnectionState):
                 if link and link[-1].state != message.state and message.state != "live":
-                    printer.line(f"source {message.state}: {message.detail}")
+                    printer.line(f"source {message.state}: {render.message_text(message.detail)}")
                 link.append(message)
             else:
                 store.apply(message)
@@ -323,21 +342,21 @@ async def wait(
         troubles = _troubles(store)
         for need in waiting:
             pull = need.pull
-            state = f"{pull.phase} {pull.percent:.0f}%" if pull else need.reason or "not started"
+            if pull:
+                state = f"{pull.phase} {render.percent_text(pull.percent)}"
+            else:
+                state = render.message_text(need.reason) if need.reason else "not started"
             trouble = troubles.get(need.node)
             if trouble:
-                state += f"; node degraded: {render.printable(trouble)}"
-            printer.line(f"timed out: still waiting for {need.image} on {need.node}: {state}")
+                state += f"; node degraded: {render.message_text(trouble)}"
+            printer.line(f"timed out: still waiting for {need.where()}: {state}")
     else:
         printer.line(verdict)
     if github:
         printer.raw("::endgroup::")
         for need in needs:
             if need.state == "failed":
-                printer.raw(
-                    f"::error title=Image pull failed::{need.image} on {need.node}: "
-                    + need.reason.replace("\n", " ")
-                )
+                printer.raw(error_annotation(need))
         summary = os.environ.get("GITHUB_STEP_SUMMARY")
         if summary:
             with open(summary, "a", encoding="utf-8") as fh:

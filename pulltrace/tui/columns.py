@@ -87,17 +87,19 @@ def row_cells(pull: PullStatus, lay: Layout, now: datetime, color: bool) -> dict
         elif key == "image":
             cell = render.image_cell(pull, column.width, color)
         elif key == "node":
-            cell = ((render.fit(pull.node_name, column.width), ""),)
+            cell = render.node_cell(pull, column.width)
         elif key == "progress":
             cell = render.pull_progress_cell(pull, lay.bar_width, color)
         elif key == "size":
-            cell = render.size_spans(pull, lay.size_with_cached, color)
+            cell = render.size_cell(pull, lay.size_with_cached, color)
         elif key == "speed":
             cell = render.speed_cell(pull.bytes_per_sec, pull.phase in ACTIVE_PHASES, color)
+        elif key == "eta" and pull.phase == "failed":
+            cell = render.failure_cell(pull, color)  # why, rather than how long it took
         elif key == "eta":
-            cell = render.eta_or_elapsed_cell(pull, now, color)
+            cell = render.timing_cell(pull, now, color)
         else:
-            cell = render.pods_spans(pull, column.width, color)
+            cell = render.pods_cell(pull, column.width, color)
         keep = pull.phase in ACTIVE_PHASES or key == "state"
         keep |= pull.phase == "failed" and key == "eta"
         cells[key] = cell if keep else render.dimmed(cell)

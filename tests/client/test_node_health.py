@@ -82,7 +82,7 @@ def test_wait_says_the_pulls_node_is_degraded(collector: Running) -> None:
     assert out.returncode == 2, out.stdout + out.stderr
     trouble = f"node degraded: containerd unreachable at {SOCKET}: connection refused"
     assert f"pulling {IMAGE} on node-a: 30% " in out.stdout
-    assert f"300 B/1000 B - ETA -; {trouble}" in out.stdout
+    assert f"300B/1.0K - ETA -; {trouble}" in out.stdout
     assert f"still waiting for {IMAGE} on node-a: pulling 30%; {trouble}" in out.stdout
 
 

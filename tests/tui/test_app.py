@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 
 import pytest
 from rich.console import Console
+from rich.style import Style
 from textual.binding import Binding
 from textual.pilot import Pilot
 from textual.widgets import Input, Static
@@ -22,7 +23,7 @@ from pulltrace.tui.screens.detail import DetailScreen
 from pulltrace.tui.screens.help import HelpScreen, help_table
 from pulltrace.tui.screens.main import MainScreen
 from pulltrace.tui.widgets.header import hints_text
-from pulltrace.tui.widgets.pull_table import PullTable
+from pulltrace.tui.widgets.pull_table import PullTable, row_strip, table_width
 from tests.tui.conftest import START, WARMUP, demo_app, main_screen, settle
 
 NOW = datetime.fromtimestamp(START + WARMUP, UTC)
@@ -432,6 +433,15 @@ class Scripted:
             yield message
 
 
+class Held(Scripted):
+    """Says what a test wants, then stays connected."""
+
+    async def __aiter__(self) -> AsyncIterator[Message]:
+        for message in self.messages:
+            yield message
+        await asyncio.Event().wait()
+
+
 async def test_connection_states_reach_the_header() -> None:
     app = PulltraceApp(
         Scripted(
@@ -485,12 +495,6 @@ async def test_the_header_counts_nodes_and_highlights_degraded_ones() -> None:
     bad = NodeStatus(node_name="b", state="degraded", containerd_reachable=False, error="gone")
     gone = NodeStatus(node_name="c", state="stale")
 
-    class Held(Scripted):
-        async def __aiter__(self) -> AsyncIterator[Message]:
-            for message in self.messages:
-                yield message
-            await asyncio.Event().wait()
-
     app = PulltraceApp(
         Held(ConnectionState("live"), Snapshot([], nodes=[ready, bad, gone])),
         flush_interval=3600.0,
@@ -518,3 +522,72 @@ async def test_a_source_without_agents_shows_no_node_count() -> None:
         app.flush()
         await pilot.pause()
         assert main_screen(app).header._shown["#window"].plain.startswith("throughput, last")
+
+
+ESCAPES = "\x1b]0;owned\x07\x1b[2J\r\x00\x9b31m\u202e"
+MARKUP = "[bold red]x[/][link=https://evil.example]y[/link]"
+
+
+def hostile_pull(pull_id: str, ref: str) -> PullStatus:
+    from pulltrace.model import LayerStatus, PodRef
+
+    return PullStatus(
+        id=pull_id,
+        node_name=f"node{ESCAPES}",
+        image_ref=ref,
+        phase="failed",
+        total_bytes=1000,
+        downloaded_bytes=400,
+        percent=40.0,
+        error=f"aborted{ESCAPES}{MARKUP}" + "e" * 5000,
+        pods=[PodRef(namespace=f"ns{ESCAPES}", pod_name=f"pod{ESCAPES}{MARKUP}", container="c")],
+        layers=[LayerStatus(digest=f"sha256:{ESCAPES}", media_type=MARKUP, total_bytes=1000)],
+        layer_count=1,
+        total_known=True,
+    )
+
+
+def screen_text(app: PulltraceApp) -> str:
+    """Every character the screen would draw, as the terminal would get it."""
+    console = Console(width=app.size.width, height=app.size.height, file=io.StringIO(), record=True)
+    console.print(app.screen._compositor.render_update(full=True))
+    return console.export_text(styles=False)
+
+
+async def test_hostile_strings_reach_the_screen_escaped_and_cut() -> None:
+    """Controls in what the source says are shown as escapes, markup as text, and a 900 KB
+    reference in its column; none of them moves or restyles the screen."""
+    huge = "ghcr.io/acme/" + "a" * 900_000 + ":v1"
+    pulls = [
+        hostile_pull(f"{MARKUP}1", f"ghcr.io/acme/app{ESCAPES}:v1"),
+        hostile_pull(f"{MARKUP}2", huge),
+    ]
+
+    app = PulltraceApp(
+        Held(ConnectionState("live"), Snapshot(pulls), ConnectionState("offline", ESCAPES)),
+        flush_interval=3600.0,
+    )
+    async with app.run_test(size=(160, 40)) as pilot:
+        await pilot.pause()
+        app.flush()
+        await pilot.pause()
+        t = table(app)
+        assert t.lay is not None and t.row_count == 2
+        for pull_id in t.order:
+            strip = row_strip(t.lay, t.shown[pull_id], Style())
+            assert strip.cell_length == table_width(t.lay), "every cell kept to its column"
+            assert [c for c in strip.text if not c.isprintable()] == []
+        text = screen_text(app)
+        assert [c for c in text if not (c.isprintable() or c == "\n")] == []
+        assert "app\\x1b]0;owned\\x07\\x1b[2J\\r\\x00\\x9b31m" in text
+        assert "aaaa…  node\\x1b]0;ow…" in text
+        assert "OFFLINE \\x1b]0;owned\\x07" in text
+        assert f"✗ aborted\\x1b]0;owned\\x07\\x1b[2J\\r\\x00\\x9b31m\\u202e{MARKUP}" in text
+        await pilot.press("enter")
+        await pilot.pause()
+        assert isinstance(app.screen, DetailScreen)
+        text = screen_text(app)
+        assert [c for c in text if not (c.isprintable() or c == "\n")] == []
+        assert f"pull {MARKUP}" in text, "the id is shown as text, not read as markup"
+        assert "  on node\\x1b]0;owned\\x07\\x1b[2J\\r\\x00\\x9b31m\\u202e  failed" in text
+        assert "ns\\x1b]0;owned\\x07\\x1b[2J\\r\\x00\\x9b31m\\u202e/pod\\x1b]0;owned" in text

@@ -49,23 +49,20 @@ def head_text(pull: PullStatus, now: datetime, color: bool) -> Text:
         text.append(registry + "/", style=p.muted)
     text.append(repo, style="bold")
     text.append(tag, style=p.accent)
-    text.append(f"  on {pull.node_name}  ", style=p.muted)
+    text.append(f"  on {render.node_text(pull.node_name)}  ", style=p.muted)
     text.append(f"{pull.phase}\n", style=glyph[0][1])
     text.append_text(Text.assemble(*render.pull_progress_cell(pull, 16, color)))
     text.append(f"  {render.size_text(pull, with_cached=True)}")
-    text.append(f"  {render.human_speed(pull.bytes_per_sec)}", style=p.active)
+    text.append(f"  {render.speed_text(pull.bytes_per_sec)}", style=p.active)
     if pull.phase != "failed":
         label = "ETA" if pull.phase in ACTIVE_PHASES else "took"
-        text.append(f"  {label} {render.plain(render.eta_or_elapsed_cell(pull, now, color))}")
+        text.append(f"  {label} {render.timing_text(pull, now)}")
     text.append("\n")
-    layers = f"layers {pull.layers_done}/{pull.layer_count}"
-    if pull.layers_cached:
-        layers += f" ({pull.layers_cached} cached)"
-    text.append(layers, style=p.muted)
+    text.append(f"layers {render.layers_text(pull)}", style=p.muted)
     if pull.error:
-        text.append(f"  ✗ {pull.error}", style=p.bad)
+        text.append(f"  ✗ {render.message_text(pull.error)}", style=p.bad)
     elif pull.started_at:
-        ago = render.human_duration((now - pull.started_at).total_seconds())
+        ago = render.duration_text(render.elapsed(pull.started_at, now))
         text.append(f"  started {local_time(pull.started_at)} ({ago} ago)", style=p.muted)
     return text
 
@@ -77,10 +74,10 @@ def pods_text(pull: PullStatus, color: bool) -> Text:
     if not pull.pods:
         text.append("none known", style=p.muted)
     for pod in pull.pods:
-        text.append(f"{pod.namespace}/", style=p.muted)
-        text.append(pod.pod_name)
+        text.append(f"{render.printable(pod.namespace)}/", style=p.muted)
+        text.append(render.printable(pod.pod_name))
         if pod.container:
-            text.append(f" ({pod.container})", style=p.muted)
+            text.append(f" ({render.printable(pod.container)})", style=p.muted)
         text.append("\n")
     return text
 
@@ -96,9 +93,9 @@ def events_text(view: PullView, rows: int, color: bool) -> Text:
         text.append(entry.type, style=styles.get(entry.type, p.active))
         if entry.detail:
             detail = entry.detail
-            if entry.detail.startswith("sha256:"):
+            if detail.startswith("sha256:"):
                 detail = render.short_digest(detail)
-            text.append(f" {detail}", style=p.muted)
+            text.append(f" {render.message_text(detail)}", style=p.muted)
     return text
 
 
@@ -157,14 +154,14 @@ class DetailScreen(Screen[None]):
         self.query_one("#detail-status", Static).update(status, layout=False)
         pull, now, color = view.pull, self.now(), self.color
         box = self.query_one("#detail-box")
-        box.border_title = f" pull {pull.id} "
+        box.border_title = Text(f" pull {render.printable(pull.id)} ")  # text, not markup
         self.query_one("#detail-head", Static).update(head_text(pull, now, color), layout=False)
         speeds = list(view.speeds)
         peak = max(speeds, default=0.0)
         label = Text.assemble(
             ("speed ", "bold #ffaf00"),
-            (f"{render.compact_speed(pull.bytes_per_sec):>8}", "bold"),
-            (f"  peak {render.compact_speed(peak)} ", render.palette(color).muted),
+            (f"{render.speed_text(pull.bytes_per_sec):>8}", "bold"),
+            (f"  peak {render.speed_text(peak)} ", render.palette(color).muted),
             end="",
         )
         self.query_one("#speed-label", Static).update(label, layout=False)

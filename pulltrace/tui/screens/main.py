@@ -55,6 +55,7 @@ class MainScreen(Screen[None]):
         self.set_reactive(MainScreen.pull_query, query)
         self.flash_message = ""
         self._title = Text()
+        self._subtitle = ""
         self._status_text = Text()
 
     def compose(self) -> ComposeResult:
@@ -110,7 +111,7 @@ class MainScreen(Screen[None]):
         self.header.show_totals(store)
         title = Text.assemble(
             (" pulls", "bold #5fd7ff"),
-            (f"({query.scope_label()})", "bold #ff87d7"),
+            (f"({render.printable(query.scope_label())})", "bold #ff87d7"),
             (f"[{table.row_count}] ", "bold #ffffff"),
         )
         if title != self._title:
@@ -120,9 +121,10 @@ class MainScreen(Screen[None]):
             parts.append(f"</{query.text}>")
         if query.sort is not None:
             parts.append(f"sort:{query.sort}{query.sort_arrow()}")
-        subtitle = " ".join(parts) or None
-        if table.border_subtitle != subtitle:
-            table.border_subtitle = subtitle
+        subtitle = render.printable(" ".join(parts))
+        if subtitle != self._subtitle:
+            self._subtitle = subtitle
+            table.border_subtitle = Text(subtitle) if subtitle else None  # text, not markup
         self._status()
 
     def _status(self) -> None:
@@ -133,7 +135,8 @@ class MainScreen(Screen[None]):
         pull_id = self.table.highlighted_pull()
         view = self.store.get(pull_id) if pull_id else None
         if not message and view is not None and view.pull.error:
-            message, style = f"✗ {view.pull.error}", render.palette(self.color).bad
+            error = render.message_text(view.pull.error)
+            message, style = f"✗ {error}", render.palette(self.color).bad
         if message:
             text.append(f" {message}", style=style)
         if text != self._status_text:
@@ -145,12 +148,16 @@ class MainScreen(Screen[None]):
         self._status()
 
     def _names(self, verb: str) -> Iterable[str]:
+        """Completions for ``:node`` and ``:ns``; a name that would not print as itself is
+        left out rather than typed into the prompt."""
         pulls = self.store.pulls()
         if verb == "node":
-            return {p.node_name for p in pulls}
-        if verb == "ns":
-            return {pod.namespace for p in pulls for pod in p.pods}
-        return ()
+            names = {p.node_name for p in pulls}
+        elif verb == "ns":
+            names = {pod.namespace for p in pulls for pod in p.pods}
+        else:
+            return ()
+        return {name for name in names if render.printable(name) == name}
 
     # --- keys -------------------------------------------------------------------------------
 

@@ -86,11 +86,11 @@ class PullHeader(Widget):
         text = Text(no_wrap=True, end="", overflow="ellipsis")
         for name, value in (("Context", self.context or "-"), ("Source", self.description)):
             text.append(f"{name}: ", style="bold #ffaf00")
-            text.append(f"{value}\n")
+            text.append(f"{render.printable(value)}\n")
         text.append("Link:    ", style="bold #ffaf00")
         text.append(label, style=style if self.color else "bold")
         if detail:
-            text.append(f" {detail}", style="#8a8f98")
+            text.append(f" {render.message_text(detail)}", style="#8a8f98")
         self._show("#info", text)
 
     def show_totals(self, store: ClientStore) -> None:
@@ -105,7 +105,7 @@ class PullHeader(Widget):
             line.append(f"{n}", style=f"bold {style}")
             line.append(f" {label}  ", style=p.muted)
         self._show("#counts", line)
-        speed = render.human_speed(store.total_speed())
+        speed = render.speed_text(store.total_speed())
         self._show("#rate", Text(f"↓ {speed}", style="bold", end=""))
         if store.samples != self._samples:
             self._samples = store.samples

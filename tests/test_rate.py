@@ -1,11 +1,9 @@
-from __future__ import annotations
+"""The rate window and a blob's trajectory on containerd's clock."""
 
-from datetime import UTC, datetime, timedelta
+from __future__ import annotations
 
 import pytest
 
-from pulltrace import render
-from pulltrace.model import PullStatus
 from pulltrace.rate import RateWindow, Trajectory, eta_seconds
 
 
@@ -55,49 +53,3 @@ def test_eta() -> None:
     assert eta_seconds(100, 50.0) == 2.0
     assert eta_seconds(0, 0.0) == 0.0
     assert eta_seconds(10, 0.0) is None
-
-
-@pytest.mark.parametrize(
-    ("n", "text"),
-    [
-        (0, "0 B"),
-        (1023, "1023 B"),
-        (1024, "1.0 KiB"),
-        (5 * 1024**2 + 1, "5.0 MiB"),
-        (3 << 40, "3.0 TiB"),
-    ],
-)
-def test_human_bytes(n: int, text: str) -> None:
-    assert render.human_bytes(n) == text
-
-
-@pytest.mark.parametrize(
-    ("seconds", "text"), [(None, "-"), (0.4, "0s"), (59, "59s"), (61, "1m01s"), (7322, "2h02m")]
-)
-def test_human_duration(seconds: float | None, text: str) -> None:
-    assert render.human_duration(seconds) == text
-
-
-def test_bar_is_clamped_and_fixed_width() -> None:
-    assert render.bar(50, 10) == "█████░░░░░"
-    assert render.bar(150, 4) == "████"
-    assert render.bar(-3, 4) == "░░░░"
-
-
-def test_cells_for_a_finished_pull() -> None:
-    start = datetime(2026, 1, 1, tzinfo=UTC)
-    pull = PullStatus(
-        id="x",
-        node_name="n",
-        phase="completed",
-        total_bytes=2048,
-        downloaded_bytes=1024,
-        cached_bytes=1024,
-        total_known=True,
-        started_at=start,
-        completed_at=start + timedelta(seconds=75),
-    )
-    assert render.size_cell(pull) == "2.0 KiB / 2.0 KiB (1.0 KiB cached)"
-    assert render.eta_cell(pull) == "1m15s"
-    assert render.human_speed(pull.bytes_per_sec) == "-"
-    assert render.image_name(pull) == "<unknown>"
