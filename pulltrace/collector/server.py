@@ -27,6 +27,7 @@ from starlette.types import ASGIApp
 
 from pulltrace import __version__
 from pulltrace.collector.app import create_app
+from pulltrace.collector.asgi import RefusedNodes
 from pulltrace.collector.broker import Broker
 from pulltrace.collector.config import CollectorConfig
 from pulltrace.collector.metrics import Metrics
@@ -72,16 +73,23 @@ class Service:
             progress_interval=config.progress_interval,
             stale_check_interval=config.stale_check_interval,
         )
+        self.refused = RefusedNodes(self.store.nodes, clock)
         self.broker = Broker(
             self.store.snapshot,
-            nodes=self.store.nodes,
+            nodes=self.refused.nodes,
             max_clients=config.max_sse_clients,
             ring_size=config.ring_size,
             queue_bytes=config.client_queue_bytes,
         )
         self.metrics = Metrics()
         app = create_app(
-            config, self.store, self.broker, correlator, self.metrics, limiter_clock=limiter_clock
+            config,
+            self.store,
+            self.broker,
+            correlator,
+            self.metrics,
+            limiter_clock=limiter_clock,
+            refused=self.refused,
         )
         self._api_socket = listen_socket(config.listen, "--listen")
         try:
