@@ -204,17 +204,15 @@ def _raise_fd_limit() -> None:
 def _uvicorn_config(
     app: ASGIApp, limits: HttpLimits, *, lifespan: Literal["on", "off"]
 ) -> uvicorn.Config:
-    """h11 rather than httptools, for its header size limit: uvicorn has none for httptools.
-    ``limit_max_requests`` is not used: it makes uvicorn exit after that many requests, a
+    """``limit_max_requests`` is not used: it makes uvicorn exit after that many requests, a
     worker-recycling tool for process managers."""
     return uvicorn.Config(
         RefusedBody(app, limits.linger_timeout),
         lifespan=lifespan,
         http=protocol_class(limits),
-        h11_max_incomplete_event_size=limits.max_header_bytes,
         timeout_keep_alive=limits.keep_alive_timeout,
         # A request on the connection that reaches the cap gets a 503 with Connection: close;
-        # connections past it are closed unread (protocol.BoundedH11).
+        # connections past it are closed unread (protocol.BoundedHttpTools).
         limit_concurrency=limits.max_connections,
         # Our JSON logging, not uvicorn's; one access line per agent report would swamp it.
         log_config=None,

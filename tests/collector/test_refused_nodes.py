@@ -92,7 +92,7 @@ def test_the_refused_names_are_bounded_least_recent_first(collector: Running) ->
 def test_a_claim_that_is_not_a_node_name_is_not_recorded(collector: Running, name: str) -> None:
     headers = {"Authorization": "Bearer wrong", "Pulltrace-Node": name}
     reply = httpx.post(f"{collector.url}/api/v1/report", content=b"{}", headers=headers)
-    assert reply.status_code == 401
+    assert reply.status_code in (400, 401)  # httptools refuses a control character itself
     assert nodes(collector) == []
 
 
