@@ -110,7 +110,8 @@ class BoundedHttpTools(HttpToolsProtocol):
             else:
                 piece, data = data, b""
             super().data_received(piece)
-            if self._in_head and self._head_bytes > self.limits.max_header_bytes:
+            over = self._head_bytes > self.limits.max_header_bytes
+            if over and self._in_head and not self.transport.is_closing():
                 self._head_too_large()
         self._watch()
 
