@@ -168,7 +168,7 @@ class Printer:
         if now - self._last.get(need.key, -1e18) < self.interval:
             return
         self._last[need.key] = now
-        suffix = f"; node degraded: {render.printable(trouble)}" if trouble else ""
+        suffix = f"; node {render.printable(trouble)}" if trouble else ""
         if pull is None or not active:
             self.line(f"waiting for {need.image} on {need.node}{suffix}")
             return
@@ -231,7 +231,8 @@ def _worse(a: Need, b: Need) -> bool:
 
 
 def _troubles(store: ClientStore) -> dict[str, str]:
-    return {n.node_name: n.error for n in degraded((store.nodes or {}).values())}
+    """Per troubled node, its state and why: ``degraded: containerd unreachable at …``."""
+    return {n.node_name: f"{n.state}: {n.error}" for n in degraded((store.nodes or {}).values())}
 
 
 def _pod_lister(plan: Plan, selection: Selection) -> PodLister | None:
@@ -326,7 +327,7 @@ async def wait(
             state = f"{pull.phase} {pull.percent:.0f}%" if pull else need.reason or "not started"
             trouble = troubles.get(need.node)
             if trouble:
-                state += f"; node degraded: {render.printable(trouble)}"
+                state += f"; node {render.printable(trouble)}"
             printer.line(f"timed out: still waiting for {need.image} on {need.node}: {state}")
     else:
         printer.line(verdict)

@@ -243,6 +243,7 @@ def test_a_refused_endless_body_is_not_read(collector: Running) -> None:
         sender = threading.Thread(target=flood, args=(sock,), daemon=True)
         sender.start()
         try:
+            assert healthy(collector)
             answer = read_until_closed(sock, LIMITS.linger_timeout + SLACK)
         finally:
             stop.set()
