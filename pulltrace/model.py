@@ -31,7 +31,7 @@ EventType = Literal[
     "pull.removed",
 ]
 ACTIVE_PHASES: frozenset[str] = frozenset({"resolving", "pulling"})
-NodeState = Literal["ready", "degraded", "stale"]
+NodeState = Literal["ready", "degraded", "stale", "unauthorized"]
 NodeEventType = Literal["node.changed", "node.removed"]
 
 NodeName = Annotated[str, msgspec.Meta(min_length=1, max_length=253)]
@@ -109,8 +109,9 @@ class AgentReport(_Wire):
 class NodeStatus(_Wire, kw_only=True):
     """What the collector knows of one node's agent: ``ready`` (reporting, containerd
     readable), ``degraded`` (reporting, containerd not readable: its pulls are frozen, not
-    progressing) or ``stale`` (silent for three report intervals). Nodes known only from
-    kubelet have no agent, and no status."""
+    progressing), ``stale`` (silent for three report intervals) or ``unauthorized`` (its agent
+    reports with a token the collector refuses). Nodes known only from kubelet have no agent,
+    and no status."""
 
     node_name: NodeName
     state: NodeState

@@ -11,12 +11,12 @@ import math
 from collections import deque
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Literal
+from typing import Literal, get_args
 
 import msgspec
 
 from pulltrace.client.source import Event, NodeUpdate, Snapshot
-from pulltrace.model import ACTIVE_PHASES, NodeStatus, PullEvent, PullStatus
+from pulltrace.model import ACTIVE_PHASES, NodeState, NodeStatus, PullEvent, PullStatus
 
 SortKey = Literal["node", "image", "speed", "progress", "eta", "age"]
 DESCENDING_SORTS: frozenset[str] = frozenset({"speed", "progress"})
@@ -98,7 +98,7 @@ class ClientStore:
         """Nodes by state, or None when the source does not track nodes."""
         if self.nodes is None:
             return None
-        counts = {"ready": 0, "degraded": 0, "stale": 0}
+        counts = dict.fromkeys(get_args(NodeState), 0)
         for node in self.nodes.values():
             counts[node.state] += 1
         return counts
@@ -189,9 +189,14 @@ class ClientStore:
         self.structure_changed |= structural
 
 
+TROUBLED = frozenset({"degraded", "unauthorized"})
+"""Node states a user is warned about: the agent cannot read containerd, or the collector
+refuses its token. Both mean the node's pulls are not being seen."""
+
+
 def degraded(nodes: Iterable[NodeStatus], node: str = "") -> list[NodeStatus]:
-    """Nodes whose agent cannot read containerd, by name (only ``node`` when given)."""
-    chosen = [n for n in nodes if n.state == "degraded" and (not node or n.node_name == node)]
+    """Nodes in a ``TROUBLED`` state, by name (only ``node`` when given)."""
+    chosen = [n for n in nodes if n.state in TROUBLED and (not node or n.node_name == node)]
     return sorted(chosen, key=lambda n: n.node_name)
 
 

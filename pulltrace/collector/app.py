@@ -24,7 +24,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from pulltrace.collector import ingest, stream
-from pulltrace.collector.asgi import CHALLENGE, BearerToken, error_body, send_error
+from pulltrace.collector.asgi import CHALLENGE, BearerToken, RefusedNodes, error_body, send_error
 from pulltrace.collector.broker import Broker
 from pulltrace.collector.config import CollectorConfig
 from pulltrace.collector.eventlog import log_event, log_node
@@ -47,11 +47,17 @@ def create_app(
     metrics: Metrics | None = None,
     *,
     limiter_clock: Callable[[], float] = time.monotonic,
+    refused: RefusedNodes | None = None,
 ) -> ASGIApp:
+    """``refused``, when given, has to be built on ``store.nodes``, and it is what the broker
+    should list the nodes from."""
+    refused = refused or RefusedNodes(store.nodes, time.time)
     store.add_listener(broker.publish)
     store.add_listener(log_event)
-    store.add_node_listener(lambda change: broker.publish_node(change.kind, change.status))
-    store.add_node_listener(log_node)
+    for node_events in (store.add_node_listener, refused.add_listener):
+        node_events(lambda change: broker.publish_node(change.kind, change.status))
+        node_events(log_node)
+    store.add_node_listener(refused.on_node)
     if metrics is not None:
         store.add_listener(metrics.on_event)
         metrics.observe(
@@ -59,7 +65,7 @@ def create_app(
             sse_clients=lambda: broker.client_count,
             agents=store.connected_agents,
             sse_resyncs=lambda: broker.resyncs,
-            nodes=store.nodes,
+            nodes=refused.nodes,
         )
     limiter = ingest.NodeRateLimiter(rate=config.reports_per_second, clock=limiter_clock)
     report = ingest.ReportEndpoint(
@@ -68,6 +74,7 @@ def create_app(
         max_bytes=config.max_report_bytes,
         limiter=limiter,
         metrics=metrics,
+        refused=refused,
     )
 
     async def list_pulls(request: Request) -> Response:
@@ -99,7 +106,7 @@ def create_app(
     async def list_nodes(request: Request) -> Response:
         if request.query_params:
             return _error(400, "GET /api/v1/nodes takes no query parameters")
-        return _json(encode(NodeList(nodes=store.nodes())))
+        return _json(encode(NodeList(nodes=refused.nodes())))
 
     async def healthz(request: Request) -> Response:
         return _json(b'{"status":"ok"}')

@@ -14,7 +14,14 @@ from collections.abc import Callable
 import msgspec
 from starlette.types import Receive, Scope, Send
 
-from pulltrace.collector.asgi import CHALLENGE, BearerToken, Headers, header, send_error
+from pulltrace.collector.asgi import (
+    CHALLENGE,
+    BearerToken,
+    Headers,
+    RefusedNodes,
+    header,
+    send_error,
+)
 from pulltrace.collector.metrics import Metrics, ReportResult
 from pulltrace.model import AgentReport
 from pulltrace.pullstore import PullStore
@@ -68,8 +75,10 @@ class ReportEndpoint:
         max_bytes: int = 1 << 20,
         limiter: NodeRateLimiter | None = None,
         metrics: Metrics | None = None,
+        refused: RefusedNodes | None = None,
     ) -> None:
         self._store = store
+        self._refused = refused
         self._token = BearerToken(token) if token else None
         self._max_bytes = max_bytes
         self._limiter = limiter or NodeRateLimiter()
@@ -84,6 +93,8 @@ class ReportEndpoint:
         if self._token is not None:
             problem = self._token.problem(scope)
             if problem is not None:
+                if self._refused is not None:
+                    self._refused.record(scope, problem)
                 await self._reject(send, "unauthorized", 401, problem, CHALLENGE)
                 return
         try:

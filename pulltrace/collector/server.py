@@ -4,13 +4,18 @@ The sockets are bound before anything starts, so a port in use is one clear erro
 listen on port 0 and read the port back. SIGTERM ends the event streams first and then lets
 uvicorn finish the requests in flight: otherwise its graceful shutdown would wait on streams
 that never end.
+
+The HTTP limits (header size and time, body time, keep-alive, connections) are in
+``pulltrace.collector.protocol``; the report body's size is the ingest's.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
+import resource
 import signal
 import threading
 import time
@@ -22,9 +27,11 @@ from starlette.types import ASGIApp
 
 from pulltrace import __version__
 from pulltrace.collector.app import create_app
+from pulltrace.collector.asgi import RefusedNodes
 from pulltrace.collector.broker import Broker
 from pulltrace.collector.config import CollectorConfig
 from pulltrace.collector.metrics import Metrics
+from pulltrace.collector.protocol import HttpLimits, RefusedBody, protocol_class
 from pulltrace.listen import ConfigError, format_address, listen_socket
 from pulltrace.pullstore import Correlator, PullStore
 
@@ -32,6 +39,11 @@ log = logging.getLogger("pulltrace.collector")
 
 GRACEFUL_SHUTDOWN = 5
 """Seconds for requests in flight once the streams are closed; well inside Kubernetes' 30."""
+METRICS_LIMITS = HttpLimits(max_connections=64)
+"""Prometheus scrapes one connection at a time per server; a few more for curl."""
+FD_RESERVE = 256
+"""File descriptors kept out of the connection cap: logs, Kubernetes watches, the metrics
+server's connections and the listening sockets."""
 
 
 class _Server(uvicorn.Server):
@@ -50,8 +62,10 @@ class Service:
         *,
         clock: Callable[[], float] = time.time,
         limiter_clock: Callable[[], float] = time.monotonic,
+        limits: HttpLimits | None = None,
     ) -> None:
         self.config = config
+        self.limits = limits or process_limits()
         self.store = PullStore(
             config.history_ttl,
             correlator,
@@ -59,16 +73,23 @@ class Service:
             progress_interval=config.progress_interval,
             stale_check_interval=config.stale_check_interval,
         )
+        self.refused = RefusedNodes(self.store.nodes, clock)
         self.broker = Broker(
             self.store.snapshot,
-            nodes=self.store.nodes,
+            nodes=self.refused.nodes,
             max_clients=config.max_sse_clients,
             ring_size=config.ring_size,
             queue_bytes=config.client_queue_bytes,
         )
         self.metrics = Metrics()
         app = create_app(
-            config, self.store, self.broker, correlator, self.metrics, limiter_clock=limiter_clock
+            config,
+            self.store,
+            self.broker,
+            correlator,
+            self.metrics,
+            limiter_clock=limiter_clock,
+            refused=self.refused,
         )
         self._api_socket = listen_socket(config.listen, "--listen")
         try:
@@ -76,8 +97,9 @@ class Service:
         except ConfigError:
             self._api_socket.close()
             raise
-        self._api = _Server(_uvicorn_config(app, lifespan="on"))
-        self._metrics = _Server(_uvicorn_config(self.metrics.asgi_app(), lifespan="off"))
+        self._api = _Server(_uvicorn_config(app, self.limits, lifespan="on"))
+        metrics_app = self.metrics.asgi_app()
+        self._metrics = _Server(_uvicorn_config(metrics_app, METRICS_LIMITS, lifespan="off"))
         self._loop: asyncio.AbstractEventLoop | None = None
         self._serving = threading.Event()
 
@@ -135,6 +157,7 @@ def run(config: CollectorConfig) -> int:
     if config.log_level != "debug":
         # Both servers would log their start and stop; "collector listening/stopped" say it once.
         logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
+    _raise_fd_limit()
     correlator = _connect(list(config.watch_namespaces))
     service = Service(config, correlator)
     with asyncio.Runner(loop_factory=_loop_factory()) as runner:
@@ -156,10 +179,41 @@ def _connect(namespaces: list[str]) -> Correlator | None:
     return correlator
 
 
-def _uvicorn_config(app: ASGIApp, *, lifespan: Literal["on", "off"]) -> uvicorn.Config:
+def process_limits(nofile: int | None = None) -> HttpLimits:
+    """The default limits, with the connection cap lowered to fit the process's file
+    descriptor limit (``nofile``, read when None): past it ``accept`` fails and even
+    ``/healthz`` cannot get through."""
+    if nofile is None:
+        nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    limits = HttpLimits()
+    if nofile == resource.RLIM_INFINITY:
+        return limits
+    cap = max(16, min(limits.max_connections, nofile - FD_RESERVE))
+    return dataclasses.replace(limits, max_connections=cap)
+
+
+def _raise_fd_limit() -> None:
+    """Raises the soft file descriptor limit to the hard one, as Go programs do at start:
+    the soft default is often 1024, below what the connection cap is sized for."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def _uvicorn_config(
+    app: ASGIApp, limits: HttpLimits, *, lifespan: Literal["on", "off"]
+) -> uvicorn.Config:
+    """``limit_max_requests`` is not used: it makes uvicorn exit after that many requests, a
+    worker-recycling tool for process managers."""
     return uvicorn.Config(
-        app,
+        RefusedBody(app, limits.linger_timeout),
         lifespan=lifespan,
+        http=protocol_class(limits),
+        timeout_keep_alive=limits.keep_alive_timeout,
+        # A request on the connection that reaches the cap gets a 503 with Connection: close;
+        # connections past it are closed unread (protocol.BoundedHttpTools).
+        limit_concurrency=limits.max_connections,
         # Our JSON logging, not uvicorn's; one access line per agent report would swamp it.
         log_config=None,
         access_log=False,

@@ -175,7 +175,7 @@ class Printer:
         if now - self._last.get(need.key, -1e18) < self.interval:
             return
         self._last[need.key] = now
-        suffix = f"; node degraded: {render.message_text(trouble)}" if trouble else ""
+        suffix = f"; node {render.message_text(trouble)}" if trouble else ""
         if pull is None or not active:
             self.line(f"waiting for {need.where()}{suffix}")
             return
@@ -250,7 +250,8 @@ def _worse(a: Need, b: Need) -> bool:
 
 
 def _troubles(store: ClientStore) -> dict[str, str]:
-    return {n.node_name: n.error for n in degraded((store.nodes or {}).values())}
+    """Per troubled node, its state and why: ``degraded: containerd unreachable at …``."""
+    return {n.node_name: f"{n.state}: {n.error}" for n in degraded((store.nodes or {}).values())}
 
 
 def _pod_lister(plan: Plan, selection: Selection) -> PodLister | None:
@@ -348,7 +349,7 @@ async def wait(
                 state = render.message_text(need.reason) if need.reason else "not started"
             trouble = troubles.get(need.node)
             if trouble:
-                state += f"; node degraded: {render.message_text(trouble)}"
+                state += f"; node {render.message_text(trouble)}"
             printer.line(f"timed out: still waiting for {need.where()}: {state}")
     else:
         printer.line(verdict)

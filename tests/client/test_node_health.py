@@ -93,14 +93,14 @@ async def test_the_stream_brings_node_updates_to_the_store(collector: Running) -
         snapshot = await until(stream, Snapshot)
         assert isinstance(snapshot, Snapshot) and snapshot.nodes == []
         store.apply(snapshot)
-        assert store.node_counts() == {"ready": 0, "degraded": 0, "stale": 0}
+        assert store.node_counts() == {"ready": 0, "degraded": 0, "stale": 0, "unauthorized": 0}
         await asyncio.to_thread(send, collector, "node-a", [], "connection refused")
         update = await until(stream, NodeUpdate)
         assert isinstance(update, NodeUpdate) and not update.removed
         store.apply(update)
     finally:
         await stream.aclose()  # type: ignore[attr-defined]
-    assert store.node_counts() == {"ready": 0, "degraded": 1, "stale": 0}
+    assert store.node_counts() == {"ready": 0, "degraded": 1, "stale": 0, "unauthorized": 0}
     assert store.nodes is not None and store.nodes["node-a"].error.endswith("connection refused")
 
 

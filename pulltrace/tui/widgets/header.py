@@ -38,17 +38,18 @@ def hints_text() -> Text:
 
 
 def nodes_text(counts: dict[str, int] | None, p: render.Palette) -> Text:
-    """``nodes 20 · 1 degraded · 2 stale``, degraded in the warning colour; nothing when the
-    source has no agents to speak of."""
+    """``nodes 20 · 1 degraded · 1 unauthorized · 2 stale``, the first two in the warning
+    colour; nothing when the source has no agents to speak of."""
     text = Text(no_wrap=True, end="")
     if not counts or not sum(counts.values()):
         return text
     text.append("nodes ", style=p.muted)
     text.append(str(sum(counts.values())), style="bold")
-    if counts["degraded"]:
-        text.append(" · ", style=p.muted)
-        text.append(f"{counts['degraded']} degraded", style=f"bold {p.warn}")
-    if counts["stale"]:
+    for state in ("degraded", "unauthorized"):
+        if counts.get(state):
+            text.append(" · ", style=p.muted)
+            text.append(f"{counts[state]} {state}", style=f"bold {p.warn}")
+    if counts.get("stale"):
         text.append(f" · {counts['stale']} stale", style=p.muted)
     text.append("  ")
     return text
