@@ -50,7 +50,7 @@ def need(image: str, state: str = "pending", **pull: object) -> Need:
 
 def printed(*needs: Need) -> list[str]:
     out = io.StringIO()
-    report(list(needs), Printer(out=out, interval=0.0), {needs[0].node: f"gone{ESCAPES}"})
+    report(list(needs), Printer(out=out, interval=0.0), {needs[0].node: f"degraded: gone{ESCAPES}"})
     text = out.getvalue()
     assert raw_controls(text) == []
     return text.splitlines()
