@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import hashlib
 import math
 import time
@@ -41,6 +42,9 @@ import msgspec
 from pulltrace.agent.sockets import unreachable
 from pulltrace.model import (
     ACTIVE_PHASES,
+    ERROR_MAX,
+    ETA_MAX,
+    RATE_MAX,
     REASON_MAX,
     VERSION_MAX,
     AgentReport,
@@ -52,6 +56,8 @@ from pulltrace.model import (
     PodRef,
     PullEvent,
     PullStatus,
+    merge_layers,
+    report_problem,
 )
 from pulltrace.rate import RateWindow, eta_seconds
 
@@ -59,6 +65,20 @@ STALE_AFTER_INTERVALS = 3
 """The agent heartbeats every two intervals, so three silent intervals mean it is gone."""
 
 Listener = Callable[[PullEvent], None]
+MAX_PULLS = 20000
+"""Pulls held, kubelet's rows included: a 5 000-node cluster's half hour of history is some
+15 000 (bench/collector_memory.py), at about 5 KiB each with their layers."""
+MAX_NODES = 5000
+"""Nodes with an agent: Kubernetes supports clusters of up to 5 000 nodes."""
+
+
+class InvalidReport(ValueError):
+    """A report the schema let through but the store will not take; nothing was changed."""
+
+
+class StoreFull(Exception):
+    """A report would need more pulls or nodes than the caps allow, and nothing could be evicted
+    to make room (every pull held is in flight, every node is reporting); nothing was changed."""
 
 
 class Correlator(Protocol):
@@ -133,6 +153,33 @@ class _Pull:
     """Kubelet's pulls folded into this one (a kubelet-only row holds its own here)."""
     summarised: tuple[PullStatus, PullStatus] | None = None
     """A finished ``status`` and that status without layers."""
+    brief: tuple[PullStatus, PullStatus] | None = None
+    """A ``status`` and that status without layers, for the events that name one layer."""
+
+    def checkpoint(self) -> _Pull:
+        """A copy to roll back to: what a merge mutates in place is copied too."""
+        saved = copy.copy(self)
+        saved.agent_ids = set(self.agent_ids)
+        saved.rate = self.rate.copy()
+        saved.layer_rates = {digest: w.copy() for digest, w in self.layer_rates.items()}
+        saved.layers_started = set(self.layers_started)
+        saved.layers_done = set(self.layers_done)
+        saved.pods = list(self.pods)
+        saved.kubelet = dict(self.kubelet)
+        return saved
+
+    def restore(self, saved: _Pull) -> None:
+        for name in self.__slots__:
+            setattr(self, name, getattr(saved, name))
+
+    def without_layers(self) -> PullStatus:
+        """The status with no layers: what an event about one layer, or a removal, carries."""
+        status = self.status
+        if not status.layers:
+            return status
+        if self.brief is None or self.brief[0] is not status:
+            self.brief = (status, _replace(status, layers=[]))
+        return self.brief[1]
 
     def summary(self) -> PullStatus:
         """The status without layers once it is final; made once, not for every snapshot,
@@ -184,8 +231,12 @@ class PullStore:
         progress_interval: float = 0.5,
         *,
         stale_check_interval: float = 1.0,
+        max_pulls: int = MAX_PULLS,
+        max_nodes: int = MAX_NODES,
     ) -> None:
         self.history_ttl = history_ttl
+        self.max_pulls = max_pulls
+        self.max_nodes = max_nodes
         self.progress_interval = progress_interval
         self.stale_check_interval = stale_check_interval
         self._correlator = correlator
@@ -207,6 +258,10 @@ class PullStore:
         self._sorted: tuple[int, list[_Pull], list[PullStatus]] = (-1, [], [])
         self._now = 0.0
         self._now_dt: datetime | None = None
+        self._held: list[Callable[[], None]] | None = None
+        """Notifications of the report being merged, sent once all of it is."""
+        self._journal: list[Callable[[], object]] | None = None
+        """How to undo what the merge did to the store's own tables, newest last."""
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -272,9 +327,119 @@ class PullStore:
     # -- writing ----------------------------------------------------------------------------
 
     def apply_report(self, report: AgentReport) -> None:
-        """Merge one node's full report. Validation is the caller's: this never rejects."""
+        """Merge one node's full report, all of it or nothing: raises InvalidReport or
+        StoreFull having changed nothing, and should the merge itself fail, puts back what it
+        had changed and tells no listener anything.
+
+        Over a cap, what goes first is the pull that finished longest ago (completed, failed,
+        or stale), then the node whose agent has been silent longest, with its pulls. Pulls in
+        flight and nodes that report are never evicted: a new pull or node is refused instead."""
+        problem = report_problem(report)
+        if problem is not None:
+            raise InvalidReport(problem)
         now = self._begin()
-        node = self._node(report.node_name)
+        self._make_room(report)
+        saved = self._checkpoint(report)
+        held: list[Callable[[], None]] = []
+        journal: list[Callable[[], object]] = []
+        self._held, self._journal = held, journal
+        try:
+            self._apply(report, now)
+        except BaseException:
+            for undo in reversed(journal):
+                undo()
+            saved.restore()
+            self._version += 1
+            raise
+        finally:
+            self._held = self._journal = None
+        for notify in held:
+            notify()
+
+    def _checkpoint(self, report: AgentReport) -> _Checkpoint:
+        """What the merge of this report can change in place: the node, the pulls it names,
+        and the node's pulls in flight (which a new agent id may continue or absorb). The cost
+        is that of the report, plus a copy of the node's own tables."""
+        node = self._nodes.get(report.node_name)
+        if node is None:
+            return _Checkpoint(None, None, [], len(self._history), self._history)
+        pulls = {id(p): p for p in node.pulls.values() if p.status.phase not in _TERMINAL}
+        for p in report.pulls:
+            known = node.by_agent_id.get(p.id)
+            if known is not None:
+                pulls[id(known)] = known
+        saved_node = copy.copy(node)
+        saved_node.pulls = dict(node.pulls)
+        saved_node.by_agent_id = dict(node.by_agent_id)
+        saved_node.tombstones = set(node.tombstones)
+        return _Checkpoint(
+            node,
+            saved_node,
+            [(p, p.checkpoint()) for p in pulls.values()],
+            len(self._history),
+            self._history,
+        )
+
+    def _make_room(self, report: AgentReport) -> None:
+        """Evicts what the caps' order allows to make room for this report's new node and
+        pulls, or raises StoreFull having evicted nothing."""
+        node = self._nodes.get(report.node_name)
+        new_node = node is None
+        known = node.by_agent_id if node is not None else {}
+        tombstones = node.tombstones if node is not None else set()
+        new_pulls = sum(1 for p in report.pulls if p.id not in known and p.id not in tombstones)
+        pulls_over = len(self._pulls) + new_pulls - self.max_pulls
+        nodes_over = len(self._nodes) + new_node - self.max_nodes
+        if nodes_over > 0:  # only nodes with an agent count; kubelet names the others
+            agents = sum(1 for n in self._nodes.values() if n.last_seen is not None)
+            nodes_over = agents + new_node - self.max_nodes
+        if pulls_over <= 0 and nodes_over <= 0:
+            return
+        finished = self._finished_order() if pulls_over > 0 else []
+        silent = self._silent_nodes(report.node_name) if nodes_over > 0 else []
+        if len(finished) < pulls_over or len(silent) < nodes_over:
+            what = "pulls" if len(finished) < pulls_over else "nodes"
+            cap = self.max_pulls if what == "pulls" else self.max_nodes
+            raise StoreFull(
+                f"the collector holds its maximum of {cap} {what} and none can be evicted"
+                " (every one is in flight or reporting); try again later"
+            )
+        for pull in finished[: max(0, pulls_over)]:
+            if pull.id in self._pulls:
+                self._remove(pull)
+        for gone in silent[: max(0, nodes_over)]:
+            self._forget_node(gone)
+
+    def _finished_order(self) -> list[_Pull]:
+        """Finished pulls (completed, failed, stale), the one finished longest ago first."""
+        pulls = []
+        for finished_at, pull_id in self._history:
+            pull = self._pulls.get(pull_id)
+            if pull is not None and pull.finished_at == finished_at:
+                pulls.append(pull)
+        return pulls
+
+    def _silent_nodes(self, keep: str) -> list[_Node]:
+        """Nodes whose agent stopped reporting, the one silent longest first."""
+        silent = [
+            n
+            for n in self._nodes.values()
+            if n.last_seen is not None and not n.connected and n.name != keep
+        ]
+        return sorted(silent, key=lambda n: n.last_seen or 0.0)
+
+    def _forget_node(self, node: _Node) -> None:
+        for pull in list(node.pulls.values()):
+            self._remove(pull, tombstone=False)
+        del self._nodes[node.name]
+        if node.announced is not None:
+            self._emit_node("node.removed", node.announced, node.announced.state)
+
+    def _apply(self, report: AgentReport, now: float) -> None:
+        name = report.node_name
+        if name not in self._nodes:
+            self._undo(lambda: self._nodes.pop(name, None))
+        node = self._node(name)
         node.interval = report.interval_seconds
         node.last_seen = now
         node.connected = True
@@ -321,6 +486,7 @@ class PullStore:
             pull_id = p.id if p.id and p.id not in self._pulls else _fresh_id(node.name, key, p)
             pull = _Pull(pull_id, node.name, key, p, p, self._now)
             self._pulls[pull_id] = pull
+            self._undo(lambda: self._pulls.pop(pull_id, None))
             node.pulls[pull_id] = pull
         else:
             pull.key = p.manifest_digest
@@ -387,9 +553,9 @@ class PullStore:
             ]
         elif phase in ACTIVE_PHASES:
             pull.rate.add(ts, p.downloaded_bytes)
-            speed = pull.rate.rate() or p.bytes_per_sec
+            speed = min(pull.rate.rate() or p.bytes_per_sec, RATE_MAX)
             remaining = p.total_bytes - p.downloaded_bytes - p.cached_bytes
-            eta = eta_seconds(remaining, speed) if phase == "pulling" else None
+            eta = _bounded(eta_seconds(remaining, speed)) if phase == "pulling" else None
             layers = [self._layer_view(pull, layer, ts) for layer in p.layers]
         else:
             speed, eta, layers = p.bytes_per_sec, (0.0 if phase == "completed" else None), p.layers
@@ -420,7 +586,7 @@ class PullStore:
         if window is None:
             window = pull.layer_rates[layer.digest] = RateWindow()
         window.add(ts, layer.downloaded_bytes)
-        speed = window.rate() or layer.bytes_per_sec
+        speed = min(window.rate() or layer.bytes_per_sec, RATE_MAX)
         return layer if speed == layer.bytes_per_sec else _replace(layer, bytes_per_sec=speed)
 
     # -- correlation ------------------------------------------------------------------------
@@ -445,6 +611,8 @@ class PullStore:
                 self._move_kubelet(row, pull)
 
     def _move_kubelet(self, row: _Pull, host: _Pull) -> None:
+        homes = {kid: self._kubelet_home.get(kid) for kid in row.kubelet}
+        self._undo(lambda: _put_back(self._kubelet_home, homes))
         for kid, k in row.kubelet.items():
             host.kubelet[kid] = k
             self._kubelet_home[kid] = host
@@ -459,6 +627,8 @@ class PullStore:
                 touched[pull.id] = pull
         seen: set[str] = set()
         for k in correlator.kubelet_pulls():
+            if len(k.error) > ERROR_MAX:
+                k = _replace(k, error=k.error[:ERROR_MAX])
             seen.add(k.id)
             if k.id not in self._kubelet_tombstones:
                 pull = self._place_kubelet(k)
@@ -557,7 +727,9 @@ class PullStore:
         if previous is None and phase not in _TERMINAL:
             self._emit("pull.started", pull)
         if phase != "resolving":
-            self._layer_events(pull, status)
+            sent = self._layer_events(pull, status)
+            if sent and pull.emitted is not None:
+                self._sent_layers(pull, status, sent)
         if phase in _TERMINAL or phase == "stale":
             if pull.finished_at is None:
                 pull.finished_at = self._now
@@ -569,10 +741,22 @@ class PullStore:
         elif pull.emitted is not None and status != pull.emitted:
             if _news(pull.emitted, status) or self._now - pull.emitted_at >= self.progress_interval:
                 self._emit("pull.progress", pull)
-            else:
+            elif pull.id not in self._dirty:
+                self._undo(lambda: self._dirty.pop(pull.id, None))
                 self._dirty[pull.id] = pull
 
-    def _layer_events(self, pull: _Pull, status: PullStatus) -> None:
+    def _sent_layers(self, pull: _Pull, status: PullStatus, sent: list[LayerStatus]) -> None:
+        """What a client holds after this refresh's layer events: every field of ``status``,
+        and the layers it had with the ones sent merged in. When that is all of ``status``
+        (the usual case: only those layers moved), no progress event has to follow."""
+        layers = merge_layers(pull.emitted.layers if pull.emitted else [], sent)
+        pull.emitted = status if layers == status.layers else _replace(status, layers=layers)
+        pull.emitted_at = self._now
+        if pull.emitted is status and pull.id in self._dirty:
+            self._undo(lambda: self._dirty.__setitem__(pull.id, pull))
+            del self._dirty[pull.id]
+
+    def _layer_events(self, pull: _Pull, status: PullStatus) -> list[LayerStatus]:
         """Events for what the collector sees a layer do. Layers already complete when it
         first sees a pull's layers, and every layer of a pull first seen finished, are history
         that the pull's first event already shows: after a collector restart every agent's
@@ -585,6 +769,7 @@ class PullStore:
                 if layer.completed_at is not None or finished:
                     pull.layers_started.add(layer.digest)
                     pull.layers_done.add(layer.digest)
+        sent: list[LayerStatus] = []
         for layer in status.layers:
             if layer.cached:
                 continue
@@ -594,9 +779,12 @@ class PullStore:
             if began and digest not in pull.layers_started:
                 pull.layers_started.add(digest)
                 self._emit("layer.started", pull, layer)
+                sent.append(layer)
             if done and digest not in pull.layers_done:
                 pull.layers_done.add(digest)
                 self._emit("layer.completed", pull, layer)
+                sent.append(layer)
+        return sent
 
     def _check_nodes(self, now: float) -> None:
         """Active pulls of a silent node go stale; so does a pull its live node stopped
@@ -671,6 +859,12 @@ class PullStore:
 
     def _emit_node(self, kind: NodeEventType, status: NodeStatus, before: NodeState | None) -> None:
         change = NodeChange(kind, status, before)
+        if self._held is not None:
+            self._held.append(lambda: self._notify_node(change))
+        else:
+            self._notify_node(change)
+
+    def _notify_node(self, change: NodeChange) -> None:
         for fn in self._node_listeners:
             fn(change)
 
@@ -691,7 +885,9 @@ class PullStore:
         """Forget a pull and tell clients; its agent and kubelet ids are remembered until their
         sources stop reporting them, so that a report does not bring it back."""
         del self._pulls[pull.id]
-        self._dirty.pop(pull.id, None)
+        dirty = self._dirty.pop(pull.id, None)
+        homes = {kid: self._kubelet_home.get(kid) for kid in pull.kubelet}
+        self._undo(lambda: self._unremove(pull, dirty, homes))
         self._version += 1
         node = self._nodes.get(pull.node)
         if node is not None:
@@ -706,16 +902,42 @@ class PullStore:
                 self._kubelet_tombstones.add(kid)
         self._emit("pull.removed", pull)
 
+    def _unremove(self, pull: _Pull, dirty: _Pull | None, homes: dict[str, _Pull | None]) -> None:
+        """Undoes ``_remove`` (the node's own tables come back with the node's checkpoint)."""
+        self._pulls[pull.id] = pull
+        if dirty is not None:
+            self._dirty[pull.id] = dirty
+        _put_back(self._kubelet_home, homes)
+        self._kubelet_tombstones.difference_update(homes)
+
+    def _undo(self, fn: Callable[[], object]) -> None:
+        if self._journal is not None:
+            self._journal.append(fn)
+
     def _emit(self, kind: EventType, pull: _Pull, layer: LayerStatus | None = None) -> None:
-        status = pull.status
-        pull.emitted = status
-        pull.emitted_at = self._now
-        self._dirty.pop(pull.id, None)
+        """A layer's event and a removal carry the pull without its layers: the one layer that
+        changed is ``layer``, and a removed pull needs only its id. So a pull of a thousand
+        layers costs a thousand small events, not a thousand copies of itself. Every other
+        event carries the whole pull, so a client's copy is exact again after it."""
+        partial = layer is not None or kind == "pull.removed"
+        status = pull.without_layers() if partial else pull.status
+        if not partial:
+            pull.emitted = status
+            pull.emitted_at = self._now
+            if pull.id in self._dirty:
+                self._undo(lambda: self._dirty.__setitem__(pull.id, pull))
+                del self._dirty[pull.id]
         if self._now_dt is None:
             self._now_dt = datetime.fromtimestamp(self._now, UTC)
         event = PullEvent(
             timestamp=self._now_dt, type=kind, node_name=status.node_name, pull=status, layer=layer
         )
+        if self._held is not None:
+            self._held.append(lambda: self._notify(event))
+        else:
+            self._notify(event)
+
+    def _notify(self, event: PullEvent) -> None:
         for fn in self._listeners:
             fn(event)
 
@@ -737,6 +959,34 @@ class PullStore:
         return node
 
 
+@dataclass(slots=True, eq=False)
+class _Checkpoint:
+    """A node and its pulls as they were before a report's merge began."""
+
+    node: _Node | None
+    saved_node: _Node | None
+    pulls: list[tuple[_Pull, _Pull]]
+    history_length: int
+    history: deque[tuple[float, str]]
+
+    def restore(self) -> None:
+        if self.node is not None and self.saved_node is not None:
+            for name in _Node.__slots__:
+                setattr(self.node, name, getattr(self.saved_node, name))
+        for pull, saved in self.pulls:
+            pull.restore(saved)
+        while len(self.history) > self.history_length:
+            self.history.pop()
+
+
+def _put_back(table: dict[str, _Pull], entries: dict[str, _Pull | None]) -> None:
+    for key, value in entries.items():
+        if value is None:
+            table.pop(key, None)
+        else:
+            table[key] = value
+
+
 CLOCK_SLACK = 2.0
 """Seconds: kubelet's Event times are whole seconds; containerd's are exact."""
 
@@ -751,6 +1001,11 @@ def _overlap(a: PullStatus, b: PullStatus) -> bool:
 
 def _ts(moment: datetime | None, default: float) -> float:
     return moment.timestamp() if moment else default
+
+
+def _bounded(eta: float | None) -> float | None:
+    """An estimate beyond the wire's bound (a crawl of a byte an hour) is no estimate."""
+    return eta if eta is not None and eta <= ETA_MAX else None
 
 
 def _news(before: PullStatus, after: PullStatus) -> bool:

@@ -16,8 +16,8 @@ from starlette.types import Receive, Scope, Send
 
 from pulltrace.collector.asgi import CHALLENGE, BearerToken, Headers, header, send_error
 from pulltrace.collector.metrics import Metrics, ReportResult
-from pulltrace.model import AgentReport
-from pulltrace.pullstore import PullStore
+from pulltrace.model import AgentReport, report_problem
+from pulltrace.pullstore import InvalidReport, PullStore, StoreFull
 
 PATH = "/api/v1/report"
 _NO_CONTENT = {"type": "http.response.start", "status": 204, "headers": []}
@@ -105,7 +105,12 @@ class ReportEndpoint:
         except msgspec.DecodeError as err:
             await self._reject(send, "invalid", 400, f"the request body is not valid JSON: {err}")
             return
-        problem = _inconsistency(report)
+        except RecursionError:
+            # msgspec skips unknown fields, but still has to parse them: arrays nested a
+            # thousand deep exhaust its recursion limit before any type says no.
+            await self._reject(send, "invalid", 400, "the request body is nested too deeply")
+            return
+        problem = report_problem(report)
         if problem is not None:
             await self._reject(send, "invalid", 400, f"invalid report: {problem}")
             return
@@ -116,7 +121,14 @@ class ReportEndpoint:
             )
             await self._reject(send, "rate_limited", 429, message, [(b"retry-after", b"1")])
             return
-        self._store.apply_report(report)
+        try:
+            self._store.apply_report(report)
+        except InvalidReport as err:
+            await self._reject(send, "invalid", 400, f"invalid report: {err}")
+            return
+        except StoreFull as err:
+            await self._reject(send, "full", 507, str(err), [(b"retry-after", b"30")])
+            return
         if self._metrics is not None:
             self._metrics.report("accepted")
         await send(_NO_CONTENT)
@@ -154,20 +166,6 @@ class ReportEndpoint:
         if self._metrics is not None:
             self._metrics.report(result)
         await send_error(send, status, message, headers)
-
-
-def _inconsistency(report: AgentReport) -> str | None:
-    """What the schema cannot say: each pull named once, and on the reporting node."""
-    seen: set[str] = set()
-    for pull in report.pulls:
-        if not pull.id:
-            return "every pull needs a non-empty id"
-        if pull.id in seen:
-            return f"pull {pull.id} appears twice"
-        if pull.node_name != report.node_name:
-            return f"pull {pull.id} is on node {pull.node_name}, not on {report.node_name}"
-        seen.add(pull.id)
-    return None
 
 
 def _size(n: int) -> str:
