@@ -221,6 +221,11 @@ class PullList(_Wire, kw_only=True):
 
     schema_version: Literal["v1"] = SCHEMA_VERSION
     pulls: list[PullStatus]
+    continue_: Annotated[str, msgspec.Meta(max_length=1024)] = msgspec.field(
+        default="", name="continue"
+    )
+    """Where the next page of ``GET /api/v1/pulls`` starts (its ``continue`` parameter), as
+    the Kubernetes API pages lists; empty on the last page, in a snapshot and in ``ls``."""
 
 
 class StreamSnapshot(PullList, kw_only=True):

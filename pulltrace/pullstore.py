@@ -26,6 +26,9 @@ agent and no status.
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
+import bisect
 import contextlib
 import copy
 import hashlib
@@ -35,7 +38,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Literal, Protocol
+from typing import Annotated, Literal, Protocol
 
 import msgspec
 
@@ -44,6 +47,7 @@ from pulltrace.model import (
     ACTIVE_PHASES,
     ERROR_MAX,
     ETA_MAX,
+    ID_MAX,
     RATE_MAX,
     REASON_MAX,
     VERSION_MAX,
@@ -279,10 +283,32 @@ class PullStore:
     def _ordered(self) -> tuple[list[_Pull], list[PullStatus]]:
         version, held, statuses = self._sorted
         if version != self._version:
-            held = sorted(self._pulls.values(), key=lambda p: p.order)
+            held = sorted(self._pulls.values(), key=_sort_key)
             statuses = [p.status for p in held]
             self._sorted = (self._version, held, statuses)
         return held, statuses
+
+    def page(
+        self, after: str, limit: int, keep: Callable[[PullStatus], bool]
+    ) -> tuple[list[PullStatus], str]:
+        """Up to ``limit`` pulls that ``keep`` takes, in ``pulls()``'s order, from after the
+        position the token ``after`` names ("" for the start); and the token of the next
+        page, "" when there is none. A token names a place in the order, not a copy of the
+        list: a pull that moves between pages (it finished) may be missed or seen twice, as
+        with the Kubernetes API's inconsistent continuations. Raises ValueError for a token
+        this store did not make."""
+        held, _ = self._ordered()
+        start = bisect.bisect_right(held, _token_key(after), key=_sort_key) if after else 0
+        chosen: list[PullStatus] = []
+        for i in range(start, len(held)):
+            status = held[i].status
+            if not keep(status):
+                continue
+            if len(chosen) == limit:
+                # Everything between the last one chosen and this one was filtered out.
+                return chosen, _token(_sort_key(held[i - 1]))
+            chosen.append(status)
+        return chosen, ""
 
     def get(self, pull_id: str) -> PullStatus | None:
         pull = self._pulls.get(pull_id)
@@ -977,6 +1003,27 @@ class _Checkpoint:
             pull.restore(saved)
         while len(self.history) > self.history_length:
             self.history.pop()
+
+
+_SortKey = tuple[bool, float, str]
+_TOKEN = msgspec.json.Decoder(tuple[bool, float, Annotated[str, msgspec.Meta(max_length=ID_MAX)]])
+
+
+def _sort_key(pull: _Pull) -> _SortKey:
+    """Active first, then newest, then by id: a total order, so a page can start after one."""
+    return (*pull.order, pull.id)
+
+
+def _token(last: _SortKey) -> str:
+    return base64.urlsafe_b64encode(msgspec.json.encode(last)).decode().rstrip("=")
+
+
+def _token_key(token: str) -> _SortKey:
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        return _TOKEN.decode(raw)
+    except (binascii.Error, ValueError, msgspec.DecodeError) as err:
+        raise ValueError(f"invalid continue token {token[:64]!r}") from err
 
 
 def _put_back(table: dict[str, _Pull], entries: dict[str, _Pull | None]) -> None:
