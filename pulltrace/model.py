@@ -80,13 +80,13 @@ NodeState = Literal["ready", "degraded", "stale"]
 NodeEventType = Literal["node.changed", "node.removed"]
 
 NodeName = Annotated[str, msgspec.Meta(min_length=1, max_length=253, pattern=_DNS_SUBDOMAIN)]
-PodName = Annotated[str, msgspec.Meta(max_length=253, pattern=r"^$|" + _DNS_SUBDOMAIN[1:])]
+PodName = Annotated[str, msgspec.Meta(max_length=253, pattern=r"^$|^" + _DNS_SUBDOMAIN[1:])]
 Namespace = Annotated[str, msgspec.Meta(max_length=63, pattern=rf"^$|^{_DNS_LABEL}$")]
 ContainerName = Namespace
-PullId = Annotated[str, msgspec.Meta(max_length=ID_MAX, pattern=r"^$|" + _ID[1:])]
+PullId = Annotated[str, msgspec.Meta(max_length=ID_MAX, pattern=r"^$|^" + _ID[1:])]
 """Empty only where the collector assigns the id; a report's pulls must all have one."""
 Digest = Annotated[str, msgspec.Meta(max_length=DIGEST_MAX, pattern=_DIGEST)]
-OptionalDigest = Annotated[str, msgspec.Meta(max_length=DIGEST_MAX, pattern=r"^$|" + _DIGEST[1:])]
+OptionalDigest = Annotated[str, msgspec.Meta(max_length=DIGEST_MAX, pattern=r"^$|^" + _DIGEST[1:])]
 ImageRef = Annotated[str, msgspec.Meta(max_length=REF_MAX, pattern=_PRINTABLE)]
 MediaType = Annotated[str, msgspec.Meta(max_length=MEDIA_TYPE_MAX, pattern=_PRINTABLE)]
 Bytes = Annotated[int, msgspec.Meta(ge=0, le=INT64_MAX)]
@@ -221,11 +221,12 @@ class PullList(_Wire, kw_only=True):
 
     schema_version: Literal["v1"] = SCHEMA_VERSION
     pulls: list[PullStatus]
-    continue_: Annotated[str, msgspec.Meta(max_length=1024)] = msgspec.field(
-        default="", name="continue"
+    continue_: Annotated[str, msgspec.Meta(min_length=1, max_length=1024)] | msgspec.UnsetType = (
+        msgspec.field(default=msgspec.UNSET, name="continue")
     )
     """Where the next page of ``GET /api/v1/pulls`` starts (its ``continue`` parameter), as
-    the Kubernetes API pages lists; empty on the last page, in a snapshot and in ``ls``."""
+    the Kubernetes API pages lists; absent on the last page, and so from a snapshot and from
+    ``ls`` output."""
 
 
 class StreamSnapshot(PullList, kw_only=True):

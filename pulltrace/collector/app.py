@@ -98,7 +98,7 @@ def create_app(
         except ValueError as err:
             return _error(400, f"{err}; start again without continue")
         pulls = [msgspec.structs.replace(p, layers=[]) if p.layers else p for p in page]
-        return _json(encode(PullList(pulls=pulls, continue_=more)))
+        return _json(encode(PullList(pulls=pulls, continue_=more or msgspec.UNSET)))
 
     async def get_pull(request: Request) -> Response:
         pull_id = request.path_params["id"]
