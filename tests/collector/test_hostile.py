@@ -403,6 +403,8 @@ def reports(draw: st.DrawFn) -> dict[str, Any]:
     return doc
 
 
+DEEP = "deep-nesting-goes-here"
+"""Replaced by arrays nested a thousand deep once encoded (the encoder would refuse them)."""
 HOSTILE_LEAVES = st.one_of(
     st.sampled_from(
         [10**400, 2**64, INT64_MAX, -1, 1e308, -0.0, "", "a/b", "\x1b[2J", "x" * 5000, None, [], {}]
@@ -425,6 +427,12 @@ def paths(doc: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
     return found
 
 
+def lookup(doc: Any, path: tuple[Any, ...]) -> Any:
+    for step in path:
+        doc = doc[step]
+    return doc
+
+
 def mutate(doc: Any, path: tuple[Any, ...], value: Any) -> Any:
     if not path:
         return value
@@ -442,7 +450,12 @@ def mutated(draw: st.DrawFn) -> bytes:
     for _ in range(draw(st.integers(0, 3))):
         path = draw(st.sampled_from(paths(doc)))
         doc = mutate(doc, path, draw(HOSTILE_LEAVES))
-    text = json.dumps(doc, allow_nan=False)
+    objects = [p for p in paths(doc) if isinstance(lookup(doc, p), dict)]
+    if objects and draw(st.booleans()):  # a field no schema knows, which msgspec skips
+        path = draw(st.sampled_from(objects))
+        value = draw(st.one_of(HOSTILE_LEAVES, st.just(DEEP)))
+        doc = mutate(doc, path, {**lookup(doc, path), "unknownField": value})
+    text = json.dumps(doc, allow_nan=False).replace(f'"{DEEP}"', deep(1000).decode())
     if draw(st.booleans()):
         return text.encode()
     cut = draw(st.integers(0, len(text)))
