@@ -43,12 +43,12 @@ class CollectorConfig:
     heartbeat_interval: float = 15.0
     max_pulls: int = MAX_PULLS
     """Pulls held (``--max-pulls``, ``PULLTRACE_MAX_PULLS``); over it the pull that finished
-    longest ago is forgotten first, and a new pull is refused (507) when every one is in
+    longest ago is forgotten first, and a new pull is refused (429) when every one is in
     flight."""
     max_nodes: int = MAX_NODES
     """Nodes with an agent (``--max-nodes``, ``PULLTRACE_MAX_NODES``); over it the node whose
     agent has been silent longest is forgotten, with its pulls, and a new node is refused
-    (507) when every agent is reporting."""
+    (429) when every agent is reporting."""
     max_list: int = 5000
     """The most pulls one page of ``GET /api/v1/pulls`` holds, and its default page size."""
 

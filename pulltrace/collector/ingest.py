@@ -127,7 +127,7 @@ class ReportEndpoint:
             await self._reject(send, "invalid", 400, f"invalid report: {err}")
             return
         except StoreFull as err:
-            await self._reject(send, "full", 507, str(err), [(b"retry-after", b"30")])
+            await self._reject(send, "full", 429, str(err), [(b"retry-after", b"30")])
             return
         if self._metrics is not None:
             self._metrics.report("accepted")
