@@ -264,6 +264,10 @@ class PullStore:
         self._now_dt: datetime | None = None
         self._held: list[Callable[[], None]] | None = None
         """Notifications of the report being merged, sent once all of it is."""
+        self._nodes_epoch = 0
+        """Counts nodes going silent or away: what can make room under the node cap."""
+        self._nodes_full: int | None = None
+        """The epoch at which the node cap was last found full with nothing to evict."""
         self._journal: list[Callable[[], object]] | None = None
         """How to undo what the merge did to the store's own tables, newest last."""
 
@@ -410,39 +414,44 @@ class PullStore:
         """Evicts what the caps' order allows to make room for this report's new node and
         pulls, or raises StoreFull having evicted nothing."""
         node = self._nodes.get(report.node_name)
-        new_node = node is None
+        new_node = node is None or node.last_seen is None  # kubelet-only until now counts
         known = node.by_agent_id if node is not None else {}
         tombstones = node.tombstones if node is not None else set()
         new_pulls = sum(1 for p in report.pulls if p.id not in known and p.id not in tombstones)
         pulls_over = len(self._pulls) + new_pulls - self.max_pulls
         nodes_over = len(self._nodes) + new_node - self.max_nodes
+        if new_node and nodes_over > 0 and self._nodes_full == self._nodes_epoch:
+            # Full at the last look, and no node has gone silent or away since: a flood of
+            # new node names is refused without a scan of every node each time.
+            raise StoreFull(_full("nodes", self.max_nodes))
         if nodes_over > 0:  # only nodes with an agent count; kubelet names the others
             agents = sum(1 for n in self._nodes.values() if n.last_seen is not None)
             nodes_over = agents + new_node - self.max_nodes
         if pulls_over <= 0 and nodes_over <= 0:
             return
-        finished = self._finished_order() if pulls_over > 0 else []
+        finished = self._finished_order(pulls_over) if pulls_over > 0 else []
         silent = self._silent_nodes(report.node_name) if nodes_over > 0 else []
-        if len(finished) < pulls_over or len(silent) < nodes_over:
-            what = "pulls" if len(finished) < pulls_over else "nodes"
-            cap = self.max_pulls if what == "pulls" else self.max_nodes
-            raise StoreFull(
-                f"the collector holds its maximum of {cap} {what} and none can be evicted"
-                " (every one is in flight or reporting); try again later"
-            )
-        for pull in finished[: max(0, pulls_over)]:
+        if len(silent) < nodes_over:
+            self._nodes_full = self._nodes_epoch
+            raise StoreFull(_full("nodes", self.max_nodes))
+        if len(finished) < pulls_over:
+            raise StoreFull(_full("pulls", self.max_pulls))
+        for pull in finished:
             if pull.id in self._pulls:
                 self._remove(pull)
         for gone in silent[: max(0, nodes_over)]:
             self._forget_node(gone)
 
-    def _finished_order(self) -> list[_Pull]:
-        """Finished pulls (completed, failed, stale), the one finished longest ago first."""
-        pulls = []
+    def _finished_order(self, wanted: int) -> list[_Pull]:
+        """Up to ``wanted`` finished pulls (completed, failed, stale), the one finished longest
+        ago first: the history is in that order already."""
+        pulls: list[_Pull] = []
         for finished_at, pull_id in self._history:
             pull = self._pulls.get(pull_id)
             if pull is not None and pull.finished_at == finished_at:
                 pulls.append(pull)
+                if len(pulls) == wanted:
+                    break
         return pulls
 
     def _silent_nodes(self, keep: str) -> list[_Node]:
@@ -458,6 +467,7 @@ class PullStore:
         for pull in list(node.pulls.values()):
             self._remove(pull, tombstone=False)
         del self._nodes[node.name]
+        self._nodes_epoch += 1
         if node.announced is not None:
             self._emit_node("node.removed", node.announced, node.announced.state)
 
@@ -821,9 +831,12 @@ class PullStore:
             if node.last_seen is None:
                 if not node.pulls:
                     del self._nodes[name]
+                    self._nodes_epoch += 1
                 continue
             limit = STALE_AFTER_INTERVALS * node.interval
             silent = now - node.last_seen > limit
+            if node.connected and silent:
+                self._nodes_epoch += 1
             node.connected = not silent
             self._announce(node)
             for pull in list(node.pulls.values()):
@@ -835,6 +848,7 @@ class PullStore:
                     self._mark_stale(pull)
             if silent and not node.pulls and now - node.last_seen > limit + self.history_ttl:
                 del self._nodes[name]
+                self._nodes_epoch += 1
                 if node.announced is not None:
                     self._emit_node("node.removed", node.announced, node.announced.state)
 
@@ -1024,6 +1038,13 @@ def _token_key(token: str) -> _SortKey:
         return _TOKEN.decode(raw)
     except (binascii.Error, ValueError, msgspec.DecodeError) as err:
         raise ValueError(f"invalid continue token {token[:64]!r}") from err
+
+
+def _full(what: str, cap: int) -> str:
+    return (
+        f"the collector holds its maximum of {cap} {what} and none can be evicted"
+        " (every one is in flight or reporting); try again later"
+    )
 
 
 def _put_back(table: dict[str, _Pull], entries: dict[str, _Pull | None]) -> None:
