@@ -158,6 +158,9 @@ class _Pull:
     summarised: tuple[PullStatus, PullStatus] | None = None
     """A finished ``status`` and that status without layers."""
     brief: tuple[PullStatus, PullStatus] | None = None
+    sort_key: tuple[PullStatus, tuple[bool, float, str]] | None = None
+    """A ``status`` and its place in the list order, which a list of thousands of pulls
+    would otherwise compute again for every pull each time anything changed."""
     """A ``status`` and that status without layers, for the events that name one layer."""
 
     def checkpoint(self) -> _Pull:
@@ -1025,7 +1028,12 @@ _TOKEN = msgspec.json.Decoder(tuple[bool, float, Annotated[str, msgspec.Meta(max
 
 def _sort_key(pull: _Pull) -> _SortKey:
     """Active first, then newest, then by id: a total order, so a page can start after one."""
-    return (*pull.order, pull.id)
+    cached = pull.sort_key
+    if cached is not None and cached[0] is pull.status:
+        return cached[1]
+    key = (*pull.order, pull.id)
+    pull.sort_key = (pull.status, key)
+    return key
 
 
 def _token(last: _SortKey) -> str:
