@@ -31,14 +31,16 @@ import binascii
 import bisect
 import contextlib
 import copy
+import dataclasses
 import hashlib
 import math
+import operator
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Annotated, Literal, Protocol
+from typing import Annotated, Any, Literal, Protocol
 
 import msgspec
 
@@ -163,21 +165,21 @@ class _Pull:
     would otherwise compute again for every pull each time anything changed."""
     """A ``status`` and that status without layers, for the events that name one layer."""
 
-    def checkpoint(self) -> _Pull:
-        """A copy to roll back to: what a merge mutates in place is copied too."""
-        saved = copy.copy(self)
-        saved.agent_ids = set(self.agent_ids)
-        saved.rate = self.rate.copy()
-        saved.layer_rates = {digest: w.copy() for digest, w in self.layer_rates.items()}
-        saved.layers_started = set(self.layers_started)
-        saved.layers_done = set(self.layers_done)
-        saved.pods = list(self.pods)
-        saved.kubelet = dict(self.kubelet)
-        return saved
+    def checkpoint(self) -> tuple[object, ...]:
+        """What to roll back to: every field, with what a merge mutates in place copied, but
+        the rate windows, which a roll back starts afresh instead (copying them for every
+        report would cost more than the merge; a fresh window only means the agent's own
+        speed is shown until the collector has two samples again)."""
+        values: list[Any] = list(_pull_fields(self))
+        for i in _PULL_CONTAINERS:
+            values[i] = values[i].copy()
+        return tuple(values)
 
-    def restore(self, saved: _Pull) -> None:
-        for name in self.__slots__:
-            setattr(self, name, getattr(saved, name))
+    def restore(self, saved: tuple[object, ...]) -> None:
+        for name, value in zip(_PULL_FIELDS, saved, strict=True):
+            setattr(self, name, value)
+        self.rate = RateWindow()
+        self.layer_rates = {}
 
     def without_layers(self) -> PullStatus:
         """The status with no layers: what an event about one layer, or a removal, carries."""
@@ -207,6 +209,16 @@ class _Pull:
     def order(self) -> tuple[bool, float]:
         started = self.status.started_at
         return (not self.active, -(started.timestamp() if started else self.first_seen))
+
+
+_PULL_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(_Pull))
+_pull_fields = operator.attrgetter(*_PULL_FIELDS)
+_PULL_CONTAINERS = tuple(
+    i
+    for i, name in enumerate(_PULL_FIELDS)
+    if name in {"agent_ids", "layers_started", "layers_done", "pods", "kubelet"}
+)
+"""The fields a merge changes in place (``layer_rates`` and ``rate`` start afresh instead)."""
 
 
 @dataclass(slots=True, eq=False)
@@ -265,7 +277,7 @@ class PullStore:
         self._sorted: tuple[int, list[_Pull], list[PullStatus]] = (-1, [], [])
         self._now = 0.0
         self._now_dt: datetime | None = None
-        self._held: list[Callable[[], None]] | None = None
+        self._held: list[PullEvent | NodeChange] | None = None
         """Notifications of the report being merged, sent once all of it is."""
         self._nodes_epoch = 0
         """Counts nodes going silent or away: what can make room under the node cap."""
@@ -373,7 +385,7 @@ class PullStore:
         now = self._begin()
         self._make_room(report)
         saved = self._checkpoint(report)
-        held: list[Callable[[], None]] = []
+        held: list[PullEvent | NodeChange] = []
         journal: list[Callable[[], object]] = []
         self._held, self._journal = held, journal
         try:
@@ -386,8 +398,11 @@ class PullStore:
             raise
         finally:
             self._held = self._journal = None
-        for notify in held:
-            notify()
+        for news in held:
+            if isinstance(news, PullEvent):
+                self._notify(news)
+            else:
+                self._notify_node(news)
 
     def _checkpoint(self, report: AgentReport) -> _Checkpoint:
         """What the merge of this report can change in place: the node, the pulls it names,
@@ -399,8 +414,8 @@ class PullStore:
         pulls = {id(p): p for p in node.pulls.values() if p.status.phase not in _TERMINAL}
         for p in report.pulls:
             known = node.by_agent_id.get(p.id)
-            if known is not None:
-                pulls[id(known)] = known
+            if known is not None and (known.emitted is None or known.status.phase not in _TERMINAL):
+                pulls[id(known)] = known  # a finished pull is final: a merge only reads it
         saved_node = copy.copy(node)
         saved_node.pulls = dict(node.pulls)
         saved_node.by_agent_id = dict(node.by_agent_id)
@@ -903,7 +918,7 @@ class PullStore:
     def _emit_node(self, kind: NodeEventType, status: NodeStatus, before: NodeState | None) -> None:
         change = NodeChange(kind, status, before)
         if self._held is not None:
-            self._held.append(lambda: self._notify_node(change))
+            self._held.append(change)
         else:
             self._notify_node(change)
 
@@ -976,7 +991,7 @@ class PullStore:
             timestamp=self._now_dt, type=kind, node_name=status.node_name, pull=status, layer=layer
         )
         if self._held is not None:
-            self._held.append(lambda: self._notify(event))
+            self._held.append(event)
         else:
             self._notify(event)
 
@@ -1008,7 +1023,7 @@ class _Checkpoint:
 
     node: _Node | None
     saved_node: _Node | None
-    pulls: list[tuple[_Pull, _Pull]]
+    pulls: list[tuple[_Pull, tuple[object, ...]]]
     history_length: int
     history: deque[tuple[float, str]]
 

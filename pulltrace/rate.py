@@ -41,12 +41,6 @@ class RateWindow:
     def __len__(self) -> int:
         return len(self._samples)
 
-    def copy(self) -> RateWindow:
-        """An independent copy, to roll a merge back to."""
-        window = RateWindow(self.window)
-        window._samples = deque(self._samples)
-        return window
-
 
 class Trajectory:
     """One blob's bytes against containerd's clock.
