@@ -40,7 +40,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal, Protocol
+from typing import Annotated, Any, Literal, Protocol, TypeVar
 
 import msgspec
 
@@ -50,11 +50,13 @@ from pulltrace.model import (
     ERROR_MAX,
     ETA_MAX,
     ID_MAX,
+    PODS_MAX,
     RATE_MAX,
     REASON_MAX,
     VERSION_MAX,
     AgentReport,
     EventType,
+    ImageRef,
     LayerStatus,
     NodeEventType,
     NodeState,
@@ -649,9 +651,8 @@ class PullStore:
         if self._correlator is None or not pull.base.repository:
             return
         base = pull.base
-        pull.pods, pull.tagged_ref = self._correlator.match(
-            base.node_name, base.repository, base.manifest_digest
-        )
+        pods, ref = self._correlator.match(base.node_name, base.repository, base.manifest_digest)
+        pull.pods, pull.tagged_ref = _fit(_Match(pods, ref), _Match([], "")).values()
 
     def _absorb_rows(self, node: _Node, pull: _Pull) -> None:
         """Kubelet rows shown while the agent had not named the image yet join its pull."""
@@ -684,6 +685,8 @@ class PullStore:
             if len(k.error) > ERROR_MAX:
                 k = _replace(k, error=k.error[:ERROR_MAX])
             seen.add(k.id)
+            if _fit(k, None) is None:
+                continue  # a pod spec's image no client could decode (a space, a control)
             if k.id not in self._kubelet_tombstones:
                 pull = self._place_kubelet(k)
                 touched[pull.id] = pull
@@ -1061,6 +1064,30 @@ def _token_key(token: str) -> _SortKey:
         return _TOKEN.decode(raw)
     except (binascii.Error, ValueError, msgspec.DecodeError) as err:
         raise ValueError(f"invalid continue token {token[:64]!r}") from err
+
+
+class _Match(msgspec.Struct, array_like=True):
+    """What correlation adds to a pull, checked against the wire's bounds like a pull."""
+
+    pods: Annotated[list[PodRef], msgspec.Meta(max_length=PODS_MAX)]
+    ref: ImageRef
+
+    def values(self) -> tuple[list[PodRef], str]:
+        return self.pods, self.ref
+
+
+_S = TypeVar("_S", bound=msgspec.Struct)
+_D = TypeVar("_D")
+
+
+def _fit(value: _S, default: _D) -> _S | _D:
+    """``value`` when it passes the wire schema, else ``default``. Agents' reports are checked
+    as they are decoded; what Kubernetes says (kubelet's pulls, a pod spec's image) is checked
+    here, so that the collector never serves what its own clients would refuse to decode."""
+    try:
+        return msgspec.json.decode(msgspec.json.encode(value), type=type(value))
+    except msgspec.ValidationError:
+        return default
 
 
 def _full(what: str, cap: int) -> str:
