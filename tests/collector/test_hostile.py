@@ -193,7 +193,11 @@ HOSTILE = [
 ]
 
 
-@pytest.mark.parametrize(("content", "named"), HOSTILE)
+@pytest.mark.parametrize(
+    ("content", "named"),
+    HOSTILE,
+    ids=[f"{i}-{named or 'nesting'}" for i, (_, named) in enumerate(HOSTILE)],
+)
 async def test_hostile_values_are_400_naming_the_field_and_change_nothing(
     app: App, content: bytes, named: str
 ) -> None:
