@@ -263,37 +263,48 @@ def decode(data: bytes | str, kind: type[T]) -> T:
 
 def report_problem(report: AgentReport) -> str | None:
     """What the schema cannot say, checked after decoding: each pull named once, with an id,
-    on the reporting node, and no byte count past a known total. The path names the field."""
+    on the reporting node, each layer once, and no byte count past a known total. The path
+    names the field. This runs for every report, so the common case is a few passes of set and
+    generator work per pull; the message is only worked out for a report that fails."""
+    node = report.node_name
     seen: set[str] = set()
     for i, pull in enumerate(report.pulls):
-        where = f"$.pulls[{i}]"
-        if not pull.id:
-            return f"every pull needs a non-empty id - at `{where}.id`"
-        if pull.id in seen:
-            return f"pull {pull.id} appears twice - at `{where}.id`"
-        if pull.node_name != report.node_name:
-            return (
-                f"pull {pull.id} is on node {pull.node_name}, not on {report.node_name}"
-                f" - at `{where}.nodeName`"
-            )
+        layers = pull.layers
+        if (
+            not pull.id
+            or pull.id in seen
+            or pull.node_name != node
+            or len({layer.digest for layer in layers}) != len(layers)
+            or (pull.total_known and pull.downloaded_bytes + pull.cached_bytes > pull.total_bytes)
+            or any(x.total_known and x.downloaded_bytes > x.total_bytes for x in layers)
+        ):
+            return _pull_problem(pull, f"$.pulls[{i}]", seen, node)
         seen.add(pull.id)
-        digests: set[str] = set()
-        for j, layer in enumerate(pull.layers):
-            if layer.digest in digests:
-                return f"layer {layer.digest} appears twice - at `{where}.layers[{j}].digest`"
-            digests.add(layer.digest)
-        if pull.total_known and pull.downloaded_bytes + pull.cached_bytes > pull.total_bytes:
-            return (
-                "downloadedBytes plus cachedBytes is more than a known totalBytes"
-                f" - at `{where}.downloadedBytes`"
-            )
-        for j, layer in enumerate(pull.layers):
-            if layer.total_known and layer.downloaded_bytes > layer.total_bytes:
-                return (
-                    "downloadedBytes is more than a known totalBytes"
-                    f" - at `{where}.layers[{j}].downloadedBytes`"
-                )
     return None
+
+
+def _pull_problem(pull: PullStatus, where: str, seen: set[str], node: str) -> str:
+    if not pull.id:
+        return f"every pull needs a non-empty id - at `{where}.id`"
+    if pull.id in seen:
+        return f"pull {pull.id} appears twice - at `{where}.id`"
+    if pull.node_name != node:
+        return f"pull {pull.id} is on node {pull.node_name}, not on {node} - at `{where}.nodeName`"
+    digests: set[str] = set()
+    for j, layer in enumerate(pull.layers):
+        if layer.digest in digests:
+            return f"layer {layer.digest} appears twice - at `{where}.layers[{j}].digest`"
+        digests.add(layer.digest)
+    for j, layer in enumerate(pull.layers):
+        if layer.total_known and layer.downloaded_bytes > layer.total_bytes:
+            return (
+                "downloadedBytes is more than a known totalBytes"
+                f" - at `{where}.layers[{j}].downloadedBytes`"
+            )
+    return (
+        "downloadedBytes plus cachedBytes is more than a known totalBytes"
+        f" - at `{where}.downloadedBytes`"
+    )
 
 
 def merge_layers(held: list[LayerStatus], changed: list[LayerStatus]) -> list[LayerStatus]:

@@ -30,7 +30,6 @@ import base64
 import binascii
 import bisect
 import contextlib
-import copy
 import dataclasses
 import hashlib
 import math
@@ -243,6 +242,13 @@ class _Node:
     """Agent ids of finished pulls already removed, ignored while the agent still reports them."""
 
 
+_NODE_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(_Node))
+_node_fields = operator.attrgetter(*_NODE_FIELDS)
+_NODE_CONTAINERS = tuple(
+    i for i, name in enumerate(_NODE_FIELDS) if name in {"pulls", "by_agent_id", "tombstones"}
+)
+
+
 class PullStore:
     def __init__(
         self,
@@ -418,10 +424,10 @@ class PullStore:
             known = node.by_agent_id.get(p.id)
             if known is not None and (known.emitted is None or known.status.phase not in _TERMINAL):
                 pulls[id(known)] = known  # a finished pull is final: a merge only reads it
-        saved_node = copy.copy(node)
-        saved_node.pulls = dict(node.pulls)
-        saved_node.by_agent_id = dict(node.by_agent_id)
-        saved_node.tombstones = set(node.tombstones)
+        values: list[Any] = list(_node_fields(node))
+        for i in _NODE_CONTAINERS:
+            values[i] = values[i].copy()
+        saved_node = tuple(values)
         return _Checkpoint(
             node,
             saved_node,
@@ -609,7 +615,9 @@ class PullStore:
             ]
         elif phase in ACTIVE_PHASES:
             pull.rate.add(ts, p.downloaded_bytes)
-            speed = min(pull.rate.rate() or p.bytes_per_sec, RATE_MAX)
+            speed = pull.rate.rate() or p.bytes_per_sec
+            if speed > RATE_MAX:
+                speed = RATE_MAX
             remaining = p.total_bytes - p.downloaded_bytes - p.cached_bytes
             eta = _bounded(eta_seconds(remaining, speed)) if phase == "pulling" else None
             layers = [self._layer_view(pull, layer, ts) for layer in p.layers]
@@ -642,7 +650,9 @@ class PullStore:
         if window is None:
             window = pull.layer_rates[layer.digest] = RateWindow()
         window.add(ts, layer.downloaded_bytes)
-        speed = min(window.rate() or layer.bytes_per_sec, RATE_MAX)
+        speed = window.rate() or layer.bytes_per_sec
+        if speed > RATE_MAX:  # a hostile agent's timestamps a nanosecond apart
+            speed = RATE_MAX
         return layer if speed == layer.bytes_per_sec else _replace(layer, bytes_per_sec=speed)
 
     # -- correlation ------------------------------------------------------------------------
@@ -1025,15 +1035,15 @@ class _Checkpoint:
     """A node and its pulls as they were before a report's merge began."""
 
     node: _Node | None
-    saved_node: _Node | None
+    saved_node: tuple[object, ...] | None
     pulls: list[tuple[_Pull, tuple[object, ...]]]
     history_length: int
     history: deque[tuple[float, str]]
 
     def restore(self) -> None:
         if self.node is not None and self.saved_node is not None:
-            for name in _Node.__slots__:
-                setattr(self.node, name, getattr(self.saved_node, name))
+            for name, value in zip(_NODE_FIELDS, self.saved_node, strict=True):
+                setattr(self.node, name, value)
         for pull, saved in self.pulls:
             pull.restore(saved)
         while len(self.history) > self.history_length:
