@@ -18,6 +18,51 @@ SCHEMA_VERSION: Literal["v1"] = "v1"
 REASON_MAX = 1024
 """Characters in a node's error: one sentence, not a log; senders truncate to fit."""
 VERSION_MAX = 64
+INT64_MAX = 2**63 - 1
+"""Every integer on the wire fits a signed 64-bit integer, which Go, Java and JavaScript's
+BigInt consumers can all hold; larger ones are refused, not rounded."""
+RATE_MAX = float(INT64_MAX)
+"""Bytes a second: never more than a byte count. The collector clamps the rates it computes."""
+ETA_MAX = 1e9
+"""Seconds (some 31 years): a longer estimate is no estimate, and is sent as unknown."""
+INTERVAL_MIN = 0.1
+INTERVAL_MAX = 300.0
+"""An agent's report interval, in seconds: the collector marks a node stale after three of
+them, so an interval of 1e308 would keep its pulls ``pulling`` forever."""
+LAYERS_MAX = 1000
+"""Layers a pull may have. Docker and containerd's overlay snapshotter stop at 127 or 128
+layers (the kernel's overlay mount options have to name every one of them), and a resolving
+pull lists a handful of manifests and configs: 1000 leaves room for any real image while a
+report cannot make the collector hold, and every client draw, an unbounded list."""
+PULLS_MAX = 1000
+"""Pulls one report may name: the agent reports what is in flight plus a minute of finished
+pulls, and no node pulls a thousand images a minute."""
+PODS_MAX = 1000
+"""Pods waiting for one pull: a node runs at most a few hundred pods (kubelet's default
+maximum is 110)."""
+REF_MAX = 4096
+"""Characters in an image reference or repository; a registry host and path are far shorter
+(Docker's own limit on a repository name is 255), but a tag or digest comes on top."""
+ERROR_MAX = 4096
+"""Characters in a pull's error: kubelet's messages quote a registry's answer, which can be
+long; senders truncate to fit."""
+ID_MAX = 128
+DIGEST_MAX = 256
+MEDIA_TYPE_MAX = 255
+"""RFC 6838: a type and a subtype of at most 127 characters each, and the slash."""
+
+_PRINTABLE = r"^[!-~]*$"
+"""Printable ASCII without spaces: what image references, repositories and media types are
+made of. Nothing that could move a terminal's cursor or hide text gets in."""
+_DNS_LABEL = r"[A-Za-z0-9]([-A-Za-z0-9]*[A-Za-z0-9])?"
+_DNS_SUBDOMAIN = rf"^{_DNS_LABEL}(\.{_DNS_LABEL})*$"
+"""RFC 1123, as Kubernetes names nodes and pods. Upper case is let through because an agent
+outside Kubernetes defaults to the host name, which may have it; kubelet lower-cases its own."""
+_DIGEST = r"^[a-z0-9]+([+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$"
+"""The OCI image spec's digest grammar: ``algorithm:encoded``."""
+_ID = r"^[A-Za-z0-9][A-Za-z0-9._:-]*$"
+"""Ids name a pull in a URL path (``/api/v1/pulls/{id}``): no slash, nothing to escape, and no
+leading dot, which clients would normalise away as a path segment."""
 
 Phase = Literal["resolving", "pulling", "completed", "failed", "stale"]
 EventType = Literal[
@@ -34,12 +79,29 @@ ACTIVE_PHASES: frozenset[str] = frozenset({"resolving", "pulling"})
 NodeState = Literal["ready", "degraded", "stale", "unauthorized"]
 NodeEventType = Literal["node.changed", "node.removed"]
 
-NodeName = Annotated[str, msgspec.Meta(min_length=1, max_length=253)]
-NonNegInt = Annotated[int, msgspec.Meta(ge=0)]
-NonNegFloat = Annotated[float, msgspec.Meta(ge=0)]
+NodeName = Annotated[str, msgspec.Meta(min_length=1, max_length=253, pattern=_DNS_SUBDOMAIN)]
+PodName = Annotated[str, msgspec.Meta(max_length=253, pattern=r"^$|^" + _DNS_SUBDOMAIN[1:])]
+Namespace = Annotated[str, msgspec.Meta(max_length=63, pattern=rf"^$|^{_DNS_LABEL}$")]
+ContainerName = Namespace
+PullId = Annotated[str, msgspec.Meta(max_length=ID_MAX, pattern=r"^$|^" + _ID[1:])]
+"""Empty only where the collector assigns the id; a report's pulls must all have one."""
+Digest = Annotated[str, msgspec.Meta(max_length=DIGEST_MAX, pattern=_DIGEST)]
+OptionalDigest = Annotated[str, msgspec.Meta(max_length=DIGEST_MAX, pattern=r"^$|^" + _DIGEST[1:])]
+ImageRef = Annotated[str, msgspec.Meta(max_length=REF_MAX, pattern=_PRINTABLE)]
+MediaType = Annotated[str, msgspec.Meta(max_length=MEDIA_TYPE_MAX, pattern=_PRINTABLE)]
+Bytes = Annotated[int, msgspec.Meta(ge=0, le=INT64_MAX)]
+Count = Annotated[int, msgspec.Meta(ge=0, le=INT64_MAX)]
+Rate = Annotated[float, msgspec.Meta(ge=0, le=RATE_MAX)]
+Eta = Annotated[float, msgspec.Meta(ge=0, le=ETA_MAX)]
 Percent = Annotated[float, msgspec.Meta(ge=0, le=100)]
+Time = Annotated[datetime, msgspec.Meta(tz=True)]
+"""With a zone: a naive time means a different instant on every machine that reads it, and
+cannot be compared with an aware one."""
 SocketPath = Annotated[str, msgspec.Meta(max_length=4096)]
 Reason = Annotated[str, msgspec.Meta(max_length=REASON_MAX)]
+PullError = Annotated[str, msgspec.Meta(max_length=ERROR_MAX)]
+Version = Annotated[str, msgspec.Meta(max_length=VERSION_MAX)]
+Interval = Annotated[float, msgspec.Meta(ge=INTERVAL_MIN, le=INTERVAL_MAX)]
 
 
 class _Wire(msgspec.Struct, rename="camel", omit_defaults=False, forbid_unknown_fields=False):
@@ -47,20 +109,21 @@ class _Wire(msgspec.Struct, rename="camel", omit_defaults=False, forbid_unknown_
 
 
 class PodRef(_Wire):
-    namespace: str
-    pod_name: str
-    container: str = ""
+    namespace: Namespace
+    pod_name: PodName
+    container: ContainerName = ""
 
 
 class LayerStatus(_Wire):
-    digest: str
-    media_type: str = ""
-    total_bytes: NonNegInt = 0
-    downloaded_bytes: NonNegInt = 0
-    bytes_per_sec: NonNegFloat = 0.0
+    digest: Digest
+    media_type: MediaType = ""
+    total_bytes: Bytes = 0
+    downloaded_bytes: Bytes = 0
+    """At most ``totalBytes`` when ``totalKnown`` (the collector checks it)."""
+    bytes_per_sec: Rate = 0.0
     percent: Percent = 0.0
-    started_at: datetime | None = None
-    completed_at: datetime | None = None
+    started_at: Time | None = None
+    completed_at: Time | None = None
     cached: bool = False
     total_known: bool = False
     queued: bool = False
@@ -69,35 +132,44 @@ class LayerStatus(_Wire):
 
 
 class PullStatus(_Wire):
-    id: str
+    id: PullId
     node_name: NodeName
-    image_ref: str = ""
-    repository: str = ""
-    manifest_digest: str = ""
+    image_ref: ImageRef = ""
+    repository: ImageRef = ""
+    manifest_digest: OptionalDigest = ""
     phase: Phase = "pulling"
-    total_bytes: NonNegInt = 0
-    downloaded_bytes: NonNegInt = 0
-    cached_bytes: NonNegInt = 0
-    bytes_per_sec: NonNegFloat = 0.0
-    eta_seconds: NonNegFloat | None = None
+    total_bytes: Bytes = 0
+    downloaded_bytes: Bytes = 0
+    """With ``cachedBytes``, at most ``totalBytes`` when ``totalKnown`` (the collector checks
+    it)."""
+    cached_bytes: Bytes = 0
+    bytes_per_sec: Rate = 0.0
+    eta_seconds: Eta | None = None
     percent: Percent = 0.0
-    layer_count: NonNegInt = 0
-    layers_done: NonNegInt = 0
-    layers_cached: NonNegInt = 0
-    started_at: datetime | None = None
-    completed_at: datetime | None = None
-    error: str = ""
-    pods: list[PodRef] = msgspec.field(default_factory=list)
-    layers: list[LayerStatus] = msgspec.field(default_factory=list)
+    layer_count: Count = 0
+    layers_done: Count = 0
+    layers_cached: Count = 0
+    started_at: Time | None = None
+    completed_at: Time | None = None
+    error: PullError = ""
+    pods: Annotated[list[PodRef], msgspec.Meta(max_length=PODS_MAX)] = msgspec.field(
+        default_factory=list
+    )
+    layers: Annotated[list[LayerStatus], msgspec.Meta(max_length=LAYERS_MAX)] = msgspec.field(
+        default_factory=list
+    )
     total_known: bool = False
 
 
 class AgentReport(_Wire):
     node_name: NodeName
-    timestamp: datetime
-    pulls: list[PullStatus] = msgspec.field(default_factory=list)
-    agent_version: str = ""
-    interval_seconds: Annotated[float, msgspec.Meta(gt=0)] = 1.0
+    timestamp: Time
+    pulls: Annotated[list[PullStatus], msgspec.Meta(max_length=PULLS_MAX)] = msgspec.field(
+        default_factory=list
+    )
+    agent_version: Annotated[str, msgspec.Meta(max_length=256)] = ""
+    """Kept to its first 64 characters."""
+    interval_seconds: Interval = 1.0
     containerd_reachable: bool = True
     """Whether the agent's last poll reached containerd. The default keeps reports of agents
     older than this field valid: they said nothing, and their pulls moved."""
@@ -119,8 +191,8 @@ class NodeStatus(_Wire, kw_only=True):
     containerd_socket: SocketPath = ""
     error: Reason = ""
     """Why the node is not ready, one sentence; empty when it is."""
-    agent_version: Annotated[str, msgspec.Meta(max_length=VERSION_MAX)] = ""
-    last_seen: datetime | None = None
+    agent_version: Version = ""
+    last_seen: Time | None = None
 
 
 class NodeList(_Wire, kw_only=True):
@@ -131,8 +203,13 @@ class NodeList(_Wire, kw_only=True):
 
 
 class PullEvent(_Wire, kw_only=True):
+    """One change of one pull. In ``layer.*`` events, and in ``pull.removed``, ``pull`` comes
+    without its layers (``layers`` empty): the layer that changed is ``layer``, which replaces
+    the held layer of its digest (``merge_layers``). Every other event carries the whole
+    pull."""
+
     schema_version: Literal["v1"] = SCHEMA_VERSION
-    timestamp: datetime
+    timestamp: Time
     type: EventType
     node_name: NodeName
     pull: PullStatus
@@ -145,6 +222,12 @@ class PullList(_Wire, kw_only=True):
 
     schema_version: Literal["v1"] = SCHEMA_VERSION
     pulls: list[PullStatus]
+    continue_: Annotated[str, msgspec.Meta(min_length=1, max_length=1024)] | msgspec.UnsetType = (
+        msgspec.field(default=msgspec.UNSET, name="continue")
+    )
+    """Where the next page of ``GET /api/v1/pulls`` starts (its ``continue`` parameter), as
+    the Kubernetes API pages lists; absent on the last page, and so from a snapshot and from
+    ``ls`` output."""
 
 
 class StreamSnapshot(PullList, kw_only=True):
@@ -177,3 +260,65 @@ T = TypeVar("T")
 
 def decode(data: bytes | str, kind: type[T]) -> T:
     return msgspec.json.decode(data, type=kind)
+
+
+def report_problem(report: AgentReport) -> str | None:
+    """What the schema cannot say, checked after decoding: each pull named once, with an id,
+    on the reporting node, each layer once, and no byte count past a known total. The path
+    names the field. This runs for every report, so the common case is a few passes of set and
+    generator work per pull; the message is only worked out for a report that fails."""
+    node = report.node_name
+    seen: set[str] = set()
+    for i, pull in enumerate(report.pulls):
+        layers = pull.layers
+        if (
+            not pull.id
+            or pull.id in seen
+            or pull.node_name != node
+            or len({layer.digest for layer in layers}) != len(layers)
+            or (pull.total_known and pull.downloaded_bytes + pull.cached_bytes > pull.total_bytes)
+            or any(x.total_known and x.downloaded_bytes > x.total_bytes for x in layers)
+        ):
+            return _pull_problem(pull, f"$.pulls[{i}]", seen, node)
+        seen.add(pull.id)
+    return None
+
+
+def _pull_problem(pull: PullStatus, where: str, seen: set[str], node: str) -> str:
+    if not pull.id:
+        return f"every pull needs a non-empty id - at `{where}.id`"
+    if pull.id in seen:
+        return f"pull {pull.id} appears twice - at `{where}.id`"
+    if pull.node_name != node:
+        return f"pull {pull.id} is on node {pull.node_name}, not on {node} - at `{where}.nodeName`"
+    digests: set[str] = set()
+    for j, layer in enumerate(pull.layers):
+        if layer.digest in digests:
+            return f"layer {layer.digest} appears twice - at `{where}.layers[{j}].digest`"
+        digests.add(layer.digest)
+    for j, layer in enumerate(pull.layers):
+        if layer.total_known and layer.downloaded_bytes > layer.total_bytes:
+            return (
+                "downloadedBytes is more than a known totalBytes"
+                f" - at `{where}.layers[{j}].downloadedBytes`"
+            )
+    return (
+        "downloadedBytes plus cachedBytes is more than a known totalBytes"
+        f" - at `{where}.downloadedBytes`"
+    )
+
+
+def merge_layers(held: list[LayerStatus], changed: list[LayerStatus]) -> list[LayerStatus]:
+    """A pull's layers after events about some of them: each changed layer replaces the one
+    with its digest, in place, or joins at the end. How a client applies a ``layer.*`` event
+    whose pull comes without layers, and how the collector knows what a client then holds."""
+    layers = list(held)
+    where = {layer.digest: i for i, layer in enumerate(layers)}
+    for layer in changed:
+        i = where.get(layer.digest)
+        if i is None:
+            where[layer.digest] = len(layers)
+            layers.append(layer)
+        else:
+            layers[i] = layer
+    return layers

@@ -26,15 +26,20 @@ agent and no status.
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
+import bisect
 import contextlib
+import dataclasses
 import hashlib
 import math
+import operator
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Literal, Protocol
+from typing import Annotated, Any, Literal, Protocol, TypeVar
 
 import msgspec
 
@@ -42,10 +47,15 @@ from pulltrace import rollup
 from pulltrace.agent.sockets import unreachable
 from pulltrace.model import (
     ACTIVE_PHASES,
+    ERROR_MAX,
+    ID_MAX,
+    PODS_MAX,
+    RATE_MAX,
     REASON_MAX,
     VERSION_MAX,
     AgentReport,
     EventType,
+    ImageRef,
     LayerStatus,
     NodeEventType,
     NodeState,
@@ -53,6 +63,8 @@ from pulltrace.model import (
     PodRef,
     PullEvent,
     PullStatus,
+    merge_layers,
+    report_problem,
 )
 from pulltrace.rate import RateWindow
 
@@ -60,6 +72,20 @@ STALE_AFTER_INTERVALS = 3
 """The agent heartbeats every two intervals, so three silent intervals mean it is gone."""
 
 Listener = Callable[[PullEvent], None]
+MAX_PULLS = 20000
+"""Pulls held, kubelet's rows included: a 5 000-node cluster's half hour of history is some
+15 000 (bench/collector_memory.py), at about 5 KiB each with their layers."""
+MAX_NODES = 5000
+"""Nodes with an agent: Kubernetes supports clusters of up to 5 000 nodes."""
+
+
+class InvalidReport(ValueError):
+    """A report the schema let through but the store will not take; nothing was changed."""
+
+
+class StoreFull(Exception):
+    """A report would need more pulls or nodes than the caps allow, and nothing could be evicted
+    to make room (every pull held is in flight, every node is reporting); nothing was changed."""
 
 
 class Correlator(Protocol):
@@ -134,6 +160,36 @@ class _Pull:
     """Kubelet's pulls folded into this one (a kubelet-only row holds its own here)."""
     summarised: tuple[PullStatus, PullStatus] | None = None
     """A finished ``status`` and that status without layers."""
+    brief: tuple[PullStatus, PullStatus] | None = None
+    sort_key: tuple[PullStatus, tuple[bool, float, str]] | None = None
+    """A ``status`` and its place in the list order, which a list of thousands of pulls
+    would otherwise compute again for every pull each time anything changed."""
+    """A ``status`` and that status without layers, for the events that name one layer."""
+
+    def checkpoint(self) -> tuple[object, ...]:
+        """What to roll back to: every field, with what a merge mutates in place copied, but
+        the rate windows, which a roll back starts afresh instead (copying them for every
+        report would cost more than the merge; a fresh window only means the agent's own
+        speed is shown until the collector has two samples again)."""
+        values: list[Any] = list(_pull_fields(self))
+        for i in _PULL_CONTAINERS:
+            values[i] = values[i].copy()
+        return tuple(values)
+
+    def restore(self, saved: tuple[object, ...]) -> None:
+        for name, value in zip(_PULL_FIELDS, saved, strict=True):
+            setattr(self, name, value)
+        self.rate = RateWindow()
+        self.layer_rates = {}
+
+    def without_layers(self) -> PullStatus:
+        """The status with no layers: what an event about one layer, or a removal, carries."""
+        status = self.status
+        if not status.layers:
+            return status
+        if self.brief is None or self.brief[0] is not status:
+            self.brief = (status, _replace(status, layers=[]))
+        return self.brief[1]
 
     def summary(self) -> PullStatus:
         """The status without layers once it is final; made once, not for every snapshot,
@@ -156,6 +212,16 @@ class _Pull:
         return (not self.active, -(started.timestamp() if started else self.first_seen))
 
 
+_PULL_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(_Pull))
+_pull_fields = operator.attrgetter(*_PULL_FIELDS)
+_PULL_CONTAINERS = tuple(
+    i
+    for i, name in enumerate(_PULL_FIELDS)
+    if name in {"agent_ids", "layers_started", "layers_done", "pods", "kubelet"}
+)
+"""The fields a merge changes in place (``layer_rates`` and ``rate`` start afresh instead)."""
+
+
 @dataclass(slots=True, eq=False)
 class _Node:
     name: str
@@ -176,6 +242,13 @@ class _Node:
     """Agent ids of finished pulls already removed, ignored while the agent still reports them."""
 
 
+_NODE_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(_Node))
+_node_fields = operator.attrgetter(*_NODE_FIELDS)
+_NODE_CONTAINERS = tuple(
+    i for i, name in enumerate(_NODE_FIELDS) if name in {"pulls", "by_agent_id", "tombstones"}
+)
+
+
 class PullStore:
     def __init__(
         self,
@@ -185,8 +258,12 @@ class PullStore:
         progress_interval: float = 0.5,
         *,
         stale_check_interval: float = 1.0,
+        max_pulls: int = MAX_PULLS,
+        max_nodes: int = MAX_NODES,
     ) -> None:
         self.history_ttl = history_ttl
+        self.max_pulls = max_pulls
+        self.max_nodes = max_nodes
         self.progress_interval = progress_interval
         self.stale_check_interval = stale_check_interval
         self._correlator = correlator
@@ -208,6 +285,14 @@ class PullStore:
         self._sorted: tuple[int, list[_Pull], list[PullStatus]] = (-1, [], [])
         self._now = 0.0
         self._now_dt: datetime | None = None
+        self._held: list[PullEvent | NodeChange] | None = None
+        """Notifications of the report being merged, sent once all of it is."""
+        self._nodes_epoch = 0
+        """Counts nodes going silent or away: what can make room under the node cap."""
+        self._nodes_full: int | None = None
+        """The epoch at which the node cap was last found full with nothing to evict."""
+        self._journal: list[Callable[[], object]] | None = None
+        """How to undo what the merge did to the store's own tables, newest last."""
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -225,10 +310,32 @@ class PullStore:
     def _ordered(self) -> tuple[list[_Pull], list[PullStatus]]:
         version, held, statuses = self._sorted
         if version != self._version:
-            held = sorted(self._pulls.values(), key=lambda p: p.order)
+            held = sorted(self._pulls.values(), key=_sort_key)
             statuses = [p.status for p in held]
             self._sorted = (self._version, held, statuses)
         return held, statuses
+
+    def page(
+        self, after: str, limit: int, keep: Callable[[PullStatus], bool]
+    ) -> tuple[list[PullStatus], str]:
+        """Up to ``limit`` pulls that ``keep`` takes, in ``pulls()``'s order, from after the
+        position the token ``after`` names ("" for the start); and the token of the next
+        page, "" when there is none. A token names a place in the order, not a copy of the
+        list: a pull that moves between pages (it finished) may be missed or seen twice, as
+        with the Kubernetes API's inconsistent continuations. Raises ValueError for a token
+        this store did not make."""
+        held, _ = self._ordered()
+        start = bisect.bisect_right(held, _token_key(after), key=_sort_key) if after else 0
+        chosen: list[PullStatus] = []
+        for i in range(start, len(held)):
+            status = held[i].status
+            if not keep(status):
+                continue
+            if len(chosen) == limit:
+                # Everything between the last one chosen and this one was filtered out.
+                return chosen, _token(_sort_key(held[i - 1]))
+            chosen.append(status)
+        return chosen, ""
 
     def get(self, pull_id: str) -> PullStatus | None:
         pull = self._pulls.get(pull_id)
@@ -273,9 +380,128 @@ class PullStore:
     # -- writing ----------------------------------------------------------------------------
 
     def apply_report(self, report: AgentReport) -> None:
-        """Merge one node's full report. Validation is the caller's: this never rejects."""
+        """Merge one node's full report, all of it or nothing: raises InvalidReport or
+        StoreFull having changed nothing, and should the merge itself fail, puts back what it
+        had changed and tells no listener anything.
+
+        Over a cap, what goes first is the pull that finished longest ago (completed, failed,
+        or stale), then the node whose agent has been silent longest, with its pulls. Pulls in
+        flight and nodes that report are never evicted: a new pull or node is refused instead."""
+        problem = report_problem(report)
+        if problem is not None:
+            raise InvalidReport(problem)
         now = self._begin()
-        node = self._node(report.node_name)
+        self._make_room(report)
+        saved = self._checkpoint(report)
+        held: list[PullEvent | NodeChange] = []
+        journal: list[Callable[[], object]] = []
+        self._held, self._journal = held, journal
+        try:
+            self._apply(report, now)
+        except BaseException:
+            for undo in reversed(journal):
+                undo()
+            saved.restore()
+            self._version += 1
+            raise
+        finally:
+            self._held = self._journal = None
+        for news in held:
+            if isinstance(news, PullEvent):
+                self._notify(news)
+            else:
+                self._notify_node(news)
+
+    def _checkpoint(self, report: AgentReport) -> _Checkpoint:
+        """What the merge of this report can change in place: the node, the pulls it names,
+        and the node's pulls in flight (which a new agent id may continue or absorb). The cost
+        is that of the report, plus a copy of the node's own tables."""
+        node = self._nodes.get(report.node_name)
+        if node is None:
+            return _Checkpoint(None, None, [], len(self._history), self._history)
+        pulls = {id(p): p for p in node.pulls.values() if p.status.phase not in _TERMINAL}
+        for p in report.pulls:
+            known = node.by_agent_id.get(p.id)
+            if known is not None and (known.emitted is None or known.status.phase not in _TERMINAL):
+                pulls[id(known)] = known  # a finished pull is final: a merge only reads it
+        values: list[Any] = list(_node_fields(node))
+        for i in _NODE_CONTAINERS:
+            values[i] = values[i].copy()
+        saved_node = tuple(values)
+        return _Checkpoint(
+            node,
+            saved_node,
+            [(p, p.checkpoint()) for p in pulls.values()],
+            len(self._history),
+            self._history,
+        )
+
+    def _make_room(self, report: AgentReport) -> None:
+        """Evicts what the caps' order allows to make room for this report's new node and
+        pulls, or raises StoreFull having evicted nothing."""
+        node = self._nodes.get(report.node_name)
+        new_node = node is None or node.last_seen is None  # kubelet-only until now counts
+        known = node.by_agent_id if node is not None else {}
+        tombstones = node.tombstones if node is not None else set()
+        new_pulls = sum(1 for p in report.pulls if p.id not in known and p.id not in tombstones)
+        pulls_over = len(self._pulls) + new_pulls - self.max_pulls
+        nodes_over = len(self._nodes) + new_node - self.max_nodes
+        if new_node and nodes_over > 0 and self._nodes_full == self._nodes_epoch:
+            # Full at the last look, and no node has gone silent or away since: a flood of
+            # new node names is refused without a scan of every node each time.
+            raise StoreFull(_full("nodes", self.max_nodes))
+        if nodes_over > 0:  # only nodes with an agent count; kubelet names the others
+            agents = sum(1 for n in self._nodes.values() if n.last_seen is not None)
+            nodes_over = agents + new_node - self.max_nodes
+        if pulls_over <= 0 and nodes_over <= 0:
+            return
+        finished = self._finished_order(pulls_over) if pulls_over > 0 else []
+        silent = self._silent_nodes(report.node_name) if nodes_over > 0 else []
+        if len(silent) < nodes_over:
+            self._nodes_full = self._nodes_epoch
+            raise StoreFull(_full("nodes", self.max_nodes))
+        if len(finished) < pulls_over:
+            raise StoreFull(_full("pulls", self.max_pulls))
+        for pull in finished:
+            if pull.id in self._pulls:
+                self._remove(pull)
+        for gone in silent[: max(0, nodes_over)]:
+            self._forget_node(gone)
+
+    def _finished_order(self, wanted: int) -> list[_Pull]:
+        """Up to ``wanted`` finished pulls (completed, failed, stale), the one finished longest
+        ago first: the history is in that order already."""
+        pulls: list[_Pull] = []
+        for finished_at, pull_id in self._history:
+            pull = self._pulls.get(pull_id)
+            if pull is not None and pull.finished_at == finished_at:
+                pulls.append(pull)
+                if len(pulls) == wanted:
+                    break
+        return pulls
+
+    def _silent_nodes(self, keep: str) -> list[_Node]:
+        """Nodes whose agent stopped reporting, the one silent longest first."""
+        silent = [
+            n
+            for n in self._nodes.values()
+            if n.last_seen is not None and not n.connected and n.name != keep
+        ]
+        return sorted(silent, key=lambda n: n.last_seen or 0.0)
+
+    def _forget_node(self, node: _Node) -> None:
+        for pull in list(node.pulls.values()):
+            self._remove(pull, tombstone=False)
+        del self._nodes[node.name]
+        self._nodes_epoch += 1
+        if node.announced is not None:
+            self._emit_node("node.removed", node.announced, node.announced.state)
+
+    def _apply(self, report: AgentReport, now: float) -> None:
+        name = report.node_name
+        if name not in self._nodes:
+            self._undo(lambda: self._nodes.pop(name, None))
+        node = self._node(name)
         node.interval = report.interval_seconds
         node.last_seen = now
         node.connected = True
@@ -322,6 +548,7 @@ class PullStore:
             pull_id = p.id if p.id and p.id not in self._pulls else _fresh_id(node.name, key, p)
             pull = _Pull(pull_id, node.name, key, p, p, self._now)
             self._pulls[pull_id] = pull
+            self._undo(lambda: self._pulls.pop(pull_id, None))
             node.pulls[pull_id] = pull
         else:
             pull.key = p.manifest_digest
@@ -389,6 +616,7 @@ class PullStore:
         elif phase in ACTIVE_PHASES:
             pull.rate.add(ts, p.downloaded_bytes)
             speed = pull.rate.rate() or p.bytes_per_sec
+            speed = min(speed, RATE_MAX)
             layers = [self._layer_view(pull, layer, ts) for layer in p.layers]
         else:
             speed, layers = p.bytes_per_sec, p.layers
@@ -418,6 +646,8 @@ class PullStore:
             window = pull.layer_rates[layer.digest] = RateWindow()
         window.add(ts, layer.downloaded_bytes)
         speed = window.rate() or layer.bytes_per_sec
+        if speed > RATE_MAX:  # a hostile agent's timestamps a nanosecond apart
+            speed = RATE_MAX
         return layer if speed == layer.bytes_per_sec else _replace(layer, bytes_per_sec=speed)
 
     # -- correlation ------------------------------------------------------------------------
@@ -426,9 +656,8 @@ class PullStore:
         if self._correlator is None or not pull.base.repository:
             return
         base = pull.base
-        pull.pods, pull.tagged_ref = self._correlator.match(
-            base.node_name, base.repository, base.manifest_digest
-        )
+        pods, ref = self._correlator.match(base.node_name, base.repository, base.manifest_digest)
+        pull.pods, pull.tagged_ref = _fit(_Match(pods, ref), _Match([], "")).values()
 
     def _absorb_rows(self, node: _Node, pull: _Pull) -> None:
         """Kubelet rows shown while the agent had not named the image yet join its pull."""
@@ -442,6 +671,8 @@ class PullStore:
                 self._move_kubelet(row, pull)
 
     def _move_kubelet(self, row: _Pull, host: _Pull) -> None:
+        homes = {kid: self._kubelet_home.get(kid) for kid in row.kubelet}
+        self._undo(lambda: _put_back(self._kubelet_home, homes))
         for kid, k in row.kubelet.items():
             host.kubelet[kid] = k
             self._kubelet_home[kid] = host
@@ -456,7 +687,11 @@ class PullStore:
                 touched[pull.id] = pull
         seen: set[str] = set()
         for k in correlator.kubelet_pulls():
+            if len(k.error) > ERROR_MAX:
+                k = _replace(k, error=k.error[:ERROR_MAX])
             seen.add(k.id)
+            if _fit(k, None) is None:
+                continue  # a pod spec's image no client could decode (a space, a control)
             if k.id not in self._kubelet_tombstones:
                 pull = self._place_kubelet(k)
                 touched[pull.id] = pull
@@ -554,7 +789,9 @@ class PullStore:
         if previous is None and phase not in _TERMINAL:
             self._emit("pull.started", pull)
         if phase != "resolving":
-            self._layer_events(pull, status)
+            sent = self._layer_events(pull, status)
+            if sent and pull.emitted is not None:
+                self._sent_layers(pull, status, sent)
         if phase in _TERMINAL or phase == "stale":
             if pull.finished_at is None:
                 pull.finished_at = self._now
@@ -566,10 +803,22 @@ class PullStore:
         elif pull.emitted is not None and status != pull.emitted:
             if _news(pull.emitted, status) or self._now - pull.emitted_at >= self.progress_interval:
                 self._emit("pull.progress", pull)
-            else:
+            elif pull.id not in self._dirty:
+                self._undo(lambda: self._dirty.pop(pull.id, None))
                 self._dirty[pull.id] = pull
 
-    def _layer_events(self, pull: _Pull, status: PullStatus) -> None:
+    def _sent_layers(self, pull: _Pull, status: PullStatus, sent: list[LayerStatus]) -> None:
+        """What a client holds after this refresh's layer events: every field of ``status``,
+        and the layers it had with the ones sent merged in. When that is all of ``status``
+        (the usual case: only those layers moved), no progress event has to follow."""
+        layers = merge_layers(pull.emitted.layers if pull.emitted else [], sent)
+        pull.emitted = status if layers == status.layers else _replace(status, layers=layers)
+        pull.emitted_at = self._now
+        if pull.emitted is status and pull.id in self._dirty:
+            self._undo(lambda: self._dirty.__setitem__(pull.id, pull))
+            del self._dirty[pull.id]
+
+    def _layer_events(self, pull: _Pull, status: PullStatus) -> list[LayerStatus]:
         """Events for what the collector sees a layer do. Layers already complete when it
         first sees a pull's layers, and every layer of a pull first seen finished, are history
         that the pull's first event already shows: after a collector restart every agent's
@@ -582,6 +831,7 @@ class PullStore:
                 if layer.completed_at is not None or finished:
                     pull.layers_started.add(layer.digest)
                     pull.layers_done.add(layer.digest)
+        sent: list[LayerStatus] = []
         for layer in status.layers:
             if layer.cached:
                 continue
@@ -591,9 +841,12 @@ class PullStore:
             if began and digest not in pull.layers_started:
                 pull.layers_started.add(digest)
                 self._emit("layer.started", pull, layer)
+                sent.append(layer)
             if done and digest not in pull.layers_done:
                 pull.layers_done.add(digest)
                 self._emit("layer.completed", pull, layer)
+                sent.append(layer)
+        return sent
 
     def _check_nodes(self, now: float) -> None:
         """Active pulls of a silent node go stale; so does a pull its live node stopped
@@ -604,9 +857,12 @@ class PullStore:
             if node.last_seen is None:
                 if not node.pulls:
                     del self._nodes[name]
+                    self._nodes_epoch += 1
                 continue
             limit = STALE_AFTER_INTERVALS * node.interval
             silent = now - node.last_seen > limit
+            if node.connected and silent:
+                self._nodes_epoch += 1
             node.connected = not silent
             self._announce(node)
             for pull in list(node.pulls.values()):
@@ -618,6 +874,7 @@ class PullStore:
                     self._mark_stale(pull)
             if silent and not node.pulls and now - node.last_seen > limit + self.history_ttl:
                 del self._nodes[name]
+                self._nodes_epoch += 1
                 if node.announced is not None:
                     self._emit_node("node.removed", node.announced, node.announced.state)
 
@@ -668,6 +925,12 @@ class PullStore:
 
     def _emit_node(self, kind: NodeEventType, status: NodeStatus, before: NodeState | None) -> None:
         change = NodeChange(kind, status, before)
+        if self._held is not None:
+            self._held.append(change)
+        else:
+            self._notify_node(change)
+
+    def _notify_node(self, change: NodeChange) -> None:
         for fn in self._node_listeners:
             fn(change)
 
@@ -688,7 +951,9 @@ class PullStore:
         """Forget a pull and tell clients; its agent and kubelet ids are remembered until their
         sources stop reporting them, so that a report does not bring it back."""
         del self._pulls[pull.id]
-        self._dirty.pop(pull.id, None)
+        dirty = self._dirty.pop(pull.id, None)
+        homes = {kid: self._kubelet_home.get(kid) for kid in pull.kubelet}
+        self._undo(lambda: self._unremove(pull, dirty, homes))
         self._version += 1
         node = self._nodes.get(pull.node)
         if node is not None:
@@ -703,16 +968,42 @@ class PullStore:
                 self._kubelet_tombstones.add(kid)
         self._emit("pull.removed", pull)
 
+    def _unremove(self, pull: _Pull, dirty: _Pull | None, homes: dict[str, _Pull | None]) -> None:
+        """Undoes ``_remove`` (the node's own tables come back with the node's checkpoint)."""
+        self._pulls[pull.id] = pull
+        if dirty is not None:
+            self._dirty[pull.id] = dirty
+        _put_back(self._kubelet_home, homes)
+        self._kubelet_tombstones.difference_update(homes)
+
+    def _undo(self, fn: Callable[[], object]) -> None:
+        if self._journal is not None:
+            self._journal.append(fn)
+
     def _emit(self, kind: EventType, pull: _Pull, layer: LayerStatus | None = None) -> None:
-        status = pull.status
-        pull.emitted = status
-        pull.emitted_at = self._now
-        self._dirty.pop(pull.id, None)
+        """A layer's event and a removal carry the pull without its layers: the one layer that
+        changed is ``layer``, and a removed pull needs only its id. So a pull of a thousand
+        layers costs a thousand small events, not a thousand copies of itself. Every other
+        event carries the whole pull, so a client's copy is exact again after it."""
+        partial = layer is not None or kind == "pull.removed"
+        status = pull.without_layers() if partial else pull.status
+        if not partial:
+            pull.emitted = status
+            pull.emitted_at = self._now
+            if pull.id in self._dirty:
+                self._undo(lambda: self._dirty.__setitem__(pull.id, pull))
+                del self._dirty[pull.id]
         if self._now_dt is None:
             self._now_dt = datetime.fromtimestamp(self._now, UTC)
         event = PullEvent(
             timestamp=self._now_dt, type=kind, node_name=status.node_name, pull=status, layer=layer
         )
+        if self._held is not None:
+            self._held.append(event)
+        else:
+            self._notify(event)
+
+    def _notify(self, event: PullEvent) -> None:
         for fn in self._listeners:
             fn(event)
 
@@ -732,6 +1023,91 @@ class PullStore:
         if node is None:
             node = self._nodes[name] = _Node(name)
         return node
+
+
+@dataclass(slots=True, eq=False)
+class _Checkpoint:
+    """A node and its pulls as they were before a report's merge began."""
+
+    node: _Node | None
+    saved_node: tuple[object, ...] | None
+    pulls: list[tuple[_Pull, tuple[object, ...]]]
+    history_length: int
+    history: deque[tuple[float, str]]
+
+    def restore(self) -> None:
+        if self.node is not None and self.saved_node is not None:
+            for name, value in zip(_NODE_FIELDS, self.saved_node, strict=True):
+                setattr(self.node, name, value)
+        for pull, saved in self.pulls:
+            pull.restore(saved)
+        while len(self.history) > self.history_length:
+            self.history.pop()
+
+
+_SortKey = tuple[bool, float, str]
+_TOKEN = msgspec.json.Decoder(tuple[bool, float, Annotated[str, msgspec.Meta(max_length=ID_MAX)]])
+
+
+def _sort_key(pull: _Pull) -> _SortKey:
+    """Active first, then newest, then by id: a total order, so a page can start after one."""
+    cached = pull.sort_key
+    if cached is not None and cached[0] is pull.status:
+        return cached[1]
+    key = (*pull.order, pull.id)
+    pull.sort_key = (pull.status, key)
+    return key
+
+
+def _token(last: _SortKey) -> str:
+    return base64.urlsafe_b64encode(msgspec.json.encode(last)).decode().rstrip("=")
+
+
+def _token_key(token: str) -> _SortKey:
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        return _TOKEN.decode(raw)
+    except (binascii.Error, ValueError, msgspec.DecodeError) as err:
+        raise ValueError(f"invalid continue token {token[:64]!r}") from err
+
+
+class _Match(msgspec.Struct, array_like=True):
+    """What correlation adds to a pull, checked against the wire's bounds like a pull."""
+
+    pods: Annotated[list[PodRef], msgspec.Meta(max_length=PODS_MAX)]
+    ref: ImageRef
+
+    def values(self) -> tuple[list[PodRef], str]:
+        return self.pods, self.ref
+
+
+_S = TypeVar("_S", bound=msgspec.Struct)
+_D = TypeVar("_D")
+
+
+def _fit(value: _S, default: _D) -> _S | _D:
+    """``value`` when it passes the wire schema, else ``default``. Agents' reports are checked
+    as they are decoded; what Kubernetes says (kubelet's pulls, a pod spec's image) is checked
+    here, so that the collector never serves what its own clients would refuse to decode."""
+    try:
+        return msgspec.json.decode(msgspec.json.encode(value), type=type(value))
+    except msgspec.ValidationError:
+        return default
+
+
+def _full(what: str, cap: int) -> str:
+    return (
+        f"the collector holds its maximum of {cap} {what} and none can be evicted"
+        " (every one is in flight or reporting); try again later"
+    )
+
+
+def _put_back(table: dict[str, _Pull], entries: dict[str, _Pull | None]) -> None:
+    for key, value in entries.items():
+        if value is None:
+            table.pop(key, None)
+        else:
+            table[key] = value
 
 
 CLOCK_SLACK = 2.0

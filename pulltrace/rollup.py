@@ -17,7 +17,7 @@ from typing import Any
 
 import msgspec
 
-from pulltrace.model import ACTIVE_PHASES, LayerStatus
+from pulltrace.model import ACTIVE_PHASES, ETA_MAX, LayerStatus
 from pulltrace.rate import eta_seconds
 
 
@@ -87,7 +87,9 @@ def eta(phase: str, remaining: int, speed: float) -> float | None:
         return 0.0
     if phase != "pulling":
         return None
-    return eta_seconds(remaining, speed)
+    left = eta_seconds(remaining, speed)
+    # An estimate beyond the wire's bound (a crawl of a byte an hour) is no estimate.
+    return left if left is not None and left <= ETA_MAX else None
 
 
 def average_speed(downloaded: int, start: datetime | None, end: datetime | None) -> float:

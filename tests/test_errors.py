@@ -17,6 +17,10 @@ PACKAGE = Path(errors.__file__).resolve().parent
 INTERNAL = {
     "pulltrace.collector.broker.StreamUnavailable": "the collector's HTTP handler turns it into "
     "a 503 itself; it never reaches a command",
+    "pulltrace.pullstore.InvalidReport": "the report ingest turns it into a 400 itself; the "
+    "store raises it before changing anything",
+    "pulltrace.pullstore.StoreFull": "the report ingest turns it into a 429 itself; it never "
+    "reaches a command",
 }
 """Public-named exceptions that are control flow inside one module, each with why."""
 

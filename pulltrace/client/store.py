@@ -16,7 +16,14 @@ from typing import Literal, get_args
 import msgspec
 
 from pulltrace.client.source import Event, NodeUpdate, Snapshot
-from pulltrace.model import ACTIVE_PHASES, NodeState, NodeStatus, PullEvent, PullStatus
+from pulltrace.model import (
+    ACTIVE_PHASES,
+    NodeState,
+    NodeStatus,
+    PullEvent,
+    PullStatus,
+    merge_layers,
+)
 
 SortKey = Literal["node", "image", "speed", "progress", "eta", "age"]
 DESCENDING_SORTS: frozenset[str] = frozenset({"speed", "progress"})
@@ -140,6 +147,10 @@ class ClientStore:
         else:
             if view.pull.phase != pull.phase:
                 self.structure_changed = True
+            if event.layer is not None and not pull.layers:
+                # The pull comes without layers: the one that changed joins those held.
+                layers = merge_layers(view.pull.layers, [event.layer])
+                pull = msgspec.structs.replace(pull, layers=layers)
             view.pull = pull
             self._touch(pull.id)
         if pull.phase in ACTIVE_PHASES or event.type in ("pull.completed", "pull.failed"):

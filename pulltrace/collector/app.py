@@ -37,6 +37,7 @@ log = logging.getLogger("pulltrace.collector")
 PROBES = frozenset({"/healthz", "/readyz"})
 PHASES: tuple[str, ...] = get_args(Phase)
 FILTERS = ("node", "namespace", "image", "phase")
+PAGING = ("limit", "continue")
 
 
 def create_app(
@@ -79,22 +80,32 @@ def create_app(
 
     async def list_pulls(request: Request) -> Response:
         params = request.query_params
-        unknown = sorted(set(params) - set(FILTERS))
+        unknown = sorted(set(params) - set(FILTERS) - set(PAGING))
         if unknown:
-            return _error(400, f"unknown query parameter {unknown[0]!r} (use {', '.join(FILTERS)})")
+            known = ", ".join(FILTERS + PAGING)
+            return _error(400, f"unknown query parameter {unknown[0]!r} (use {known})")
+        limit_text = params.get("limit") or str(config.max_list)
+        if not limit_text.isdigit() or not 1 <= int(limit_text) <= config.max_list:
+            return _error(400, f"limit must be a whole number from 1 to {config.max_list}")
         # An empty value is no filter, as with kubectl's flags.
         node, namespace, image, phase = (params.get(name) or None for name in FILTERS)
         if phase is not None and phase not in PHASES:
             return _error(400, f"phase must be one of {', '.join(PHASES)}, not {phase!r}")
-        pulls = [
-            msgspec.structs.replace(p, layers=[])
-            for p in store.pulls()
-            if (node is None or p.node_name == node)
-            and (phase is None or p.phase == phase)
-            and (namespace is None or any(pod.namespace == namespace for pod in p.pods))
-            and (image is None or image in p.image_ref or image in p.repository)
-        ]
-        return _json(encode(PullList(pulls=pulls)))
+
+        def keep(p: PullStatus) -> bool:
+            return (
+                (node is None or p.node_name == node)
+                and (phase is None or p.phase == phase)
+                and (namespace is None or any(pod.namespace == namespace for pod in p.pods))
+                and (image is None or image in p.image_ref or image in p.repository)
+            )
+
+        try:
+            page, more = store.page(params.get("continue") or "", int(limit_text), keep)
+        except ValueError as err:
+            return _error(400, f"{err}; start again without continue")
+        pulls = [msgspec.structs.replace(p, layers=[]) if p.layers else p for p in page]
+        return _json(encode(PullList(pulls=pulls, continue_=more or msgspec.UNSET)))
 
     async def get_pull(request: Request) -> Response:
         pull_id = request.path_params["id"]

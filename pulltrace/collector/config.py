@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from pulltrace.listen import Address, ConfigError, parse_address
 from pulltrace.parse import ParseError, duration
+from pulltrace.pullstore import MAX_NODES, MAX_PULLS
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 _NAMESPACE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
@@ -40,6 +41,16 @@ class CollectorConfig:
     fanout_interval: float = 0.1
     progress_interval: float = 0.5
     heartbeat_interval: float = 15.0
+    max_pulls: int = MAX_PULLS
+    """Pulls held (``--max-pulls``, ``PULLTRACE_MAX_PULLS``); over it the pull that finished
+    longest ago is forgotten first, and a new pull is refused (429) when every one is in
+    flight."""
+    max_nodes: int = MAX_NODES
+    """Nodes with an agent (``--max-nodes``, ``PULLTRACE_MAX_NODES``); over it the node whose
+    agent has been silent longest is forgotten, with its pulls, and a new node is refused
+    (429) when every agent is reporting."""
+    max_list: int = 5000
+    """The most pulls one page of ``GET /api/v1/pulls`` holds, and its default page size."""
 
     @classmethod
     def from_flags(
@@ -50,6 +61,8 @@ class CollectorConfig:
         history_ttl: str | None = None,
         log_level: str | None = None,
         watch_namespaces: str | None = None,
+        max_pulls: str | None = None,
+        max_nodes: str | None = None,
         env: Mapping[str, str] | None = None,
     ) -> CollectorConfig:
         """A flag left unset (None) falls back to its environment variable, then the default."""
@@ -64,6 +77,12 @@ class CollectorConfig:
         namespaces, ns_source = _pick(
             watch_namespaces, "--watch-namespaces", env, "PULLTRACE_WATCH_NAMESPACES", ""
         )
+        pulls, pulls_source = _pick(
+            max_pulls, "--max-pulls", env, "PULLTRACE_MAX_PULLS", str(MAX_PULLS)
+        )
+        nodes, nodes_source = _pick(
+            max_nodes, "--max-nodes", env, "PULLTRACE_MAX_NODES", str(MAX_NODES)
+        )
         return cls(
             listen=parse_address(listen, "--listen"),
             metrics_listen=parse_address(metrics_listen, "--metrics-listen"),
@@ -72,6 +91,8 @@ class CollectorConfig:
             watch_namespaces=parse_namespaces(namespaces, ns_source),
             history_ttl=_duration(ttl, ttl_source),
             log_level=level,
+            max_pulls=_count(pulls, pulls_source),
+            max_nodes=_count(nodes, nodes_source),
         )
 
 
@@ -98,3 +119,14 @@ def _duration(text: str, what: str) -> float:
         return duration(text)
     except ParseError as err:
         raise ConfigError(f"{what}: {err}") from None
+
+
+COUNT_MAX = 10_000_000
+
+
+def _count(text: str, what: str) -> int:
+    """A positive whole number, bounded: a cap beyond memory is no cap."""
+    value = text.strip()
+    if not value.isdigit() or not 1 <= int(value) <= COUNT_MAX:
+        raise ConfigError(f"{what}: {text!r} is not a whole number from 1 to {COUNT_MAX}")
+    return int(value)

@@ -24,7 +24,7 @@ from pulltrace.collector.asgi import (
 )
 from pulltrace.collector.metrics import Metrics, ReportResult
 from pulltrace.model import AgentReport
-from pulltrace.pullstore import PullStore
+from pulltrace.pullstore import InvalidReport, PullStore, StoreFull
 
 PATH = "/api/v1/report"
 _NO_CONTENT = {"type": "http.response.start", "status": 204, "headers": []}
@@ -116,9 +116,10 @@ class ReportEndpoint:
         except msgspec.DecodeError as err:
             await self._reject(send, "invalid", 400, f"the request body is not valid JSON: {err}")
             return
-        problem = _inconsistency(report)
-        if problem is not None:
-            await self._reject(send, "invalid", 400, f"invalid report: {problem}")
+        except RecursionError:
+            # msgspec skips unknown fields, but still has to parse them: arrays nested a
+            # thousand deep exhaust its recursion limit before any type says no.
+            await self._reject(send, "invalid", 400, "the request body is nested too deeply")
             return
         if not self._limiter.allow(report.node_name):
             message = (
@@ -127,7 +128,14 @@ class ReportEndpoint:
             )
             await self._reject(send, "rate_limited", 429, message, [(b"retry-after", b"1")])
             return
-        self._store.apply_report(report)
+        try:
+            self._store.apply_report(report)  # checks what the schema cannot say, first
+        except InvalidReport as err:
+            await self._reject(send, "invalid", 400, f"invalid report: {err}")
+            return
+        except StoreFull as err:
+            await self._reject(send, "full", 429, str(err), [(b"retry-after", b"30")])
+            return
         if self._metrics is not None:
             self._metrics.report("accepted")
         await send(_NO_CONTENT)
@@ -165,20 +173,6 @@ class ReportEndpoint:
         if self._metrics is not None:
             self._metrics.report(result)
         await send_error(send, status, message, headers)
-
-
-def _inconsistency(report: AgentReport) -> str | None:
-    """What the schema cannot say: each pull named once, and on the reporting node."""
-    seen: set[str] = set()
-    for pull in report.pulls:
-        if not pull.id:
-            return "every pull needs a non-empty id"
-        if pull.id in seen:
-            return f"pull {pull.id} appears twice"
-        if pull.node_name != report.node_name:
-            return f"pull {pull.id} is on node {pull.node_name}, not on {report.node_name}"
-        seen.add(pull.id)
-    return None
 
 
 def _size(n: int) -> str:

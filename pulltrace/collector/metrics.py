@@ -17,7 +17,7 @@ from pulltrace.collector.asgi import send_error
 from pulltrace.model import NodeState, NodeStatus, PullEvent
 
 DURATION_BUCKETS = (1, 5, 10, 30, 60, 120, 300, 600)
-ReportResult = Literal["accepted", "unauthorized", "too_large", "invalid", "rate_limited"]
+ReportResult = Literal["accepted", "unauthorized", "too_large", "invalid", "rate_limited", "full"]
 
 
 class Metrics:

@@ -72,6 +72,8 @@ class Service:
             clock=clock,
             progress_interval=config.progress_interval,
             stale_check_interval=config.stale_check_interval,
+            max_pulls=config.max_pulls,
+            max_nodes=config.max_nodes,
         )
         self.refused = RefusedNodes(self.store.nodes, clock)
         self.broker = Broker(

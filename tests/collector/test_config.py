@@ -90,3 +90,17 @@ def test_bad_values_are_one_sentence_naming_their_source(
     with pytest.raises(ConfigError) as caught:
         CollectorConfig.from_flags(env=env, **flags)
     assert str(caught.value) == message
+
+
+def test_the_caps_come_from_flags_or_the_environment_and_are_bounded() -> None:
+    assert CollectorConfig.from_flags(env={}).max_pulls == 20000
+    assert CollectorConfig.from_flags(env={}).max_nodes == 5000
+    env = {"PULLTRACE_MAX_PULLS": "100", "PULLTRACE_MAX_NODES": "7"}
+    config = CollectorConfig.from_flags(env=env)
+    assert (config.max_pulls, config.max_nodes) == (100, 7)
+    assert CollectorConfig.from_flags(env=env, max_pulls="50").max_pulls == 50
+    for bad in ("0", "-1", "1e3", "lots", "10000001"):
+        with pytest.raises(ConfigError, match=r"PULLTRACE_MAX_NODES: .* whole number"):
+            CollectorConfig.from_flags(env={"PULLTRACE_MAX_NODES": bad})
+    with pytest.raises(ConfigError, match="--max-pulls"):
+        CollectorConfig.from_flags(env={}, max_pulls="x")

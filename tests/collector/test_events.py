@@ -319,16 +319,18 @@ class Decoded:
 
 
 def heavy_pull(n: int) -> PullStatus:
-    """Forty started layers: its start is forty-one events of about 10 KiB each."""
+    """Forty started layers: its start is forty-one events of about 8 KiB each (a layer's
+    event carries the pull without its layers, but with its long error)."""
     layers = [layer(i, total=10_000, done=10, pull=f"h{n}") for i in range(40)]
-    return pull(f"h{n}", node=f"node-{n}", digest=f"sha256:{n:064d}", layers=layers)
+    digest = f"sha256:{n:064d}"
+    return pull(f"h{n}", node=f"node-{n}", digest=digest, layers=layers, error="e" * 4000)
 
 
 @pytest.mark.parametrize("encoding", ["gzip", "identity"])
 async def test_a_stalled_client_is_resynchronised_and_never_delays_a_fast_one(
     launch: Callable[..., Running], encoding: str
 ) -> None:
-    running = launch(client_queue_bytes=64 << 10)
+    running = launch(client_queue_bytes=64 << 10, heartbeat_interval=3600.0)
     broker = running.service.broker
     stalled = stalled_client(running.service.api_port, encoding)
     url = events_url(running)
@@ -342,7 +344,7 @@ async def test_a_stalled_client_is_resynchronised_and_never_delays_a_fast_one(
             # the stalled client's backlog grows until its queue overflows.
             while broker.resyncs == 0:
                 assert n < 4000, "the stalled client's queue never overflowed"
-                await post(http, body(f"node-{n}", [heavy_pull(n)], interval=3600))
+                await post(http, body(f"node-{n}", [heavy_pull(n)], interval=300))
                 got += await fast.until(is_layer_event(f"h{n}", 39))
                 n += 1
         assert "snapshot" not in {e.event for e in got}
@@ -398,7 +400,7 @@ async def test_stale_and_expired_pulls_reach_clients(launch: Callable[..., Runni
     url = events_url(running)
     async with httpx.AsyncClient(base_url=running.url) as http, Reader(url) as reader:
         await reader.next()
-        await post(http, body("node-a", [pull("a1", layers=[layer(0, done=10)])], interval=0.05))
+        await post(http, body("node-a", [pull("a1", layers=[layer(0, done=10)])], interval=0.1))
         await post(http, body("node-b", [pull("b1", node="node-b", layers=[layer(0, done=1000)])]))
         seen: list[ServerSentEvent] = []
         while not {"a1", "b1"} <= {

@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections import Counter
 from datetime import timedelta
 
+import msgspec
 import pytest
 
-from pulltrace.model import PodRef, PullEvent, PullStatus
+from pulltrace.model import PodRef, PullEvent, PullList, PullStatus
 from pulltrace.pullstore import PullStore
 from tests.collector.conftest import (
     DIGEST,
@@ -473,3 +474,26 @@ def test_an_active_kubelet_row_that_kubelet_forgets_is_removed() -> None:
     s.tick()
     assert s.ids() == []
     assert s.types() == ["pull.started", "pull.removed"]
+
+
+def test_what_kubernetes_says_is_served_only_when_clients_can_decode_it() -> None:
+    """A pod spec's image is not checked by the API server as the wire checks an image
+    reference: the collector keeps what passes and leaves out what would break every
+    client's list."""
+    corr = FakeCorrelator(
+        kubelet=[
+            kubelet("k1", "pulling", node_name="node-b"),
+            kubelet("k2", "pulling", node_name="node-b", image_ref="nginx\x1b[2J:1"),
+            kubelet("k3", "failed", node_name="node-c", error="e" * 10_000),
+        ],
+        pods={("node-a", NGINX): ([WEB], "nginx latest")},
+    )
+    s = Store(corr)
+    s.send("node-a", pull("a1", layers=[layer(0, done=10)]))
+    s.tick()
+    assert sorted(s.ids()) == ["a1", "k1", "k3"]
+    listed = {p.id: p for p in s.store.pulls()}
+    assert listed["a1"].pods == [] and listed["a1"].image_ref == f"{NGINX}@{DIGEST}"
+    assert len(listed["k3"].error) == 4096
+    served = msgspec.json.encode(PullList(pulls=s.store.pulls()))
+    assert msgspec.json.decode(served, type=PullList).pulls == s.store.pulls()

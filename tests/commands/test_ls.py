@@ -28,6 +28,7 @@ class Hostile(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), _Handler)
         self.status = 200
         self.nodes_status = 404
+        self.pulls = PULLS
 
     @property
     def url(self) -> str:
@@ -39,7 +40,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         if self.path.startswith("/api/v1/pulls") and self.server.status == 200:
-            self._send(200, encode(PullList(pulls=PULLS)))
+            self._send(200, encode(PullList(pulls=self.server.pulls)))
         elif self.path.startswith("/api/v1/pulls"):
             self._send(self.server.status, msgspec.json.encode({"error": f"boom{ESCAPES}"}))
         else:
@@ -106,7 +107,19 @@ def test_the_collectors_error_is_one_escaped_line(collector: Hostile) -> None:
 
 def test_a_warning_quoting_the_collector_is_escaped(collector: Hostile) -> None:
     collector.nodes_status = 500
-    out = ls(collector)
+    # Pulls the wire accepts, with the one free-text field a peer may fill with controls.
+    collector.pulls = [
+        PullStatus(
+            id="c",
+            node_name="n1",
+            image_ref="ghcr.io/acme/app:v1",
+            phase="failed",
+            error=f"denied{ESCAPES}",
+        )
+    ]
+    out = ls(collector, "-o", "wide")
+    assert out.returncode == 0, out.stderr
+    assert raw_controls(out.stdout) == [] and "denied\\x1b]0;owned\\x07" in out.stdout
     assert raw_controls(out.stderr) == []
     assert "warning: cannot read the nodes' health: " in out.stderr
     assert "nodes\\x1b]0;owned\\x07\\x1b[2J\\r\\x00\\x9b31m\\u202e" in out.stderr

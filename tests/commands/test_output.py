@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from pulltrace import render
 from pulltrace.commands.output import format_pulls, render_table, terminal_safe_json
-from pulltrace.model import LayerStatus, PodRef, PullList, PullStatus
+from pulltrace.model import LayerStatus, PodRef, PullStatus
 
 T0 = datetime(2026, 1, 15, 9, 40, tzinfo=UTC)
 ESCAPES = "\x1b]0;owned\x07\x1b[2J\r\x00\x9b31m\u202e\u2066"
@@ -72,9 +72,11 @@ def test_json_keeps_the_exact_strings() -> None:
     pulls = [hostile(HOSTILE_REF), hostile(HUGE_REF)]
     text = format_pulls(pulls, "json")
     assert raw_controls(text) == []
-    decoded = msgspec.json.decode(text, type=PullList).pulls
-    assert decoded == pulls
-    assert decoded[0].image_ref == HOSTILE_REF and decoded[1].image_ref == HUGE_REF
+    # Untyped: the wire's own bounds would refuse these strings, and the point is that the
+    # output changed none of them.
+    decoded = msgspec.json.decode(text)["pulls"]
+    assert decoded == msgspec.to_builtins(pulls)
+    assert decoded[0]["imageRef"] == HOSTILE_REF and decoded[1]["imageRef"] == HUGE_REF
 
 
 @given(st.text(alphabet=st.characters(exclude_categories=["Cs"])))  # msgspec decodes none
