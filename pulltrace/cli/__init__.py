@@ -40,9 +40,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def app_commands() -> set[str]:
     """The subcommand names, as Typer derives them from the command functions."""
-    from pulltrace.cli.app import app
+    from pulltrace.cli.app import declared
 
-    return {c.name or (c.callback.__name__ if c.callback else "") for c in app.registered_commands}
+    return set(declared())
 
 
 def _one_line(message: str) -> str:

@@ -13,12 +13,17 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+import typer.core
+import typer.main
+import typer.models
 
 from pulltrace import __version__, parse
 from pulltrace.cli import complete
 from pulltrace.errors import EXIT_ERROR, UsageError
 
 if TYPE_CHECKING:
+    from typer import _click as click  # Typer's vendored Click, the base of its classes
+
     from pulltrace.client.connect import Plan, SourceArgs
     from pulltrace.client.store import Query
 
@@ -51,8 +56,40 @@ def _version(value: bool) -> None:
         raise typer.Exit(0)
 
 
+commands = typer.Typer(rich_markup_mode="rich")
+"""Where the commands are declared; ``app`` turns one into a Click command when it is used."""
+
+
+class _LazyGroup(typer.core.TyperGroup):
+    """Builds a command's Click object only when that command runs, or when help or completion
+    lists them all: Typer builds every command of a group up front, which reads the signature
+    and annotations of each and costs about 20 ms of every start, ``ls`` and ``--version``
+    included."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(declared())
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        info = declared().get(cmd_name)
+        if cmd_name not in self.commands and info is not None:
+            self.commands[cmd_name] = typer.main.get_command_from_info(
+                info, pretty_exceptions_short=True, rich_markup_mode="rich"
+            )
+        return self.commands.get(cmd_name)
+
+
+def declared() -> dict[str, typer.models.CommandInfo]:
+    """The declared commands by the name Typer gives each, in declaration order."""
+    found = {}
+    for info in commands.registered_commands:
+        name = info.name or typer.main.get_command_name(getattr(info.callback, "__name__", ""))
+        found[name] = info
+    return found
+
+
 app = typer.Typer(
     name="pulltrace",
+    cls=_LazyGroup,
     help="Live container image pull progress for Kubernetes.",
     rich_markup_mode="rich",
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -191,7 +228,7 @@ class Format(StrEnum):
     json = "json"
 
 
-@app.command(
+@commands.command(
     rich_help_panel=CLIENTS,
     help=("List image pulls from the collector, the cluster, a containerd socket or the demo."),
 )
@@ -269,7 +306,7 @@ def ls(
     return 0
 
 
-@app.command(
+@commands.command(
     rich_help_panel=CLIENTS,
     help=(
         "Watch image pulls live: which images pull on which nodes, layer by layer, how "
@@ -304,7 +341,7 @@ def watch(
     return 0
 
 
-@app.command(
+@commands.command(
     rich_help_panel=CLIENTS,
     help=(
         "Block until the selected pods' images are pulled (for CI), printing plain "
@@ -385,7 +422,7 @@ def wait(
     return asyncio.run(wait_for(plan, selection, timeout, printer))
 
 
-@app.command(
+@commands.command(
     rich_help_panel=ROLES,
     help=(
         "Run the node agent (DaemonSet role): poll this node's containerd and report "
@@ -474,7 +511,7 @@ def agent(
     return run(config)
 
 
-@app.command(
+@commands.command(
     rich_help_panel=ROLES,
     help=(
         "Run the collector (in-cluster Deployment): aggregate agent reports and serve "
@@ -526,7 +563,7 @@ class Shell(StrEnum):
     fish = "fish"
 
 
-@app.command(
+@commands.command(
     rich_help_panel=SHELL,
     help="Print the shell completion script, as kubectl completion does: for example "
     "[bold]source <(pulltrace completion bash)[/bold] in ~/.bashrc.",
