@@ -146,7 +146,8 @@ def test_the_image_user_and_ports_are_the_charts_defaults(role: str) -> None:
 
 def test_the_agent_installs_neither_the_kubernetes_client_nor_the_terminal_ui() -> None:
     names = {name.lower().replace("_", "-") for name in pins("agent")}
-    assert names == {"msgspec", "grpcio", "protobuf", "typing-extensions"}
+    command_line = {"typer", "shellingham", "annotated-doc"}
+    assert names == {"msgspec", "grpcio", "protobuf", "typing-extensions", *command_line}
 
 
 def test_dockerignore_sends_what_the_builds_copy_and_nothing_else() -> None:
