@@ -341,3 +341,29 @@ def test_any_argv_after_ls_is_an_answer_or_one_line(words: list[str]) -> None:
     assert code in (0, 2), (code, lines)
     if code:
         assert len(lines) == 1 and lines[0].startswith("pulltrace"), lines
+
+
+def test_bash_completes_contexts_through_the_printed_script(tmp_path: Path) -> None:
+    """The whole loop as bash runs it: the script from ``completion bash``, its function
+    called as bash calls it on a tab, and the shipped ``pulltrace`` answering."""
+    config = tmp_path / "config"
+    config.write_text(KUBECONFIG)
+    script = tmp_path / "pulltrace.bash"
+    script.write_text(run("completion", "bash").stdout)
+    line = f"COMP_WORDS=(pulltrace ls --kubeconfig {config} --context prod-); COMP_CWORD=5"
+    program = f"source {script}; {line}; _pulltrace_completion pulltrace; "
+    program += 'printf "%s\\n" "${COMPREPLY[@]}"'
+    env = {**_no_source_env(tmp_path), "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin"}
+    out = subprocess.run(["bash", "-c", program], capture_output=True, text=True, env=env)
+    assert out.stdout.split() == ["prod-east", "prod-west"], out.stderr
+
+
+def test_install_completion_writes_the_script_for_the_calling_shell(tmp_path: Path) -> None:
+    env = {**_no_source_env(tmp_path), "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin"}
+    out = subprocess.run(
+        ["bash", "-c", "pulltrace --install-completion"], capture_output=True, text=True, env=env
+    )
+    assert out.returncode == 0, out.stderr
+    installed = tmp_path / ".bash_completions" / "pulltrace.sh"
+    assert "_PULLTRACE_COMPLETE=complete_bash" in installed.read_text()
+    assert str(installed) in (tmp_path / ".bashrc").read_text()
