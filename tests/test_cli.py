@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -375,3 +376,34 @@ def test_install_completion_writes_the_script_for_the_calling_shell(tmp_path: Pa
     installed = tmp_path / ".bash_completions" / "pulltrace.sh"
     assert "_PULLTRACE_COMPLETE=complete_bash" in installed.read_text()
     assert str(installed) in (tmp_path / ".bashrc").read_text()
+
+
+HEAVY = ("textual", "kubernetes", "httpx", "grpc", "starlette", "uvicorn", "pydantic")
+
+
+@pytest.mark.parametrize(
+    ("args", "also_absent"),
+    [
+        (["--version"], ("msgspec", "rich")),
+        (["--help"], ("msgspec",)),
+        (["ls", "--help"], ("msgspec",)),
+        (["ls", "--json", "--server", REFUSING], ("rich",)),
+        (["wait", "--bogus"], ("msgspec", "rich")),
+    ],
+)
+def test_the_fast_paths_leave_the_heavy_modules_unloaded(
+    args: list[str], also_absent: tuple[str, ...]
+) -> None:
+    """Start-up: Typer's commands import their work lazily, and Rich only renders help."""
+    code = (
+        "import contextlib, io, json, sys\n"
+        "from pulltrace.cli import main\n"
+        "quiet = io.StringIO()\n"
+        "with contextlib.redirect_stdout(quiet), contextlib.redirect_stderr(quiet):\n"
+        f"    main({args!r})\n"
+        "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules})))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    loaded = set(json.loads(out.stdout.strip().splitlines()[-1]))
+    assert "typer" in loaded
+    assert loaded.isdisjoint((*HEAVY, *also_absent)), loaded & {*HEAVY, *also_absent}
