@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import socket
 import statistics
@@ -96,13 +97,18 @@ def seed_pulls(port: int, nodes: int = 20) -> None:
         httpx.post(f"http://127.0.0.1:{port}/api/v1/report", content=encode(report))
 
 
-def timed(cmd: Sequence[str]) -> float:
+def timed(cmd: Sequence[str]) -> tuple[float, float]:
+    """Wall and CPU (user + system) milliseconds of one run. CPU time is what the command
+    costs; on a loaded machine the wall time also holds the time spent waiting for a core."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     done = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     elapsed = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode != 0:
         raise SystemExit(f"bench: {' '.join(cmd)} failed: {done.stderr.decode().strip()}")
-    return elapsed * 1000
+    cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+    return elapsed * 1000, cpu * 1000
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -152,9 +158,12 @@ def measure(kubectl: str, pulltrace: str, runs: int) -> int:
         for cmd in commands.values():
             timed(cmd)  # warm the page cache
         samples: dict[str, list[float]] = {name: [] for name in commands}
+        cpu: dict[str, list[float]] = {name: [] for name in commands}
         for _ in range(runs):
             for name, cmd in commands.items():
-                samples[name].append(timed(cmd))
+                wall, used = timed(cmd)
+                samples[name].append(wall)
+                cpu[name].append(used)
         python = Path(pulltrace).with_name("python")
         ls = ["-m", "pulltrace.cli", *commands["pulltrace ls --json"][1:]]
         costs = import_costs(str(python), ls) if python.exists() else []
@@ -162,14 +171,18 @@ def measure(kubectl: str, pulltrace: str, runs: int) -> int:
         collector.terminate()
         collector.wait(10)
     base = statistics.median(samples["kubectl version --client"])
+    cpu_base = statistics.median(cpu["kubectl version --client"])
+    load = os.getloadavg()[0]
     print(f"start-up, median of {runs} interleaved runs (ms); pulltrace is {pulltrace}")
-    print(f"{'command':<28}{'median':>8}{'p90':>8}{'x kubectl':>11}")
+    print(f"load average {load:.1f} on {os.cpu_count()} CPUs")
+    print(f"{'command':<28}{'median':>8}{'p90':>8}{'x kubectl':>11}{'CPU':>8}{'x kubectl':>11}")
     verdicts = []
     for name, xs in samples.items():
         median = statistics.median(xs)
         p90 = statistics.quantiles(xs, n=10)[-1]
         ratio = median / base
-        print(f"{name:<28}{median:8.1f}{p90:8.1f}{ratio:11.2f}")
+        used = statistics.median(cpu[name])
+        print(f"{name:<28}{median:8.1f}{p90:8.1f}{ratio:11.2f}{used:8.1f}{used / cpu_base:11.2f}")
         if name != "kubectl version --client":
             verdict = "PASS" if ratio <= TARGET else "FAIL"
             verdicts.append(f"{verdict}  {name}: {ratio:.2f} x kubectl (target <= {TARGET})")
@@ -186,7 +199,10 @@ def import_costs(python: str, args: list[str], runs: int = 5) -> list[str]:
     print."""
     best: dict[str, int] = {}
     for _ in range(runs):
-        done = subprocess.run([python, "-X", "importtime", *args], capture_output=True, text=True)
+        # -I: not the checkout in the working directory, the installed package being timed
+        done = subprocess.run(
+            [python, "-I", "-X", "importtime", *args], capture_output=True, text=True
+        )
         for line in done.stderr.splitlines():
             if not line.startswith("import time:") or "self [us]" in line:
                 continue
