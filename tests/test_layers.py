@@ -178,7 +178,7 @@ def test_the_scan_sees_the_package() -> None:
     """A scan that found no imports at all would pass the test above for nothing."""
     seen = {(i.importer, i.target) for i in imports(ROOT)}
     assert ("pulltrace.client.demo", "pulltrace.pullstore") in seen  # lazy, inside a method
-    assert ("pulltrace.cli", "pulltrace.collector.server") in seen
+    assert ("pulltrace.cli.app", "pulltrace.collector.server") in seen
 
 
 def _tree(tmp_path: Path, files: dict[str, str]) -> Path:

@@ -92,3 +92,34 @@ def current_namespace(kubeconfig: str | None) -> str:
     except Exception:  # in-cluster, or no kubeconfig file: kubectl's fallback
         return "default"
     return str(((active or {}).get("context") or {}).get("namespace") or "default")
+
+
+MAX_KUBECONFIG_BYTES = 4 * 1024 * 1024
+MAX_CONTEXTS = 1000
+
+
+def context_names(kubeconfig: str | None) -> list[str]:
+    """The context names of the kubeconfig files kubectl would merge (``--kubeconfig``, else
+    ``KUBECONFIG``'s path list, else ``~/.kube/config``), for shell completion of
+    ``--context``. Read with PyYAML rather than the kubernetes client, whose import alone
+    takes longer than a shell should wait for a tab; unreadable files give no names."""
+    import yaml  # type: ignore[import-untyped]  # no stubs; kubernetes depends on PyYAML
+
+    env = os.environ.get("KUBECONFIG", "")
+    paths = [kubeconfig] if kubeconfig else [p for p in env.split(os.pathsep) if p]
+    names: dict[str, None] = {}
+    for path in paths or ["~/.kube/config"]:
+        try:
+            with open(os.path.expanduser(path), "rb") as f:
+                text = f.read(MAX_KUBECONFIG_BYTES + 1)
+            if len(text) > MAX_KUBECONFIG_BYTES:
+                continue
+            document = yaml.safe_load(text)
+        except (OSError, yaml.YAMLError):
+            continue
+        contexts = document.get("contexts") if isinstance(document, dict) else None
+        for entry in contexts if isinstance(contexts, list) else []:
+            name = entry.get("name") if isinstance(entry, dict) else None
+            if isinstance(name, str) and name.isprintable() and len(names) < MAX_CONTEXTS:
+                names.setdefault(name, None)
+    return list(names)

@@ -1,0 +1,51 @@
+"""The ``pulltrace`` command line, on Typer (commands and flags in ``pulltrace.cli.app``).
+
+``main`` is the one place where errors become a line and an exit code: Typer runs outside its
+standalone mode, so a bad flag is reported as ``pulltrace <command>: <message>`` with the
+command's usage exit code (3 for ``wait``, whose 1 and 2 mean "failed" and "timed out"),
+instead of Typer's multi-line usage box with its fixed code 2.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+from pulltrace.errors import EXIT_ERROR, EXIT_INTERRUPTED, PulltraceError, exit_code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    import typer
+
+    from pulltrace.cli.app import app
+
+    words = list(sys.argv[1:] if argv is None else argv)
+    # The root takes no option with a value, so the first word that is no flag is the command.
+    command = next((w for w in words if w[:1] != "-"), "")
+    try:
+        result = typer.main.get_command(app).main(
+            args=words, prog_name="pulltrace", standalone_mode=False
+        )
+    except typer.TyperException as err:  # a bad flag or argument (Click's UsageError tree)
+        where = f"pulltrace {command}" if command in app_commands() else "pulltrace"
+        print(f"{where}: {_one_line(err.format_message())}", file=sys.stderr)
+        return exit_code(command) if err.exit_code == EXIT_ERROR else err.exit_code
+    except PulltraceError as err:  # the one place our errors become a line and an exit code
+        from pulltrace.render import message_text  # a peer's words may be in it
+
+        print(f"pulltrace: {message_text(str(err))}", file=sys.stderr)
+        return exit_code(command)
+    except (KeyboardInterrupt, typer.Abort):
+        return EXIT_INTERRUPTED
+    return result if isinstance(result, int) else 0
+
+
+def app_commands() -> set[str]:
+    """The subcommand names, as Typer derives them from the command functions."""
+    from pulltrace.cli.app import declared
+
+    return set(declared())
+
+
+def _one_line(message: str) -> str:
+    return " ".join(message.split())

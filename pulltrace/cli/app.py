@@ -1,0 +1,614 @@
+"""The commands, flags and help of ``pulltrace``, declared for Typer.
+
+This module only declares: every command body imports what it runs inside the function, so
+that ``--version``, ``--help`` and ``ls`` load neither textual, kubernetes, httpx nor grpc.
+Flags shared by several commands are ``Annotated`` aliases, declared once and listed under the
+same Rich help panel in each command.
+"""
+
+from __future__ import annotations
+
+import os
+from enum import StrEnum
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+import typer.core
+import typer.main
+import typer.models
+
+from pulltrace import __version__, parse
+from pulltrace.cli import complete
+from pulltrace.errors import EXIT_ERROR, UsageError
+
+if TYPE_CHECKING:
+    from typer import _click as click  # Typer's vendored Click, the base of its classes
+
+    from pulltrace.client.connect import Plan, SourceArgs
+    from pulltrace.client.store import Query
+
+HEALTH_ENV = "PULLTRACE_AGENT_HEALTH_LISTEN"
+MAX_SOCKET_PATH = 4096
+
+SOURCE = "Source (default: PULLTRACE_SERVER, else the kubeconfig context)"
+FILTERS = "Filters"
+OUTPUT = "Output"
+CONTAINERD = "containerd"
+CLIENTS = "Commands"
+ROLES = "In-cluster roles"
+SHELL = "Shell"
+
+
+def _duration(text: str | float) -> float:
+    """Typer's parser for duration flags: a bad value is a usage error naming the flag. The
+    defaults (seconds) come through it too."""
+    if isinstance(text, float):
+        return text
+    try:
+        return parse.duration(text)
+    except parse.ParseError as err:
+        raise typer.BadParameter(str(err)) from None
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"pulltrace {__version__}")
+        raise typer.Exit(0)
+
+
+commands = typer.Typer(rich_markup_mode="rich")
+"""Where the commands are declared; ``app`` turns one into a Click command when it is used."""
+
+
+class _LazyGroup(typer.core.TyperGroup):
+    """Builds a command's Click object only when that command runs, or when help or completion
+    lists them all: Typer builds every command of a group up front, which reads the signature
+    and annotations of each and costs about 20 ms of every start, ``ls`` and ``--version``
+    included."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(declared())
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        info = declared().get(cmd_name)
+        if cmd_name not in self.commands and info is not None:
+            self.commands[cmd_name] = typer.main.get_command_from_info(
+                info, pretty_exceptions_short=True, rich_markup_mode="rich"
+            )
+        return self.commands.get(cmd_name)
+
+
+def declared() -> dict[str, typer.models.CommandInfo]:
+    """The declared commands by the name Typer gives each, in declaration order."""
+    found = {}
+    for info in commands.registered_commands:
+        name = info.name or typer.main.get_command_name(getattr(info.callback, "__name__", ""))
+        found[name] = info
+    return found
+
+
+app = typer.Typer(
+    name="pulltrace",
+    cls=_LazyGroup,
+    help="Live container image pull progress for Kubernetes.",
+    rich_markup_mode="rich",
+    context_settings={"help_option_names": ["-h", "--help"]},
+    pretty_exceptions_enable=False,
+)
+
+
+@app.callback(invoke_without_command=True)
+def _root(
+    ctx: typer.Context,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", is_eager=True, callback=_version, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Live container image pull progress for Kubernetes."""
+    if ctx.invoked_subcommand is None and not ctx.resilient_parsing:
+        typer.echo(ctx.get_help())
+        raise typer.Exit(EXIT_ERROR)
+
+
+# Where the data comes from; the first that applies wins (see README "Sources").
+Server = Annotated[
+    str,
+    typer.Option(
+        metavar="URL",
+        help="Collector URL, e.g. http://localhost:8080 (env PULLTRACE_SERVER).",
+        rich_help_panel=SOURCE,
+        show_default=False,
+    ),
+]
+Token = Annotated[
+    str,
+    typer.Option(
+        metavar="TOKEN",
+        help="Collector read token (env PULLTRACE_TOKEN).",
+        rich_help_panel=SOURCE,
+        show_default=False,
+    ),
+]
+Kubeconfig = Annotated[
+    str | None,
+    typer.Option(
+        metavar="FILE", help="Kubeconfig file (default as kubectl).", rich_help_panel=SOURCE
+    ),
+]
+Context = Annotated[
+    str | None,
+    typer.Option(
+        metavar="NAME",
+        help="Kubeconfig context (default current).",
+        rich_help_panel=SOURCE,
+        autocompletion=complete.contexts,
+    ),
+]
+CollectorNamespace = Annotated[
+    str,
+    typer.Option(metavar="NS", help="Namespace of the collector service.", rich_help_panel=SOURCE),
+]
+CollectorService = Annotated[
+    str, typer.Option(metavar="NAME", help="Collector service name.", rich_help_panel=SOURCE)
+]
+Containerd = Annotated[
+    str | None,
+    typer.Option(
+        metavar="SOCKET",
+        help="containerd socket path or unix:// URL (default: /run/containerd/containerd.sock, "
+        "or k3s's socket when only that exists; env PULLTRACE_CONTAINERD_SOCKET).",
+        rich_help_panel=CONTAINERD,
+    ),
+]
+ContainerdNamespace = Annotated[
+    str,
+    typer.Option(
+        metavar="NS",
+        envvar="PULLTRACE_CONTAINERD_NAMESPACE",
+        help="containerd namespace to watch (k8s.io is where kubelet pulls).",
+        rich_help_panel=CONTAINERD,
+    ),
+]
+Demo = Annotated[
+    bool,
+    typer.Option(
+        "--demo", help="A simulated 20-node cluster (no cluster needed).", rich_help_panel=SOURCE
+    ),
+]
+Seed = Annotated[
+    int, typer.Option(metavar="N", help="The demo's random seed.", rich_help_panel=SOURCE)
+]
+
+Namespace = Annotated[
+    str | None,
+    typer.Option(
+        "-n",
+        "--namespace",
+        metavar="NS",
+        help="Only pulls that pods of this namespace wait on.",
+        rich_help_panel=FILTERS,
+        autocompletion=complete.namespaces,
+    ),
+]
+AllNamespaces = Annotated[
+    bool,
+    typer.Option(
+        "-A",
+        "--all-namespaces",
+        help="Pulls for all namespaces (default).",
+        rich_help_panel=FILTERS,
+    ),
+]
+Node = Annotated[
+    str | None,
+    typer.Option(
+        metavar="NODE",
+        help="Only pulls on this node.",
+        rich_help_panel=FILTERS,
+        autocompletion=complete.nodes,
+    ),
+]
+Image = Annotated[
+    str,
+    typer.Option(
+        metavar="TEXT",
+        help="Only images whose reference contains this.",
+        rich_help_panel=FILTERS,
+        show_default=False,
+    ),
+]
+
+
+class Format(StrEnum):
+    table = "table"
+    wide = "wide"
+    json = "json"
+
+
+@commands.command(
+    rich_help_panel=CLIENTS,
+    help=("List image pulls from the collector, the cluster, a containerd socket or the demo."),
+)
+def ls(
+    server: Server = "",
+    token: Token = "",
+    kubeconfig: Kubeconfig = None,
+    context: Context = None,
+    collector_namespace: CollectorNamespace = "pulltrace",
+    collector_service: CollectorService = "pulltrace-collector",
+    containerd: Containerd = None,
+    containerd_namespace: ContainerdNamespace = "k8s.io",
+    demo: Demo = False,
+    seed: Seed = 7,
+    namespace: Namespace = None,
+    all_namespaces: AllNamespaces = False,
+    node: Node = None,
+    phase: Annotated[
+        str,
+        typer.Option(
+            metavar="PHASES",
+            help="Only pulls in these phases, comma-separated (e.g. failed).",
+            rich_help_panel=FILTERS,
+            show_default=False,
+        ),
+    ] = "",
+    image: Image = "",
+    output: Annotated[
+        Format, typer.Option("-o", "--output", help="Output format.", rich_help_panel=OUTPUT)
+    ] = Format.table,
+    json: Annotated[
+        bool, typer.Option("--json", help="Same as -o json.", rich_help_panel=OUTPUT)
+    ] = (False),
+    watch: Annotated[
+        bool,
+        typer.Option(
+            "-w",
+            "--watch",
+            help="After the listing, print rows as they change.",
+            rich_help_panel=OUTPUT,
+        ),
+    ] = False,
+    sample: Annotated[
+        float,
+        typer.Option(
+            parser=_duration,
+            metavar="DURATION",
+            help="With --containerd: time between the two samples that measure speed.",
+            show_default="1s",
+            rich_help_panel=CONTAINERD,
+        ),
+    ] = 1.0,
+) -> int:
+    import sys
+
+    from pulltrace.commands import output as formats
+    from pulltrace.commands.ls import list_pulls, node_warnings
+
+    fmt = "json" if json else output.value
+    query = _query(namespace, all_namespaces, node, phase, image)
+    plan = plan_for(locals())
+    if plan.notice:
+        print(f"pulltrace: {plan.notice}", file=sys.stderr)
+    if watch:
+        import asyncio
+
+        from pulltrace.commands.ls import watch_rows
+
+        asyncio.run(watch_rows(plan, query, fmt))
+        return 0
+    pulls = list_pulls(plan, query, sample)
+    for line in node_warnings(plan, query):
+        print(line, file=sys.stderr)
+    sys.stdout.write(formats.format_pulls(pulls, fmt))
+    return 0
+
+
+@commands.command(
+    rich_help_panel=CLIENTS,
+    help=(
+        "Watch image pulls live: which images pull on which nodes, layer by layer, how "
+        "fast, which pods wait. Press ? inside for keys."
+    ),
+)
+def watch(
+    server: Server = "",
+    token: Token = "",
+    kubeconfig: Kubeconfig = None,
+    context: Context = None,
+    collector_namespace: CollectorNamespace = "pulltrace",
+    collector_service: CollectorService = "pulltrace-collector",
+    containerd: Containerd = None,
+    containerd_namespace: ContainerdNamespace = "k8s.io",
+    demo: Demo = False,
+    seed: Seed = 7,
+    namespace: Namespace = None,
+    all_namespaces: AllNamespaces = False,
+    node: Node = None,
+) -> int:
+    plan = plan_for(locals())
+    from pulltrace.tui.app import PulltraceApp
+
+    namespaces = [namespace] if namespace and not all_namespaces else []
+    PulltraceApp(
+        plan.source(namespaces),
+        namespace=namespace,
+        node=node,
+        all_namespaces=all_namespaces,
+    ).run()
+    return 0
+
+
+@commands.command(
+    rich_help_panel=CLIENTS,
+    help=(
+        "Block until the selected pods' images are pulled (for CI), printing plain "
+        "progress lines. An image already present counts.\n\nExit codes: 0 all pulled, 1 "
+        "a pull failed, 2 timed out, 3 usage or connection error."
+    ),
+)
+def wait(
+    pods: Annotated[
+        list[str] | None,
+        typer.Argument(metavar="[POD]...", help="Pod names (or use -l).", show_default=False),
+    ] = None,
+    namespace: Annotated[
+        str | None,
+        typer.Option(
+            "-n",
+            "--namespace",
+            metavar="NS",
+            help="The pods' namespace (default the context's).",
+            rich_help_panel=FILTERS,
+            autocompletion=complete.namespaces,
+        ),
+    ] = None,
+    selector: Annotated[
+        str,
+        typer.Option(
+            "-l",
+            "--selector",
+            metavar="SELECTOR",
+            help="Label selector, as kubectl -l.",
+            rich_help_panel=FILTERS,
+            show_default=False,
+        ),
+    ] = "",
+    image: Image = "",
+    timeout: Annotated[
+        float,
+        typer.Option(
+            parser=_duration,
+            metavar="DURATION",
+            help="Give up after this long.",
+            show_default="10m",
+        ),
+    ] = 600.0,
+    interval: Annotated[
+        float,
+        typer.Option(
+            parser=_duration,
+            metavar="DURATION",
+            help="At most one progress line per pull this often.",
+            show_default="5s",
+        ),
+    ] = 5.0,
+    server: Server = "",
+    token: Token = "",
+    kubeconfig: Kubeconfig = None,
+    context: Context = None,
+    collector_namespace: CollectorNamespace = "pulltrace",
+    collector_service: CollectorService = "pulltrace-collector",
+    containerd: Containerd = None,
+    containerd_namespace: ContainerdNamespace = "k8s.io",
+    demo: Demo = False,
+    seed: Seed = 7,
+) -> int:
+    import asyncio
+
+    from pulltrace.commands.wait import Printer, Selection
+    from pulltrace.commands.wait import wait as wait_for
+    from pulltrace.kube.config import current_namespace
+
+    names = tuple(pods or ())
+    if names and selector:
+        raise UsageError("name pods or give -l, not both")
+    plan = plan_for(locals())
+    pods_namespace = namespace or ("" if plan.cluster is None else current_namespace(kubeconfig))
+    selection = Selection(pods_namespace, selector, names, image)
+    printer = Printer(interval=interval, github=os.environ.get("GITHUB_ACTIONS") == "true")
+    return asyncio.run(wait_for(plan, selection, timeout, printer))
+
+
+@commands.command(
+    rich_help_panel=ROLES,
+    help=(
+        "Run the node agent (DaemonSet role): poll this node's containerd and report "
+        "pulls to the collector."
+    ),
+)
+def agent(
+    containerd: Containerd = None,
+    containerd_namespace: ContainerdNamespace = "k8s.io",
+    server: Annotated[
+        str,
+        typer.Option(envvar="PULLTRACE_SERVER_URL", help="Collector base URL.", show_default=False),
+    ] = "",
+    node: Annotated[
+        str,
+        typer.Option(
+            envvar="PULLTRACE_NODE_NAME",
+            help="Node name to report (default the hostname).",
+            show_default=False,
+        ),
+    ] = "",
+    interval: Annotated[
+        float | None,
+        typer.Option(
+            parser=_duration,
+            metavar="DURATION",
+            help="Poll interval (env PULLTRACE_REPORT_INTERVAL; default 1s).",
+        ),
+    ] = None,
+    stall_timeout: Annotated[
+        float,
+        typer.Option(
+            parser=_duration,
+            metavar="DURATION",
+            help="A download that makes no progress this long is failed.",
+            show_default="90s",
+        ),
+    ] = 90.0,
+    health_listen: Annotated[
+        str | None,
+        typer.Option(
+            metavar="ADDR",
+            help=f'Serve GET /healthz and /readyz here (env {HEALTH_ENV}; default :8081; "off" '
+            'or "" disables).',
+        ),
+    ] = None,
+    log_level: Annotated[str | None, typer.Option(help="debug, info, warning, error.")] = None,
+) -> int:
+    import socket
+
+    from pulltrace import logs
+    from pulltrace.agent.sockets import MISSING_CLIENT, candidates, client_installed
+    from pulltrace.listen import parse_address
+
+    if not client_installed():
+        raise UsageError(MISSING_CLIENT)
+    if not server:
+        raise UsageError("agent needs --server or PULLTRACE_SERVER_URL (the collector's URL)")
+    if not server.startswith(("http://", "https://")):
+        raise UsageError(f"--server must be an http:// or https:// URL, not {server!r}")
+    node = node or socket.gethostname()
+    if not node or len(node) > 253:
+        raise UsageError("agent needs a node name of 1-253 characters (--node)")
+    interval = interval or _env_duration("PULLTRACE_REPORT_INTERVAL", "1s")
+    sockets = candidates(containerd)
+    if len(sockets[0]) > MAX_SOCKET_PATH:
+        raise UsageError(f"--containerd: a socket path of at most {MAX_SOCKET_PATH} characters")
+    health, health_source = health_listen, "--health-listen"
+    if health is None:
+        health = os.environ.get(HEALTH_ENV, ":8081")
+        health_source = HEALTH_ENV
+    health_address = None if health.strip() in ("", "off") else parse_address(health, health_source)
+    logs.setup(log_level)
+    from pulltrace.agent.daemon import AgentConfig, run
+
+    config = AgentConfig(
+        server=server,
+        node_name=node,
+        containerd=sockets,
+        namespace=containerd_namespace,
+        interval=interval,
+        token=os.environ.get("PULLTRACE_AGENT_TOKEN", ""),
+        stall_timeout=stall_timeout,
+        health_listen=health_address,
+    )
+    return run(config)
+
+
+@commands.command(
+    rich_help_panel=ROLES,
+    help=(
+        "Run the collector (in-cluster Deployment): aggregate agent reports and serve "
+        "them to watch, ls and wait. Tokens come from PULLTRACE_AGENT_TOKEN and "
+        "PULLTRACE_READ_TOKEN only."
+    ),
+)
+def collector(
+    listen: Annotated[str, typer.Option(help="API address (:8080 is every interface).")] = ":8080",
+    metrics_listen: Annotated[str, typer.Option(help="Address of /metrics.")] = ":9090",
+    history_ttl: Annotated[
+        str | None,
+        typer.Option(
+            metavar="DURATION",
+            help="Keep finished pulls this long (env PULLTRACE_HISTORY_TTL; default 30m).",
+        ),
+    ] = None,
+    watch_namespaces: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma-separated namespaces whose pods to match (env "
+            "PULLTRACE_WATCH_NAMESPACES; default all).",
+        ),
+    ] = None,
+    log_level: Annotated[
+        str | None,
+        typer.Option(help="debug, info, warning, error (env PULLTRACE_LOG_LEVEL)."),
+    ] = None,
+) -> int:
+    from pulltrace import logs
+    from pulltrace.collector.config import CollectorConfig
+
+    config = CollectorConfig.from_flags(
+        listen=listen,
+        metrics_listen=metrics_listen,
+        history_ttl=history_ttl,
+        log_level=log_level,
+        watch_namespaces=watch_namespaces,
+    )
+    logs.setup(config.log_level)
+    from pulltrace.collector.server import run
+
+    return run(config)
+
+
+class Shell(StrEnum):
+    bash = "bash"
+    zsh = "zsh"
+    fish = "fish"
+
+
+@commands.command(
+    rich_help_panel=SHELL,
+    help="Print the shell completion script, as kubectl completion does: for example "
+    "[bold]source <(pulltrace completion bash)[/bold] in ~/.bashrc.",
+)
+def completion(shell: Annotated[Shell, typer.Argument(help="The shell to complete in.")]) -> int:
+    # Typer's own generator, the one --show-completion uses (a private module: typer is pinned).
+    from typer._completion_shared import get_completion_script
+
+    script = get_completion_script(
+        prog_name="pulltrace", complete_var=complete.COMPLETE_VAR, shell=shell.value
+    )
+    typer.echo(script)
+    return 0
+
+
+def _env_duration(name: str, default: str) -> float:
+    raw = os.environ.get(name, default)
+    try:
+        return parse.duration(raw)
+    except parse.ParseError as err:
+        raise UsageError(f"{name}: {err}") from None
+
+
+def _query(
+    namespace: str | None, all_namespaces: bool, node: str | None, phase: str, text: str
+) -> Query:
+    from pulltrace.client.store import Query
+
+    phases = frozenset(p for p in phase.split(",") if p)
+    chosen = "" if all_namespaces else namespace or ""
+    return Query(text=text, node=node or "", namespace=chosen, phases=phases)
+
+
+def source_args(params: dict[str, object]) -> SourceArgs:
+    """The source flags out of a command's parameters (its ``locals()`` or a completion
+    context's ``params``); absent ones keep ``SourceArgs``' defaults."""
+    from pulltrace.client.connect import SourceArgs
+
+    fields = set(SourceArgs.__struct_fields__)
+    given = {k: v for k, v in params.items() if k in fields and v is not None}
+    return SourceArgs(**given)  # type: ignore[arg-type]
+
+
+def plan_for(params: dict[str, object]) -> Plan:
+    """Resolves the source; raises a SourceError with one line for the user."""
+    from pulltrace.client.connect import resolve
+
+    return resolve(source_args(params))
