@@ -256,7 +256,7 @@ def _query(args: argparse.Namespace, phase: str = "", text: str = "") -> Query:
 
 def _ls(args: argparse.Namespace) -> int:
     from pulltrace.commands import output
-    from pulltrace.commands.ls import list_pulls, node_warnings
+    from pulltrace.commands.ls import list_pulls
 
     fmt = "json" if args.json else args.output
     query = _query(args, args.phase, args.image)
@@ -270,10 +270,10 @@ def _ls(args: argparse.Namespace) -> int:
 
         asyncio.run(watch_rows(plan, query, fmt))
         return 0
-    pulls = list_pulls(plan, query, args.sample)
-    for line in node_warnings(plan, query):
+    listing = list_pulls(plan, query, args.sample)
+    for line in listing.warnings:
         print(line, file=sys.stderr)
-    sys.stdout.write(output.format_pulls(pulls, fmt))
+    sys.stdout.write(output.format_pulls(listing.pulls, fmt))
     return 0
 
 

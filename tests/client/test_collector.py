@@ -1,5 +1,5 @@
-"""The client side of the collector API over real sockets: REST reads with one-line errors, and
-the SSE source that resumes, reports its connection state and survives a collector restart."""
+"""The collector source over real sockets: its one-shot listing with one-line errors, and the
+SSE stream that resumes, reports its connection state and survives a collector restart."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from pulltrace.client.collector import CollectorSource
-from pulltrace.client.rest import CollectorError, Endpoint, get_pulls
+from pulltrace.client.endpoint import CollectorError, Endpoint
 from pulltrace.client.source import ConnectionState, Event, Message, Snapshot
 from tests.collector.conftest import FAST, Running, body, layer, pull, start
 
@@ -56,22 +56,27 @@ async def until(stream: AsyncIterator[Message], wanted: type, timeout: float = 1
     return await asyncio.wait_for(find(), timeout)
 
 
-async def test_fetch_pulls_reads_what_agents_reported(collector: Running, port: int) -> None:
+def listed(endpoint: Endpoint, node: str = "") -> Snapshot:
+    return CollectorSource(endpoint, node=node).list_once()
+
+
+async def test_list_once_reads_what_agents_reported(collector: Running, port: int) -> None:
     await asyncio.to_thread(post, port, "node-a", 400)
-    pulls = await asyncio.to_thread(get_pulls, endpoint(port))
-    assert [(p.node_name, p.downloaded_bytes) for p in pulls] == [("node-a", 400)]
-    assert await asyncio.to_thread(get_pulls, endpoint(port), {"node": "node-b"}) == []
+    snapshot = await asyncio.to_thread(listed, endpoint(port))
+    assert [(p.node_name, p.downloaded_bytes) for p in snapshot.pulls] == [("node-a", 400)]
+    assert [n.node_name for n in snapshot.nodes or []] == ["node-a"]
+    assert (await asyncio.to_thread(listed, endpoint(port), "node-b")).pulls == []
 
 
-async def test_fetch_errors_are_one_line(collector: Running, port: int) -> None:
+async def test_list_once_errors_are_one_line(collector: Running, port: int) -> None:
     with pytest.raises(CollectorError) as refused:
-        await asyncio.to_thread(get_pulls, endpoint(port, token="wrong"))
+        await asyncio.to_thread(listed, endpoint(port, token="wrong"))
     assert str(refused.value).startswith(f"collector at http://127.0.0.1:{port} refused")
     assert "401" in str(refused.value)
 
     closed = free_port()
     with pytest.raises(CollectorError) as unreachable:
-        await asyncio.to_thread(get_pulls, endpoint(closed))
+        await asyncio.to_thread(listed, endpoint(closed))
     assert str(unreachable.value).startswith("cannot reach the collector at")
     for err in (refused.value, unreachable.value):
         assert "\n" not in str(err)
