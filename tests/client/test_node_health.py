@@ -20,7 +20,7 @@ from pulltrace.client.source import NodeUpdate, Snapshot
 from pulltrace.client.store import ClientStore
 from pulltrace.model import AgentReport, PullStatus, StreamSnapshot, decode, encode
 from tests.client.test_cluster_sources import IMAGE, REPO, SCHEMA, pulltrace
-from tests.client.test_collector_source import until
+from tests.client.test_collector import until
 from tests.collector.conftest import FAST, FakeCorrelator, Running, layer, pull, report, start
 from tests.hostile import EMPTY_LIST, FakeServer
 
