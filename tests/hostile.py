@@ -135,6 +135,7 @@ class FakeServer:
         self.requests: list[str] = []
         self._stop = threading.Event()
         self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener.settimeout(0.1)  # so that the accept loop sees the stop at once
         self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
         self._thread = threading.Thread(target=self._accept, name="fake-server", daemon=True)
 
@@ -144,15 +145,18 @@ class FakeServer:
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
-        self._listener.close()
         self._thread.join(5)
+        self._listener.close()
 
     def _accept(self) -> None:
         while not self._stop.is_set():
             try:
                 conn, _ = self._listener.accept()
+            except TimeoutError:
+                continue
             except OSError:
                 return
+            conn.settimeout(None)
             threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
 
     def _serve(self, conn: socket.socket) -> None:

@@ -25,12 +25,13 @@ from pulltrace.client.endpoint import (
     Client,
     CollectorError,
     Endpoint,
+    cause,
     explain_status,
-    failure,
     media_type,
     too_large,
     too_quiet,
     too_slow,
+    unreachable,
     unreadable,
 )
 from pulltrace.client.source import (
@@ -181,7 +182,7 @@ class CollectorSource:
         except TimeoutError:
             raise CollectorError(too_slow(endpoint, HEADERS_DEADLINE)) from None
         except (httpx.HTTPError, httpx.StreamError, OSError) as err:
-            raise CollectorError(failure(endpoint, err, HEADERS_DEADLINE)) from None
+            raise CollectorError(_failure(endpoint, err, HEADERS_DEADLINE)) from None
 
     async def _read(self, response: httpx.Response) -> AsyncIterator[Message]:
         """The stream's messages; CollectorError when it breaks a bound or sends garbage. The
@@ -222,7 +223,7 @@ class CollectorSource:
             raise CollectorError(unreadable(endpoint, printable(str(err), 200))) from None
         except (httpx.HTTPError, httpx.StreamError, OSError) as err:
             # httpx's own read timeout is the event deadline too: no byte in all that time
-            raise CollectorError(failure(endpoint, err, self._event_deadline)) from None
+            raise CollectorError(_failure(endpoint, err, self._event_deadline)) from None
         finally:
             await chunks.aclose()  # type: ignore[attr-defined]
 
@@ -236,6 +237,20 @@ class CollectorSource:
             node = msgspec.json.decode(data, type=NodeStatus)
             return NodeUpdate(node, removed=event == "node.removed")
         return None  # a newer collector's event type: ignore, as the v1 schema promises
+
+
+def _failure(endpoint: Endpoint, err: Exception, seconds: float) -> str:
+    """One line for what httpx raised: too slow (``seconds`` was the deadline), not HTTP, or
+    not reached at all."""
+    import httpx
+
+    if isinstance(err, httpx.TimeoutException):
+        return too_slow(endpoint, seconds)
+    if isinstance(err, httpx.UnsupportedProtocol | httpx.InvalidURL):
+        return f"not an http(s) URL: {endpoint.base_url!r}"
+    if isinstance(err, httpx.RemoteProtocolError | httpx.DecodingError):
+        return unreadable(endpoint, cause(err))
+    return unreachable(endpoint, cause(err))
 
 
 async def _read_some(response: httpx.Response, limit: int) -> bytes:
