@@ -268,9 +268,11 @@ class Client:
             raise CollectorError(too_slow(endpoint, deadline)) from None
         except h11.RemoteProtocolError as err:
             raise CollectorError(unreadable(endpoint, cause(err))) from None
-        except h11.LocalProtocolError as err:  # e.g. a token with a newline in it
+        except h11.LocalProtocolError:  # its message would quote the credentials
             raise CollectorError(
-                f"cannot send a request to the collector at {endpoint.base_url}: {cause(err)}"
+                f"cannot send a request to the collector at {endpoint.base_url}: a header "
+                "(the token or the kubeconfig's credentials) has a character HTTP does not "
+                "allow, such as a trailing newline"
             ) from None
         except OSError as err:
             raise CollectorError(unreachable(endpoint, cause(err))) from None

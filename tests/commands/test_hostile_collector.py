@@ -90,3 +90,13 @@ def test_wait_timeout_is_hard_whatever_the_stream_does(name: str) -> None:
     assert outcome.stderr == ""
     assert "timed out: nothing matched web" in outcome.stdout
     assert "\x1b" not in outcome.stdout
+
+
+def test_a_token_with_a_newline_is_one_line_that_does_not_quote_it() -> None:
+    with FakeServer({PULLS_PATH: EMPTY_LIST}) as server:
+        args = command("ls", "--server", server.url, "--token", "s3cret\n")
+        outcome = run_bounded(args, REQUEST_DEADLINE + SLACK)
+        assert server.requests == []  # refused before anything was sent
+    assert outcome.code == EXIT_ERROR, outcome
+    (line,) = outcome.stderr.splitlines()
+    assert "trailing newline" in line and "s3cret" not in line
