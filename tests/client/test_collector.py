@@ -7,6 +7,7 @@ import asyncio
 import socket
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
+from pathlib import Path
 
 import httpx
 import pytest
@@ -14,6 +15,7 @@ import pytest
 from pulltrace.client.collector import CollectorSource
 from pulltrace.client.endpoint import CollectorError, Endpoint
 from pulltrace.client.source import ConnectionState, Event, Message, Snapshot
+from testkit.kube.tls import TlsFront
 from tests.collector.conftest import FAST, Running, body, layer, pull, start
 
 
@@ -134,3 +136,28 @@ async def test_wrong_token_goes_offline_without_raising(collector: Running, port
         await stream.aclose()  # type: ignore[attr-defined]
     assert [s.state for s in states] == ["reconnecting", "reconnecting", "offline"]
     assert "refused the credentials (401)" in states[-1].detail
+
+
+async def test_list_once_and_stream_over_tls(collector: Running, port: int, tmp_path: Path) -> None:
+    """HTTPS checked against a CA, as through a real API server: the one-shot GET (h11 over
+    ``ssl``) and the stream (httpx) both verify the chain, and an unknown CA is one line."""
+    await asyncio.to_thread(post, port, "node-a", 400)
+    with TlsFront(f"127.0.0.1:{port}", tmp_path) as front:
+        url = f"https://{front.host_port}"
+        trusted = Endpoint(url, {"Authorization": "Bearer reader"}, verify=str(front.ca))
+        snapshot = await asyncio.to_thread(listed, trusted)
+        assert [p.node_name for p in snapshot.pulls] == ["node-a"]
+
+        stream = aiter(CollectorSource(trusted, backoff=0.05))
+        try:
+            assert await until(stream, ConnectionState) == ConnectionState("live", url)
+            first = await until(stream, Snapshot)
+            assert isinstance(first, Snapshot) and len(first.pulls) == 1
+        finally:
+            await stream.aclose()  # type: ignore[attr-defined]
+
+        with pytest.raises(CollectorError) as untrusted:
+            await asyncio.to_thread(listed, Endpoint(url, {"Authorization": "Bearer reader"}))
+    message = str(untrusted.value)
+    assert message.startswith(f"cannot reach the collector at {url}: ")
+    assert "CERTIFICATE_VERIFY_FAILED" in message and "\n" not in message
