@@ -9,7 +9,8 @@ because a watcher wants to see RECONNECTING, not a traceback, when the collector
 Everything the stream reads is bounded like the one-shot reads (``endpoint.py``): the answer's
 headers must come within ``HEADERS_DEADLINE``, and each event (a heartbeat counts) within
 ``EVENT_DEADLINE`` of the one before, however slowly the bytes trickle; no event may exceed
-``MAX_EVENT`` bytes. A stream that breaks a bound is dropped and reconnected, like a lost one.
+``MAX_EVENT`` bytes (counted after httpx has decompressed the gzip the collector sends). A
+stream that breaks a bound is dropped and reconnected, like a lost one.
 """
 
 from __future__ import annotations
@@ -95,20 +96,15 @@ class CollectorSource:
         ``/api/v1/nodes``. Raises CollectorError (one line) when the pulls cannot be read; a
         collector older than node health (404) gives ``nodes`` None, and one whose nodes fail
         says why in ``nodes_error``."""
-        with Client(self.endpoint) as client:
-            pulls = client.get_json(PULLS_PATH, PullList, self._params).pulls
-            try:
-                reply = client.get(NODES_PATH)
-                if reply.status == 404:
-                    return Snapshot(pulls)
-                return Snapshot(pulls, client.json(reply, NodeList).nodes)
-            except CollectorError as err:
-                return Snapshot(pulls, nodes_error=str(err))
-
-    def probe(self, path: str = "/healthz", deadline: float = 5.0) -> int:
-        """The status of one GET; raises CollectorError only when no answer came in time."""
-        with Client(self.endpoint) as client:
-            return client.get(path, deadline=deadline).status
+        client = Client(self.endpoint)
+        pulls = client.get_json(PULLS_PATH, PullList, self._params).pulls
+        try:
+            reply = client.get(NODES_PATH)
+            if reply.status == 404:
+                return Snapshot(pulls)
+            return Snapshot(pulls, client.json(reply, NodeList).nodes)
+        except CollectorError as err:
+            return Snapshot(pulls, nodes_error=str(err))
 
     def __aiter__(self) -> AsyncIterator[Message]:
         return self._messages()

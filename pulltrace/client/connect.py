@@ -137,8 +137,7 @@ def _probe(endpoint: Endpoint, cluster: Cluster) -> str | None:
     """None when the collector answers through the proxy, else why the API alone is used."""
     where = _service_name(endpoint)
     try:
-        with Client(endpoint) as client:
-            status = client.get("/healthz", deadline=PROBE_TIMEOUT).status
+        status = Client(endpoint).get("/healthz", deadline=PROBE_TIMEOUT).status
     except CollectorError as err:
         reason = str(err).partition(": ")[2] or str(err)
         raise ResolveError(
