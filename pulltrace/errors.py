@@ -15,11 +15,11 @@ The tree (each class is defined next to the code that raises it)::
      │                              bound; pulltrace.collector.config: a namespace, duration
      ├── SourceError                a data source cannot be reached or read
      │    ├── ContainerdError       pulltrace.agent.containerd: the socket, or a refused call
-     │    ├── CollectorError        pulltrace.client.rest: no (usable) answer from a collector
+     │    ├── CollectorError        pulltrace.client.endpoint: no (usable) answer from a collector
      │    ├── KubeConfigError       pulltrace.kube.config: a kubeconfig that cannot be loaded
      │    ├── KubeApiError          pulltrace.kube.api: the API server refused or is not there
      │    ├── ResolveError          pulltrace.client.connect: the flags lead to no usable source
-     │    └── ListingError          pulltrace.commands.ls: the source timed out while listing
+     │    └── ListingError          pulltrace.client.kubeapi: pods and events not listed in time
      └── InvalidReference           pulltrace.kube.refs: an image reference containerd refuses
 
 ``ParseError``, ``ConfigError`` and ``InvalidReference`` are also ``ValueError``s: they are what

@@ -104,8 +104,8 @@ def test_the_docstring_draws_every_public_error() -> None:
 def test_each_branch_is_where_its_code_says() -> None:
     from pulltrace.agent.containerd import ContainerdError
     from pulltrace.client.connect import ResolveError
-    from pulltrace.client.rest import CollectorError
-    from pulltrace.commands.ls import ListingError
+    from pulltrace.client.endpoint import CollectorError
+    from pulltrace.client.kubeapi import ListingError
     from pulltrace.kube.api import KubeApiError
     from pulltrace.kube.config import KubeConfigError
     from pulltrace.kube.refs import InvalidReference

@@ -285,7 +285,7 @@ def ls(
     import sys
 
     from pulltrace.commands import output as formats
-    from pulltrace.commands.ls import list_pulls, node_warnings
+    from pulltrace.commands.ls import list_pulls
 
     fmt = "json" if json else output.value
     query = _query(namespace, all_namespaces, node, phase, image)
@@ -299,10 +299,10 @@ def ls(
 
         asyncio.run(watch_rows(plan, query, fmt))
         return 0
-    pulls = list_pulls(plan, query, sample)
-    for line in node_warnings(plan, query):
+    listing = list_pulls(plan, query, sample)
+    for line in listing.warnings:
         print(line, file=sys.stderr)
-    sys.stdout.write(formats.format_pulls(pulls, fmt))
+    sys.stdout.write(formats.format_pulls(listing.pulls, fmt))
     return 0
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -65,28 +66,25 @@ def _from_source(
     return _matching(found[0] if found else [], incomplete)
 
 
+if TYPE_CHECKING:
+    from pulltrace.client.source import Snapshot
+
+
 def _matching(names: Iterable[str], incomplete: str) -> list[str]:
     return sorted({n for n in names if n.startswith(incomplete) and n.isprintable()})
 
 
-def _namespaces(params: dict[str, object]) -> Iterable[str]:
+def _snapshot(params: dict[str, object]) -> Snapshot:
+    """What the chosen source holds now, through its one-shot listing."""
     from pulltrace.cli.app import plan_for
-    from pulltrace.client.store import Query
-    from pulltrace.commands.ls import list_pulls
 
-    pulls = list_pulls(plan_for(params), Query(), SAMPLE)
-    return (pod.namespace for pull in pulls for pod in pull.pods)
+    return plan_for(params).source([], sample=SAMPLE).list_once()
+
+
+def _namespaces(params: dict[str, object]) -> Iterable[str]:
+    return (pod.namespace for pull in _snapshot(params).pulls for pod in pull.pods)
 
 
 def _nodes(params: dict[str, object]) -> Iterable[str]:
-    from pulltrace.cli.app import plan_for
-    from pulltrace.client.store import Query
-    from pulltrace.commands.ls import list_pulls
-
-    plan = plan_for(params)
-    names = [pull.node_name for pull in list_pulls(plan, Query(), SAMPLE)]
-    if plan.kind in ("collector", "proxy") and plan.endpoint is not None:
-        from pulltrace.client.rest import get_nodes
-
-        names += [node.node_name for node in get_nodes(plan.endpoint) or []]
-    return names
+    snapshot = _snapshot(params)
+    return [p.node_name for p in snapshot.pulls] + [n.node_name for n in snapshot.nodes or []]

@@ -1,4 +1,5 @@
-"""Which source a command reads, decided once for ``watch``, ``ls`` and ``wait`` alike.
+"""Which source a command reads, decided once for ``watch``, ``ls`` and ``wait`` alike: the one
+place that knows the kinds of source (``Plan.source`` builds it, ``resolve`` picks the kind).
 
 Explicit flags win (``--demo``, ``--containerd``, ``--server``); otherwise, as kubectl would:
 ``PULLTRACE_SERVER``, then the current kubeconfig context, where the collector is reached
@@ -8,10 +9,12 @@ through the API server's service proxy, or, when it is not installed, the Kubern
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from typing import Literal
 
 import msgspec
 
+from pulltrace.client.endpoint import Client, CollectorError, Endpoint, with_token
 from pulltrace.client.kubeconfig import (
     DEFAULT_NAMESPACE,
     DEFAULT_PORT,
@@ -20,7 +23,6 @@ from pulltrace.client.kubeconfig import (
     load_cluster,
     proxy_endpoint,
 )
-from pulltrace.client.rest import CollectorError, Endpoint, get, with_token
 from pulltrace.client.source import Source
 from pulltrace.errors import SourceError
 
@@ -57,29 +59,35 @@ class Plan(msgspec.Struct, frozen=True):
     notice: str = ""
     """Said once to the user (stderr, or the TUI's status line): why this source, what it lacks."""
 
-    def source(self, namespaces: list[str] | None = None) -> Source:
+    def source(
+        self, namespaces: Sequence[str] | None = None, *, node: str = "", sample: float = 1.0
+    ) -> Source:
+        """The source, scoped where it can filter at the origin: ``namespaces`` for the
+        Kubernetes API's watches and a collector's listing (one namespace), ``node`` for a
+        collector's listing. ``sample``: containerd's time between two polls."""
+        scope = list(namespaces or [])
         if self.kind in ("collector", "proxy"):
             assert self.endpoint is not None
             from pulltrace.client.collector import CollectorSource
 
             context = self.cluster.context if self.cluster else ""
-            return CollectorSource(self.endpoint, context)
+            return CollectorSource(self.endpoint, context, node=node, namespaces=scope)
         if self.kind == "api":
             from pulltrace.client.kubeapi import ApiOnlySource
 
             assert self.cluster is not None
-            return ApiOnlySource(self.cluster, namespaces or [])
+            return ApiOnlySource(self.cluster, scope)
         if self.kind == "containerd":
-            from pulltrace.client.local import ContainerdSource
+            from pulltrace.client.containerd import ContainerdSource
 
-            return ContainerdSource(self.containerd, self.containerd_namespace)
+            return ContainerdSource(self.containerd, self.containerd_namespace, sample)
         from pulltrace.client.demo import DemoSource
 
         return DemoSource(self.seed)
 
 
 def resolve(args: SourceArgs) -> Plan:
-    """Synchronous, and without asyncio or httpx, so that ``ls --server`` starts fast."""
+    """Synchronous, and without asyncio, so that ``ls --server`` starts fast."""
     if args.demo:
         return Plan("demo", seed=args.seed)
     if args.containerd:
@@ -129,7 +137,7 @@ def _probe(endpoint: Endpoint, cluster: Cluster) -> str | None:
     """None when the collector answers through the proxy, else why the API alone is used."""
     where = _service_name(endpoint)
     try:
-        status, _ = get(endpoint, "/healthz", timeout=PROBE_TIMEOUT)
+        status = Client(endpoint).get("/healthz", deadline=PROBE_TIMEOUT).status
     except CollectorError as err:
         reason = str(err).partition(": ")[2] or str(err)
         raise ResolveError(

@@ -51,36 +51,60 @@ class DemoSource:
     def context(self) -> str:
         return "demo"
 
-    async def __aiter__(self) -> AsyncIterator[Message]:
-        from pulltrace.pullstore import PullStore
+    def list_once(self) -> Snapshot:
+        """The cluster right after the warm-up: what ``watch --demo`` opens on, as its stream
+        would have brought it to a watcher."""
+        from pulltrace.client.store import ClientStore
 
-        t = self.start if self.start is not None else self.clock() - self.warmup
-        warm_until = t + self.warmup
-        cluster = SimCluster(self.seed, self.nodes, start=t)
-        sim_now = [t]
-        store = PullStore(correlator=cluster.pods, clock=lambda: sim_now[0])
-        pending: list[Message] = []
-        store.add_listener(lambda event: pending.append(Event(event)))
-        store.add_node_listener(
-            lambda change: pending.append(
-                NodeUpdate(change.status, removed=change.kind == "node.removed")
-            )
-        )
+        run = _Run(self)
+        store = ClientStore()
+        store.apply(run.snapshot())
+        while run.t + STEP <= run.warm_until:
+            for message in run.step():
+                store.apply(message)
+        return Snapshot(store.pulls(), list((store.nodes or {}).values()))
+
+    async def __aiter__(self) -> AsyncIterator[Message]:
+        run = _Run(self)
         yield ConnectionState("live", "simulated cluster")
-        yield Snapshot(store.pulls(), store.nodes())
+        yield run.snapshot()
         while True:
-            t += STEP
-            if t > warm_until:
+            if run.t + STEP > run.warm_until:
                 self.warm = True
                 if not self.follow:
                     await asyncio.Event().wait()
-                await self.sleep(max(0.0, t - self.clock()))
+                await self.sleep(max(0.0, run.t + STEP - self.clock()))
             else:
                 await asyncio.sleep(0)
-            sim_now[0] = t
-            for report in cluster.step(t):
-                store.apply_report(report)
-            store.tick()
-            for message in pending:
+            for message in run.step():
                 yield message
-            pending.clear()
+
+
+class _Run:
+    """One simulated cluster and the collector store it reports to, stepped by hand."""
+
+    def __init__(self, source: DemoSource) -> None:
+        from pulltrace.pullstore import PullStore
+
+        self.t = source.start if source.start is not None else source.clock() - source.warmup
+        self.warm_until = self.t + source.warmup
+        self.cluster = SimCluster(source.seed, source.nodes, start=self.t)
+        self.store = PullStore(correlator=self.cluster.pods, clock=lambda: self.t)
+        self.pending: list[Event | NodeUpdate] = []
+        self.store.add_listener(lambda event: self.pending.append(Event(event)))
+        self.store.add_node_listener(
+            lambda change: self.pending.append(
+                NodeUpdate(change.status, removed=change.kind == "node.removed")
+            )
+        )
+
+    def snapshot(self) -> Snapshot:
+        return Snapshot(self.store.pulls(), self.store.nodes())
+
+    def step(self) -> list[Event | NodeUpdate]:
+        self.t += STEP
+        for report in self.cluster.step(self.t):
+            self.store.apply_report(report)
+        self.store.tick()
+        messages, self.pending = self.pending, []
+        return messages

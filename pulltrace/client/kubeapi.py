@@ -2,7 +2,8 @@
 events and waiting pods), phase-level only.
 
 The watches are the collector's own (``KubeCorrelator``), so both agree on what a kubelet pull
-is; here they run inside the CLI with the user's credentials.
+is; here they run inside the CLI with the user's credentials. ``list_once`` lists pods and events
+once through the same index as the live stream.
 """
 
 from __future__ import annotations
@@ -12,12 +13,17 @@ from collections.abc import AsyncIterator, Sequence
 
 from pulltrace.client.kubeconfig import Cluster
 from pulltrace.client.source import ConnectionState, Message, Snapshot
+from pulltrace.errors import SourceError
 from pulltrace.kube.api import KubeApiError, preflight
-from pulltrace.model import PullStatus
 
 NOTICE = "API only: byte progress, speed and ETA need the pulltrace collector in the cluster"
 SYNC_TIMEOUT = 30.0
 DEBOUNCE = 0.5
+
+
+class ListingError(SourceError):
+    """Raised by ``ApiOnlySource.list_once`` when the pods and events are not listed in time;
+    the API server's own refusals are ``KubeApiError``s."""
 
 
 class ApiOnlySource:
@@ -32,6 +38,19 @@ class ApiOnlySource:
     @property
     def context(self) -> str:
         return self.cluster.context
+
+    def list_once(self) -> Snapshot:
+        from pulltrace.kube.correlator import KubeCorrelator
+
+        preflight(self.cluster.api_client, self.cluster.server, self.namespaces)
+        correlator = KubeCorrelator(self.cluster.api_client, self.namespaces)
+        correlator.start()
+        try:
+            if not correlator.wait_synced(SYNC_TIMEOUT):
+                raise ListingError(f"could not list pods and events on {self.context} in time")
+            return Snapshot(correlator.kubelet_pulls())
+        finally:
+            correlator.close()
 
     def __aiter__(self) -> AsyncIterator[Message]:
         return self._messages()
@@ -67,18 +86,3 @@ class ApiOnlySource:
                 await asyncio.sleep(DEBOUNCE)  # a burst of watch events becomes one snapshot
         finally:
             await asyncio.to_thread(correlator.close)
-
-
-async def list_once(cluster: Cluster, namespaces: Sequence[str] = ()) -> list[PullStatus]:
-    """For ``ls``: list pods and events once, through the same index as the live view."""
-    from pulltrace.kube.correlator import KubeCorrelator
-
-    await asyncio.to_thread(preflight, cluster.api_client, cluster.server, namespaces)
-    correlator = KubeCorrelator(cluster.api_client, list(namespaces))
-    correlator.start()
-    try:
-        if not await asyncio.to_thread(correlator.wait_synced, SYNC_TIMEOUT):
-            raise TimeoutError(f"could not list pods and events on {cluster.context} in time")
-        return correlator.kubelet_pulls()
-    finally:
-        await asyncio.to_thread(correlator.close)

@@ -11,7 +11,7 @@ from typing import Any
 
 import msgspec
 
-from pulltrace.client.rest import Endpoint
+from pulltrace.client.endpoint import Endpoint
 
 DEFAULT_NAMESPACE = "pulltrace"
 DEFAULT_SERVICE = "pulltrace-collector"

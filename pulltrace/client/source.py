@@ -1,10 +1,16 @@
-"""The one interface between where pull data comes from and the views that show it.
+"""The one interface between where pull data comes from and the commands and views that show it.
 
-A collector's SSE stream, the Kubernetes API proxy, a local containerd socket and the demo all
-yield the same messages, so the TUI never knows which one it is talking to. A source starts
-with a ``Snapshot`` (after every reconnect too, since events may have been missed) and then
-streams ``Event``s, and ``NodeUpdate``s when it has agents to speak of; ``ConnectionState``
-tells the header what the user can trust.
+Each back end is one module with one class: a collector, directly or through the Kubernetes
+API server's proxy (``collector.py``), the Kubernetes API alone (``kubeapi.py``), one node's
+containerd (``containerd.py``) and the demo (``demo.py``); ``connect.py`` picks one. Each does
+two things, so that ``ls``, ``wait`` and ``watch`` never know which one they talk to:
+
+- ``list_once()``: what the source knows now, read once and synchronously (``ls`` starts no
+  event loop for it); a ``SourceError`` with one line when it cannot.
+- iterating it: the live stream. It starts with a ``Snapshot`` (after every reconnect too,
+  since events may have been missed), then ``Event``s, and ``NodeUpdate``s when the source has
+  agents to speak of; ``ConnectionState`` tells the header what the user can trust. The stream
+  reports trouble as states and reconnects; it does not raise.
 """
 
 from __future__ import annotations
@@ -26,6 +32,8 @@ class Snapshot(msgspec.Struct, frozen=True):
 
     pulls: list[PullStatus]
     nodes: list[NodeStatus] | None = None
+    nodes_error: str = ""
+    """From ``list_once``: why ``nodes`` is None although the source has agents (one line)."""
 
 
 class Event(msgspec.Struct, frozen=True):
@@ -48,7 +56,7 @@ Message = Snapshot | Event | NodeUpdate | ConnectionState
 
 
 class Source(Protocol):
-    """An async iterable of messages with two labels for the header."""
+    """A one-shot listing and an async iterable of messages, with two labels for the header."""
 
     @property
     def description(self) -> str:
@@ -58,6 +66,11 @@ class Source(Protocol):
     @property
     def context(self) -> str:
         """The kube context name, or ``""`` when there is none."""
+        ...
+
+    def list_once(self) -> Snapshot:
+        """Everything the source knows now; blocks, within the source's own deadline, and
+        raises a ``pulltrace.errors.SourceError`` with one line when it cannot answer."""
         ...
 
     def __aiter__(self) -> AsyncIterator[Message]: ...

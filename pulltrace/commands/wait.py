@@ -13,11 +13,12 @@ import asyncio
 import contextlib
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal, TextIO
+from typing import Any, Literal, TextIO, TypeVar
 
 from pulltrace import render
 from pulltrace.client.connect import Plan
@@ -32,6 +33,7 @@ POD_POLL = 2.0
 # Image-pull failures beyond kubelet's ErrImagePull/ImagePullBackOff that never resolve alone.
 NEVER_PULLABLE = frozenset({"InvalidImageName", "ErrImageNeverPull"})
 NeedState = Literal["pending", "pulled", "failed"]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -273,29 +275,29 @@ async def wait(
     printer: Printer,
     clock: Callable[[], float] = time.monotonic,
 ) -> int:
+    """``timeout`` is a hard deadline: the source's first listing, the pod listings and the
+    stream all stop with it, however slowly a server answers."""
     store = ClientStore()
     lister = _pod_lister(plan, selection)
     if lister is None and selection.selector:
         raise UsageError("-l needs cluster access (a kubeconfig); name pods instead")
-    if plan.endpoint is not None:
-        from pulltrace.client.rest import get_pulls
-
-        # fail fast (CollectorError, exit 3) on a collector that is not there at all
-        await asyncio.to_thread(get_pulls, plan.endpoint, {"node": "-"})
-    namespaces = [selection.namespace] if selection.namespace else []
+    deadline = clock() + timeout
+    source = plan.source([selection.namespace] if selection.namespace else [])
+    try:
+        # first: a source that is not there at all fails fast (SourceError, exit 3)
+        first: Snapshot | None = await _within(deadline - clock(), source.list_once)
+    except TimeoutError:
+        first = None
     link: list[ConnectionState] = []
-    ready = asyncio.Event()
 
     async def consume() -> None:
-        async for message in plan.source(namespaces):
+        async for message in source:
             if isinstance(message, ConnectionState):
                 if link and link[-1].state != message.state and message.state != "live":
                     printer.line(f"source {message.state}: {render.message_text(message.detail)}")
                 link.append(message)
             else:
                 store.apply(message)
-                if isinstance(message, Snapshot):
-                    ready.set()
 
     github = printer.github
     if github:
@@ -303,42 +305,46 @@ async def wait(
     printer.line(f"waiting for the images of {selection.describe()} ({plan.kind} source)")
     if plan.notice:
         printer.line(plan.notice)
-    deadline = clock() + timeout
-    consumer = asyncio.create_task(consume())
     needs: list[Need] = []
     verdict, code = "timed out", EXIT_TIMEOUT
-    try:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(ready.wait(), max(0.0, deadline - clock()))
-        last_pods: list[Pod] = []
-        next_list = 0.0
-        while clock() < deadline:
-            if consumer.done():
-                consumer.result()  # a source that ended by an error: surface it
-                break
-            if lister is not None and clock() >= next_list:
-                last_pods = await asyncio.to_thread(lister.list)
-                next_list = clock() + POD_POLL
-            pulls = store.pulls()
-            if lister is not None:
-                needs = needs_from_pods(last_pods, selection)
-            else:
-                needs = needs_from_pulls(pulls, selection)
-            apply_pulls(needs, pulls)
-            needs = dedupe(needs)
-            report(needs, printer, _troubles(store))
-            if any(n.state == "failed" for n in needs):
-                verdict, code = "a pull failed", EXIT_FAILED
-                break
-            if needs and all(n.state == "pulled" for n in needs):
-                verdict, code = "all images pulled", EXIT_PULLED
-                break
-            await asyncio.sleep(min(1.0, max(0.0, deadline - clock())))
-    finally:
-        consumer.cancel()
+    if first is not None:
+        store.apply(first)
+        consumer = asyncio.create_task(consume())
+        try:
+            last_pods: list[Pod] = []
+            next_list = 0.0
+            while clock() < deadline:
+                if consumer.done():
+                    consumer.result()  # a source that ended by an error: surface it
+                    break
+                if lister is not None and clock() >= next_list:
+                    try:
+                        last_pods = await _within(deadline - clock(), lister.list)
+                    except TimeoutError:
+                        break
+                    next_list = clock() + POD_POLL
+                pulls = store.pulls()
+                if lister is not None:
+                    needs = needs_from_pods(last_pods, selection)
+                else:
+                    needs = needs_from_pulls(pulls, selection)
+                apply_pulls(needs, pulls)
+                needs = dedupe(needs)
+                report(needs, printer, _troubles(store))
+                if any(n.state == "failed" for n in needs):
+                    verdict, code = "a pull failed", EXIT_FAILED
+                    break
+                if needs and all(n.state == "pulled" for n in needs):
+                    verdict, code = "all images pulled", EXIT_PULLED
+                    break
+                await asyncio.sleep(min(1.0, max(0.0, deadline - clock())))
+        finally:
+            consumer.cancel()
     if code == EXIT_TIMEOUT:
         waiting = [n for n in needs if n.state == "pending"]
-        if not needs:
+        if first is None:
+            printer.line(f"timed out: no answer from {source.description}")
+        elif not needs:
             printer.line(f"timed out: nothing matched {selection.describe()}")
         troubles = _troubles(store)
         for need in waiting:
@@ -363,3 +369,33 @@ async def wait(
             with open(summary, "a", encoding="utf-8") as fh:
                 fh.write(summary_markdown(needs, verdict))
     return code
+
+
+async def _within(seconds: float, call: Callable[[], T]) -> T:
+    """``call()`` in a daemon thread, given at most ``seconds`` (TimeoutError after that).
+    The blocking reads it runs (a source's one-shot listing, the pod listing) then cannot hold
+    ``wait`` past its deadline, nor its exit, as a worker of asyncio's own pool would: the
+    loop joins those when it closes."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+
+    def settle(result: T | None, error: BaseException | None) -> None:
+        if future.done():
+            return  # given up on: the deadline passed
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)  # type: ignore[arg-type]
+
+    def run() -> None:
+        result: T | None = None
+        error: BaseException | None = None
+        try:
+            result = call()
+        except BaseException as err:
+            error = err
+        with contextlib.suppress(RuntimeError):  # the loop has closed: nobody is waiting
+            loop.call_soon_threadsafe(settle, result, error)
+
+    threading.Thread(target=run, name="pulltrace-wait-read", daemon=True).start()
+    return await asyncio.wait_for(future, max(0.0, seconds))

@@ -91,7 +91,8 @@ async def test_kubeconfig_reaches_the_collector_through_the_service_proxy(
     assert plan.source().description == "collector pulltrace/pulltrace-collector via double"
     await asyncio.to_thread(post, collector, 200)
 
-    listed = await asyncio.to_thread(list_pulls, plan, Query(), 1.0)
+    listed, warnings = await asyncio.to_thread(list_pulls, plan, Query(), 1.0)
+    assert warnings == []
     assert [(p.id, p.image_ref, p.pods[0].pod_name) for p in listed] == [("p1", IMAGE, "web")]
 
     stream = aiter(plan.source())
@@ -127,7 +128,7 @@ async def test_without_a_collector_the_api_alone_gives_phase_rows(
     plan = await asyncio.to_thread(resolve, SourceArgs(kubeconfig=str(kubeconfig)))
     assert plan.kind == "api"
     assert plan.notice.startswith("no collector service pulltrace/pulltrace-collector")
-    (row,) = await asyncio.to_thread(list_pulls, plan, Query(), 1.0)
+    (row,), _ = await asyncio.to_thread(list_pulls, plan, Query(), 1.0)
     assert (row.node_name, row.phase, row.total_known, row.image_ref) == (
         "node-b",
         "pulling",

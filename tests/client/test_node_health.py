@@ -15,13 +15,14 @@ import msgspec
 import pytest
 
 from pulltrace.client.collector import CollectorSource
-from pulltrace.client.rest import Endpoint, get_nodes
+from pulltrace.client.endpoint import Endpoint
 from pulltrace.client.source import NodeUpdate, Snapshot
 from pulltrace.client.store import ClientStore
 from pulltrace.model import AgentReport, PullStatus, StreamSnapshot, decode, encode
 from tests.client.test_cluster_sources import IMAGE, REPO, SCHEMA, pulltrace
-from tests.client.test_collector_source import until
+from tests.client.test_collector import until
 from tests.collector.conftest import FAST, FakeCorrelator, Running, layer, pull, report, start
+from tests.hostile import EMPTY_LIST, FakeServer
 
 SOCKET = "/run/containerd/containerd.sock"
 HOSTILE = "\x1b[2J\x1b[31mboom\nwarning: node fake: all good\u202e" + "y" * 900
@@ -104,9 +105,11 @@ async def test_the_stream_brings_node_updates_to_the_store(collector: Running) -
     assert store.nodes is not None and store.nodes["node-a"].error.endswith("connection refused")
 
 
-def test_a_collector_without_node_health_is_not_an_error(collector: Running) -> None:
+def test_a_collector_without_node_health_is_not_an_error() -> None:
     """An older collector: no ``/api/v1/nodes`` (404), and snapshots without ``nodes``."""
-    assert get_nodes(Endpoint(collector.url + "/older")) is None
+    with FakeServer({"/api/v1/pulls": EMPTY_LIST}) as older:  # every other path: 404
+        snapshot = CollectorSource(Endpoint(older.url)).list_once()
+    assert snapshot == Snapshot([], None)
     assert decode(b'{"schemaVersion": "v1", "pulls": []}', StreamSnapshot).nodes is None
     store = ClientStore()
     store.apply(Snapshot([]))

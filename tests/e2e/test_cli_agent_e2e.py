@@ -140,7 +140,7 @@ def test_agent_reports_pulls_and_survives_a_containerd_restart(
 async def test_containerd_source_streams_snapshots_of_a_real_pull(
     containerd: Containerd, throttle: ThrottleProxy, pusher: ImagePusher
 ) -> None:
-    from pulltrace.client.local import ContainerdSource
+    from pulltrace.client.containerd import ContainerdSource
     from pulltrace.client.source import ConnectionState, Snapshot
 
     image = pusher.image(2, 2 * MiB)

@@ -1,13 +1,15 @@
-"""``--containerd``: a live view of one node's containerd, with no cluster and no collector.
+"""``--containerd``: one node's containerd, with no cluster and no collector.
 
-The tracker is synchronous (grpcio), so each poll runs in a worker thread; every poll is a
-full picture of the node, so it is sent as a snapshot.
+The tracker is synchronous (grpcio), so the stream runs each poll in a worker thread; every
+poll is a full picture of the node, so it is sent as a snapshot. ``list_once`` polls twice,
+``interval`` apart, so that speeds and ETAs are measured, not guessed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import socket
+import time
 from collections.abc import AsyncIterator
 
 from pulltrace.agent.containerd import ContainerdError, ContentClient
@@ -28,6 +30,15 @@ class ContainerdSource:
     @property
     def context(self) -> str:
         return socket.gethostname()
+
+    def list_once(self) -> Snapshot:
+        """Raises ContainerdError (one line) when the socket cannot be used."""
+        with ContentClient(self.address, self.namespace) as client:
+            client.check()
+            tracker = Tracker(client, socket.gethostname())
+            tracker.poll()
+            time.sleep(self.interval)
+            return Snapshot(tracker.poll())
 
     def __aiter__(self) -> AsyncIterator[Message]:
         return self._messages()

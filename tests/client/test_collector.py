@@ -1,5 +1,5 @@
-"""The client side of the collector API over real sockets: REST reads with one-line errors, and
-the SSE source that resumes, reports its connection state and survives a collector restart."""
+"""The collector source over real sockets: its one-shot listing with one-line errors, and the
+SSE stream that resumes, reports its connection state and survives a collector restart."""
 
 from __future__ import annotations
 
@@ -7,13 +7,15 @@ import asyncio
 import socket
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
+from pathlib import Path
 
 import httpx
 import pytest
 
 from pulltrace.client.collector import CollectorSource
-from pulltrace.client.rest import CollectorError, Endpoint, get_pulls
+from pulltrace.client.endpoint import CollectorError, Endpoint
 from pulltrace.client.source import ConnectionState, Event, Message, Snapshot
+from testkit.kube.tls import TlsFront
 from tests.collector.conftest import FAST, Running, body, layer, pull, start
 
 
@@ -56,22 +58,27 @@ async def until(stream: AsyncIterator[Message], wanted: type, timeout: float = 1
     return await asyncio.wait_for(find(), timeout)
 
 
-async def test_fetch_pulls_reads_what_agents_reported(collector: Running, port: int) -> None:
+def listed(endpoint: Endpoint, node: str = "") -> Snapshot:
+    return CollectorSource(endpoint, node=node).list_once()
+
+
+async def test_list_once_reads_what_agents_reported(collector: Running, port: int) -> None:
     await asyncio.to_thread(post, port, "node-a", 400)
-    pulls = await asyncio.to_thread(get_pulls, endpoint(port))
-    assert [(p.node_name, p.downloaded_bytes) for p in pulls] == [("node-a", 400)]
-    assert await asyncio.to_thread(get_pulls, endpoint(port), {"node": "node-b"}) == []
+    snapshot = await asyncio.to_thread(listed, endpoint(port))
+    assert [(p.node_name, p.downloaded_bytes) for p in snapshot.pulls] == [("node-a", 400)]
+    assert [n.node_name for n in snapshot.nodes or []] == ["node-a"]
+    assert (await asyncio.to_thread(listed, endpoint(port), "node-b")).pulls == []
 
 
-async def test_fetch_errors_are_one_line(collector: Running, port: int) -> None:
+async def test_list_once_errors_are_one_line(collector: Running, port: int) -> None:
     with pytest.raises(CollectorError) as refused:
-        await asyncio.to_thread(get_pulls, endpoint(port, token="wrong"))
+        await asyncio.to_thread(listed, endpoint(port, token="wrong"))
     assert str(refused.value).startswith(f"collector at http://127.0.0.1:{port} refused")
     assert "401" in str(refused.value)
 
     closed = free_port()
     with pytest.raises(CollectorError) as unreachable:
-        await asyncio.to_thread(get_pulls, endpoint(closed))
+        await asyncio.to_thread(listed, endpoint(closed))
     assert str(unreachable.value).startswith("cannot reach the collector at")
     for err in (refused.value, unreachable.value):
         assert "\n" not in str(err)
@@ -129,3 +136,28 @@ async def test_wrong_token_goes_offline_without_raising(collector: Running, port
         await stream.aclose()  # type: ignore[attr-defined]
     assert [s.state for s in states] == ["reconnecting", "reconnecting", "offline"]
     assert "refused the credentials (401)" in states[-1].detail
+
+
+async def test_list_once_and_stream_over_tls(collector: Running, port: int, tmp_path: Path) -> None:
+    """HTTPS checked against a CA, as through a real API server: the one-shot GET (h11 over
+    ``ssl``) and the stream (httpx) both verify the chain, and an unknown CA is one line."""
+    await asyncio.to_thread(post, port, "node-a", 400)
+    with TlsFront(f"127.0.0.1:{port}", tmp_path) as front:
+        url = f"https://{front.host_port}"
+        trusted = Endpoint(url, {"Authorization": "Bearer reader"}, verify=str(front.ca))
+        snapshot = await asyncio.to_thread(listed, trusted)
+        assert [p.node_name for p in snapshot.pulls] == ["node-a"]
+
+        stream = aiter(CollectorSource(trusted, backoff=0.05))
+        try:
+            assert await until(stream, ConnectionState) == ConnectionState("live", url)
+            first = await until(stream, Snapshot)
+            assert isinstance(first, Snapshot) and len(first.pulls) == 1
+        finally:
+            await stream.aclose()  # type: ignore[attr-defined]
+
+        with pytest.raises(CollectorError) as untrusted:
+            await asyncio.to_thread(listed, Endpoint(url, {"Authorization": "Bearer reader"}))
+    message = str(untrusted.value)
+    assert message.startswith(f"cannot reach the collector at {url}: ")
+    assert "CERTIFICATE_VERIFY_FAILED" in message and "\n" not in message
