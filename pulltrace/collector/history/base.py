@@ -13,7 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -21,12 +21,20 @@ from typing import Any, Literal, Protocol
 
 import msgspec
 
+from pulltrace.collector.history.rollup import (
+    ALL,
+    DAY,
+    Fact,
+    Key,
+    Roll,
+    group_facts,
+    roll_up,
+)
 from pulltrace.errors import SourceError
 from pulltrace.model import (
     DiunNotification,
     FinishedPull,
     ImageUpdate,
-    Quantiles,
     StatsBy,
     StatsGroup,
     Tag,
@@ -156,11 +164,26 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )""",
         "CREATE INDEX pulltrace_pulls_finished ON pulltrace_pulls (finished_at, id)",
     ),
-    # 2: peak speed as a column; per-group indexes for stats; DIUN's updates and their tags.
+    # 2: peak speed as a column; per-group indexes; the stats rollups (filled from the pulls
+    # already there by ``after_migration``); DIUN's updates and their tags.
     (
         "ALTER TABLE pulltrace_pulls ADD COLUMN peak_speed DOUBLE PRECISION NOT NULL DEFAULT 0",
         "CREATE INDEX pulltrace_pulls_node ON pulltrace_pulls (node, finished_at)",
         "CREATE INDEX pulltrace_pulls_image ON pulltrace_pulls (image, finished_at)",
+        "CREATE INDEX pulltrace_pulls_repository ON pulltrace_pulls (repository, finished_at)",
+        """CREATE TABLE pulltrace_rollups (
+            dim TEXT NOT NULL,
+            key TEXT NOT NULL,
+            day INTEGER NOT NULL,
+            count BIGINT NOT NULL,
+            failures BIGINT NOT NULL,
+            bytes BIGINT NOT NULL,
+            duration_max DOUBLE PRECISION NOT NULL,
+            speed_max DOUBLE PRECISION NOT NULL,
+            durations TEXT NOT NULL,
+            speeds TEXT NOT NULL,
+            PRIMARY KEY (dim, key, day)
+        )""",
         """CREATE TABLE pulltrace_tags (
             id {serial},
             name TEXT NOT NULL UNIQUE
@@ -240,6 +263,12 @@ class SqlHistory:
         rows = [_row(p) for p in {p.id: p for p in pulls}.values()]
         db = self._db()
         with db.transaction():
+            known: set[str] = set()
+            for start in range(0, len(rows), 500):
+                ids = [row[0] for row in rows[start : start + 500]]
+                marks = ", ".join("?" * len(ids))
+                found = db.run(f"SELECT id FROM pulltrace_pulls WHERE id IN ({marks})", ids)
+                known.update(pull_id for (pull_id,) in found)
             db.run_many(
                 "INSERT INTO pulltrace_pulls (id, node, image, repository, phase, finished_at,"
                 " duration, downloaded, avg_speed, peak_speed, status)"
@@ -251,6 +280,9 @@ class SqlHistory:
                 " peak_speed = excluded.peak_speed, status = excluded.status",
                 rows,
             )
+            # A pull counts in the rollups once: an upsert changes none of their figures.
+            fresh = [_fact(row) for row in rows if row[0] not in known]
+            apply_rolls(db, roll_up(fresh), 1)
 
     def query(self, q: HistoryQuery) -> tuple[list[FinishedPull], Cursor | None]:
         where, params = self._where(q)
@@ -297,28 +329,53 @@ class SqlHistory:
         return [_finished_decoder.decode(status) for (status,) in rows]
 
     def stats(self, by: StatsBy, since: float | None) -> list[StatsGroup]:
+        """From the rollups: the all-time rows, or the window's whole days plus the pulls of
+        its first, partial day."""
         column = _GROUP_COLUMNS[by]
-        sql = f"SELECT {column}, phase, downloaded, duration, avg_speed FROM pulltrace_pulls"
-        params: list[Any] = []
-        if since is not None:
-            sql += " WHERE finished_at >= ?"
-            params.append(since)
-        return summarise(self._db().run(sql, params))
+        db = self._db()
+        groups: dict[str, Roll] = {}
+        if since is None:
+            rows = db.run(f"SELECT key, {_ROLL_COLUMNS} FROM pulltrace_rollups"
+                          " WHERE dim = ? AND day = ?", [by, ALL])  # fmt: skip
+        else:
+            first_day = math.ceil(since / DAY)
+            rows = db.run(f"SELECT key, {_ROLL_COLUMNS} FROM pulltrace_rollups"
+                          " WHERE dim = ? AND day >= ?", [by, first_day])  # fmt: skip
+            partial = db.run(
+                f"SELECT {column}, phase, downloaded, duration, avg_speed FROM pulltrace_pulls"
+                " WHERE finished_at >= ? AND finished_at < ?",
+                [since, float(first_day * DAY)],
+            )
+            groups = group_facts(partial)
+        for key, *rest in rows:
+            roll = Roll.from_row(rest)
+            held = groups.get(key)
+            if held is None:
+                groups[key] = roll
+            else:
+                held.merge(roll)
+        largest = sorted(groups.items(), key=lambda item: (-item[1].count, item[0]))
+        return [roll.group(key) for key, roll in largest[:STATS_GROUPS_MAX]]
 
     def prune(self, before: float, max_rows: int) -> int:
         db = self._db()
         with db.transaction():
             gone = db.run(
-                "DELETE FROM pulltrace_pulls WHERE finished_at < ? RETURNING id", [before]
+                f"DELETE FROM pulltrace_pulls WHERE finished_at < ? RETURNING {_FACT_COLUMNS}",
+                [before],
             )
             (count,) = db.run("SELECT count(*) FROM pulltrace_pulls")[0]
             excess = int(count) - max_rows
             if excess > 0:
                 gone += db.run(
                     "DELETE FROM pulltrace_pulls WHERE id IN (SELECT id FROM pulltrace_pulls"
-                    " ORDER BY finished_at, id LIMIT ?) RETURNING id",
+                    f" ORDER BY finished_at, id LIMIT ?) RETURNING {_FACT_COLUMNS}",
                     [excess],
                 )
+            if gone:
+                rolls = roll_up(gone)
+                apply_rolls(db, rolls, -1)
+                _recompute_maxima(db, list(rolls))
         return len(gone)
 
     def count(self) -> int:
@@ -419,6 +476,73 @@ class SqlHistory:
         return bool(rows)
 
 
+_FACT_COLUMNS = "image, node, repository, phase, finished_at, downloaded, duration, avg_speed"
+_ROLL_COLUMNS = "count, failures, bytes, duration_max, speed_max, durations, speeds"
+
+
+def _fact(row: Row) -> Fact:
+    """A pull's row (as ``_row`` makes it) as the rollups count it."""
+    return (row[2], row[1], row[3], row[4], row[5], row[7], row[6], row[8])
+
+
+def apply_rolls(db: Connection, rolls: dict[Key, Roll], sign: int) -> None:
+    """Adds (or takes away) rolls to the stored rows, dropping rows that reach zero pulls."""
+    for (dim, key, day), delta in rolls.items():
+        found = db.run(
+            f"SELECT {_ROLL_COLUMNS} FROM pulltrace_rollups WHERE dim = ? AND key = ? AND day = ?",
+            [dim, key, day],
+        )
+        roll = Roll.from_row(found[0]) if found else Roll()
+        roll.merge(delta, sign)
+        if roll.count <= 0:
+            if found:
+                db.run(
+                    "DELETE FROM pulltrace_rollups WHERE dim = ? AND key = ? AND day = ?",
+                    [dim, key, day],
+                )
+            continue
+        db.run(
+            f"INSERT INTO pulltrace_rollups (dim, key, day, {_ROLL_COLUMNS})"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (dim, key, day) DO UPDATE SET"
+            " count = excluded.count, failures = excluded.failures, bytes = excluded.bytes,"
+            " duration_max = excluded.duration_max, speed_max = excluded.speed_max,"
+            " durations = excluded.durations, speeds = excluded.speeds",
+            [dim, key, day, *roll.row()],
+        )
+
+
+def _recompute_maxima(db: Connection, keys: list[Key]) -> None:
+    """After pulls were taken away, the rows' maxima from what is left: a day's from its
+    pulls, the all-time row's from its days."""
+    for dim, key, day in sorted(keys, key=lambda k: k[2] == ALL):
+        column = _GROUP_COLUMNS[dim]
+        if day == ALL:
+            (top,) = db.run(
+                "SELECT max(duration_max), max(speed_max) FROM pulltrace_rollups"
+                " WHERE dim = ? AND key = ? AND day >= 0",
+                [dim, key],
+            )
+        else:
+            (top,) = db.run(
+                "SELECT max(duration), max(avg_speed) FROM pulltrace_pulls"
+                f" WHERE {column} = ? AND finished_at >= ? AND finished_at < ?",
+                [key, float(day * DAY), float((day + 1) * DAY)],
+            )
+        db.run(
+            "UPDATE pulltrace_rollups SET duration_max = ?, speed_max = ?"
+            " WHERE dim = ? AND key = ? AND day = ?",
+            [top[0] or 0.0, top[1] or 0.0, dim, key, day],
+        )
+
+
+def after_migration(db: Connection, version: int) -> None:
+    """What a migration does beyond its statements: version 2 counts the pulls a version 1
+    database already holds into the new rollups."""
+    if version == 2:
+        facts = db.run(f"SELECT {_FACT_COLUMNS} FROM pulltrace_pulls")
+        apply_rolls(db, roll_up(facts), 1)
+
+
 def _row(p: FinishedPull) -> Row:
     finished = p.completed_at or p.started_at
     return (
@@ -438,47 +562,3 @@ def _row(p: FinishedPull) -> Row:
 
 def _dt(t: float | None) -> datetime | None:
     return None if t is None else datetime.fromtimestamp(float(t), UTC)
-
-
-def nearest_rank(ordered: Sequence[float], q: float) -> float:
-    """The q-quantile of sorted values by nearest rank: always a value that occurred."""
-    if not ordered:
-        return 0.0
-    return float(ordered[max(0, math.ceil(q * len(ordered)) - 1)])
-
-
-def quantiles(values: list[float]) -> Quantiles:
-    values.sort()
-    return Quantiles(
-        p50=nearest_rank(values, 0.5),
-        p95=nearest_rank(values, 0.95),
-        max=float(values[-1]) if values else 0.0,
-    )
-
-
-def summarise(rows: Iterator[Row] | Sequence[Row]) -> list[StatsGroup]:
-    """Groups from (key, phase, downloaded, duration, average speed) rows: the largest first,
-    at most ``STATS_GROUPS_MAX`` of them."""
-    groups: dict[str, tuple[list[int], list[float], list[float]]] = {}
-    for key, phase, downloaded, duration, speed in rows:
-        group = groups.get(key)
-        if group is None:
-            group = groups[key] = ([0, 0, 0], [], [])
-        totals = group[0]
-        totals[0] += 1
-        totals[1] += phase == "failed"
-        totals[2] += downloaded
-        group[1].append(duration)
-        group[2].append(speed)
-    largest = sorted(groups.items(), key=lambda item: (-item[1][0][0], item[0]))
-    return [
-        StatsGroup(
-            key=key,
-            count=totals[0],
-            failures=totals[1],
-            bytes=totals[2],
-            duration_seconds=quantiles(durations),
-            average_bytes_per_sec=quantiles(speeds),
-        )
-        for key, (totals, durations, speeds) in largest[:STATS_GROUPS_MAX]
-    ]

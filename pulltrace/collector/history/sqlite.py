@@ -21,6 +21,7 @@ from pulltrace.collector.history.base import (
     HistoryError,
     Row,
     SqlHistory,
+    after_migration,
 )
 
 FILE_NAME = "history.db"
@@ -93,5 +94,6 @@ def migrate(db: Connection, target: int = SCHEMA_VERSION) -> None:
         for version in range(current + 1, target + 1):
             for statement in MIGRATIONS[version - 1]:
                 db.run(statement.format(serial="INTEGER PRIMARY KEY AUTOINCREMENT"))
+            after_migration(db, version)
         if target > current:
             db.run(f"PRAGMA user_version = {int(target)}")
