@@ -56,6 +56,9 @@ class CollectorConfig:
     webhook_secret: str = ""
     """What DIUN's ``Authorization`` header must be; empty accepts any (a Secret, env only)."""
     history_flush_interval: float = 0.25
+    demo_history_seed: int | None = None
+    """Not a flag: a demo collector (``--demo``) fills its history with ``pulltrace.sim``'s
+    past week and two DIUN notices, in a temporary SQLite database when none is configured."""
 
     @classmethod
     def from_flags(

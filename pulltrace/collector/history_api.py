@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import tempfile
 import time
 import unicodedata
 from collections.abc import Awaitable, Callable
@@ -102,10 +103,20 @@ class HistoryApi:
         """Raises ``HistoryError`` when the configured database cannot be used: a collector
         told to keep history must not silently run without it."""
         backend = None
-        if config.data_dir or config.database:
+        data_dir = config.data_dir
+        if config.demo_history_seed is not None and not (data_dir or config.database):
+            data_dir = tempfile.mkdtemp(prefix="pulltrace-demo-")
+        if data_dir or config.database:
             from pulltrace.collector.history import open_backend
 
-            backend = open_backend(config.data_dir, config.database)
+            backend = open_backend(data_dir, config.database)
+        if backend is not None and config.demo_history_seed is not None:
+            from pulltrace.collector.history.demo import seed_history
+            from pulltrace.sim import SimCluster
+
+            seed = config.demo_history_seed
+            nodes = [node.name for node in SimCluster(seed).nodes]
+            seed_history(backend, seed, nodes, clock())
         api = cls(backend, config, clock=clock)
         if backend is not None and api.recorder is not None:
             since = clock() - store.history_ttl
