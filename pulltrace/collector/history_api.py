@@ -65,7 +65,7 @@ OFF = "history is off: start the collector with --data-dir or --database"
 T = TypeVar("T")
 
 
-class BadRequest(Exception):
+class _BadRequest(Exception):
     """A 4xx answer, raised while checking a request and turned into its JSON body once."""
 
     def __init__(self, status: int, message: str) -> None:
@@ -158,7 +158,7 @@ class HistoryApi:
                 return _error(503, OFF)
             try:
                 return await handler(request, self.backend)
-            except BadRequest as err:
+            except _BadRequest as err:
                 return _error(err.status, str(err))
 
         endpoint.__name__ = handler.__name__
@@ -170,7 +170,7 @@ class HistoryApi:
             return await asyncio.to_thread(fn, *args)
         except Exception:
             log.exception("history database call failed", extra={"call": fn.__name__})
-            raise BadRequest(503, "the history database is not available") from None
+            raise _BadRequest(503, "the history database is not available") from None
 
     # -- history ---------------------------------------------------------------------------
 
@@ -178,13 +178,13 @@ class HistoryApi:
         params = _params(request, HISTORY_PARAMS)
         phase = params.get("phase")
         if phase not in (None, "completed", "failed"):
-            raise BadRequest(400, f"phase must be completed or failed, not {phase!r}")
+            raise _BadRequest(400, f"phase must be completed or failed, not {phase!r}")
         limit = _int(params.get("limit"), "limit", 1, HISTORY_PAGE_MAX, DEFAULT_LIMIT)
         token = params.get("continue")
         try:
             after = Cursor.decode(token) if token else None
         except ValueError as err:
-            raise BadRequest(400, f"continue: {err}") from None
+            raise _BadRequest(400, f"continue: {err}") from None
         now = self._clock()
         query = HistoryQuery(
             image=params.get("image"),
@@ -203,7 +203,7 @@ class HistoryApi:
         params = _params(request, STATS_PARAMS)
         by = params.get("by", "image")
         if by not in STATS_BY:
-            raise BadRequest(400, f"by must be one of {', '.join(STATS_BY)}, not {by[:32]!r}")
+            raise _BadRequest(400, f"by must be one of {', '.join(STATS_BY)}, not {by[:32]!r}")
         since = _moment(params.get("since"), "since", self._clock())
         groups = await self._call(db.stats, by, since)
         moment = datetime.fromtimestamp(since, UTC) if since is not None else None
@@ -230,7 +230,7 @@ class HistoryApi:
         image = _image(request)
         body = _decode(await _body(request), AcknowledgeRequest)
         if not await self._call(db.acknowledge, image, body.acknowledged):
-            raise BadRequest(404, f"no update for image {image!r}")
+            raise _BadRequest(404, f"no update for image {image!r}")
         return Response(status_code=204)
 
     async def tag(self, request: Request, db: HistoryBackend) -> Response:
@@ -238,9 +238,9 @@ class HistoryApi:
         body = _decode(await _body(request), TagAssignment)
         result = await self._call(db.set_tag, image, body.tag_id)
         if result == "no-image":
-            raise BadRequest(404, f"no update for image {image!r}")
+            raise _BadRequest(404, f"no update for image {image!r}")
         if result == "no-tag":
-            raise BadRequest(404, f"no tag with id {body.tag_id}")
+            raise _BadRequest(404, f"no tag with id {body.tag_id}")
         return Response(status_code=204)
 
     async def list_tags(self, request: Request, db: HistoryBackend) -> Response:
@@ -252,17 +252,17 @@ class HistoryApi:
         name = body.name.strip()
         _check_text(name, "name")
         if not name:
-            raise BadRequest(400, "name must not be blank")
+            raise _BadRequest(400, "name must not be blank")
         tag = await self._call(db.create_tag, name)
         if tag is None:
-            raise BadRequest(409, f"a tag named {name!r} exists")
+            raise _BadRequest(409, f"a tag named {name!r} exists")
         return _json(encode(tag), 201)
 
     async def delete_tag(self, request: Request, db: HistoryBackend) -> Response:
         raw = request.path_params["id"]
         tag_id = int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 16 else 0
         if not tag_id or not await self._call(db.delete_tag, tag_id):
-            raise BadRequest(404, f"no tag with id {raw[:32]!r}")
+            raise _BadRequest(404, f"no tag with id {raw[:32]!r}")
         return Response(status_code=204)
 
 
@@ -278,11 +278,11 @@ def _params(request: Request, known: tuple[str, ...]) -> dict[str, str]:
     for name, value in items[: len(known) + 1]:
         if name not in known:
             allowed = ", ".join(known) or "none"
-            raise BadRequest(400, f"unknown query parameter {name[:64]!r} (allowed: {allowed})")
+            raise _BadRequest(400, f"unknown query parameter {name[:64]!r} (allowed: {allowed})")
         if name in params:
-            raise BadRequest(400, f"query parameter {name!r} given twice")
+            raise _BadRequest(400, f"query parameter {name!r} given twice")
         if len(value) > TEXT_MAX.get(name, 64):
-            raise BadRequest(400, f"{name} is too long (at most {TEXT_MAX.get(name, 64)})")
+            raise _BadRequest(400, f"{name} is too long (at most {TEXT_MAX.get(name, 64)})")
         _check_text(value, name)
         if value:
             params[name] = value
@@ -291,14 +291,14 @@ def _params(request: Request, known: tuple[str, ...]) -> dict[str, str]:
 
 def _check_text(value: str, what: str) -> None:
     if any(unicodedata.category(c)[0] == "C" for c in value):
-        raise BadRequest(400, f"{what} contains control characters")
+        raise _BadRequest(400, f"{what} contains control characters")
 
 
 def _int(text: str | None, what: str, low: int, high: int, default: int) -> int:
     if text is None:
         return default
     if not (text.isascii() and text.isdigit() and len(text) <= 9) or not low <= int(text) <= high:
-        raise BadRequest(400, f"{what} must be a whole number from {low} to {high}")
+        raise _BadRequest(400, f"{what} must be a whole number from {low} to {high}")
     return int(text)
 
 
@@ -316,7 +316,7 @@ def _moment(text: str | None, what: str, now: float) -> float | None:
     try:
         moment = datetime.fromisoformat(stripped)
     except ValueError:
-        raise BadRequest(
+        raise _BadRequest(
             400, f"{what} must be a duration (24h, 7d) or an RFC 3339 time, not {text!r}"
         ) from None
     if moment.tzinfo is None:
@@ -327,7 +327,7 @@ def _moment(text: str | None, what: str, now: float) -> float | None:
 def _image(request: Request) -> str:
     image: str = request.path_params["image"]
     if not image or len(image) > IMAGE_MAX:
-        raise BadRequest(404, "no such image")
+        raise _BadRequest(404, "no such image")
     _check_text(image, "image")
     return image
 
@@ -336,13 +336,13 @@ async def _body(request: Request) -> bytes:
     """At most ``BODY_MAX`` bytes, refused by its declared length before any is read."""
     declared = request.headers.get("content-length")
     if declared is not None and (not declared.isdigit() or int(declared) > BODY_MAX):
-        raise BadRequest(413, f"the body is larger than {BODY_MAX} bytes")
+        raise _BadRequest(413, f"the body is larger than {BODY_MAX} bytes")
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > BODY_MAX:
-            raise BadRequest(413, f"the body is larger than {BODY_MAX} bytes")
+            raise _BadRequest(413, f"the body is larger than {BODY_MAX} bytes")
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -351,9 +351,9 @@ def _decode(body: bytes, kind: type[T]) -> T:
     try:
         return msgspec.json.decode(body, type=kind)
     except msgspec.ValidationError as err:
-        raise BadRequest(400, f"invalid body: {err}") from None
+        raise _BadRequest(400, f"invalid body: {err}") from None
     except msgspec.DecodeError:
-        raise BadRequest(400, "the body is not valid JSON") from None
+        raise _BadRequest(400, "the body is not valid JSON") from None
 
 
 def _json(body: bytes, status: int = 200) -> Response:

@@ -171,6 +171,9 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX pulltrace_pulls_node ON pulltrace_pulls (node, finished_at)",
         "CREATE INDEX pulltrace_pulls_image ON pulltrace_pulls (image, finished_at)",
         "CREATE INDEX pulltrace_pulls_repository ON pulltrace_pulls (repository, finished_at)",
+        # Covers what stats read of the pulls of a window's first, partial day.
+        "CREATE INDEX pulltrace_pulls_facts ON pulltrace_pulls (finished_at, image, node,"
+        " repository, phase, downloaded, duration, avg_speed)",
         """CREATE TABLE pulltrace_rollups (
             dim TEXT NOT NULL,
             key TEXT NOT NULL,
