@@ -55,7 +55,8 @@ class CollectorConfig:
     history_max_pulls: int = DEFAULT_MAX_PULLS
     webhook_secret: str = ""
     """What DIUN's ``Authorization`` header must be; empty accepts any (a Secret, env only)."""
-    history_flush_interval: float = 0.25
+    history_flush_interval: float = 0.5
+    """Seconds between the history's batched writes: what a SIGKILL can lose, at most."""
     demo_history_seed: int | None = None
     """Not a flag: a demo collector (``--demo``) fills its history with ``pulltrace.sim``'s
     past week and two DIUN notices, in a temporary SQLite database when none is configured."""

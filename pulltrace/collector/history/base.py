@@ -216,6 +216,9 @@ class Connection(Protocol):
     """The little both drivers' connections are asked for, in ``?`` style (PostgreSQL's back
     end rewrites to ``%s``)."""
 
+    for_update: str
+    """What makes a SELECT lock the rows it reads, inside a transaction."""
+
     def run(self, sql: str, params: Sequence[Any] = ()) -> list[Row]: ...
 
     def run_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None: ...
@@ -489,10 +492,13 @@ def _fact(row: Row) -> Fact:
 
 
 def apply_rolls(db: Connection, rolls: dict[Key, Roll], sign: int) -> None:
-    """Adds (or takes away) rolls to the stored rows, dropping rows that reach zero pulls."""
+    """Adds (or takes away) rolls to the stored rows, dropping rows that reach zero pulls.
+    Each row is read for update: two collectors may share one PostgreSQL database (SQLite's
+    ``BEGIN IMMEDIATE`` already lets one writer at a time in)."""
     for (dim, key, day), delta in rolls.items():
         found = db.run(
-            f"SELECT {_ROLL_COLUMNS} FROM pulltrace_rollups WHERE dim = ? AND key = ? AND day = ?",
+            f"SELECT {_ROLL_COLUMNS} FROM pulltrace_rollups WHERE dim = ? AND key = ? AND day = ?"
+            + db.for_update,
             [dim, key, day],
         )
         roll = Roll.from_row(found[0]) if found else Roll()

@@ -32,6 +32,8 @@ def _pg(sql: str) -> str:
 
 
 class _Conn:
+    for_update = " FOR UPDATE"
+
     def __init__(self, url: str) -> None:
         import psycopg
 

@@ -63,7 +63,7 @@ class Recorder:
         *,
         retention: float,
         max_rows: int,
-        flush_interval: float = 0.25,
+        flush_interval: float = 0.5,
         prune_interval: float = 60.0,
         clock: Callable[[], float] = time.time,
     ) -> None:

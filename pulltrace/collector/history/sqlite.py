@@ -29,6 +29,8 @@ BUSY_TIMEOUT_MS = 10_000
 
 
 class _Conn:
+    for_update = ""
+
     def __init__(self, path: Path) -> None:
         self._conn = sqlite3.connect(
             path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=True
