@@ -9,7 +9,7 @@ python3 -m pip install --quiet --disable-pip-version-check -c constraints.txt -e
 # The end-to-end tests start a real containerd and a real registry; install them when we can.
 # The history store's tests start a private PostgreSQL cluster (testkit/postgres.py) too.
 if [ "$(id -u)" = 0 ] && ! { command -v containerd && command -v docker-registry && command -v runc \
-    && [ -x "$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | tail -1)/initdb" ]; } >/dev/null; then
+    && compgen -G '/usr/lib/postgresql/*/bin/initdb'; } >/dev/null; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends containerd runc docker-registry postgresql >/dev/null
