@@ -82,7 +82,8 @@ def finished(node: int, seq: int, sent_ms: int) -> PullStatus:
 
 
 async def _agents(url: str, rate: int, duration: float, out: Connection) -> None:
-    per_report = max(1, rate // NODES)
+    nodes = min(NODES, rate)
+    per_report = max(1, rate // nodes)
     sent = errors = 0
     end = time.time() + duration
     async with httpx.AsyncClient(base_url=url, timeout=10,
@@ -90,7 +91,7 @@ async def _agents(url: str, rate: int, duration: float, out: Connection) -> None
 
         async def node(n: int) -> None:
             nonlocal sent, errors
-            await asyncio.sleep(n / NODES)
+            await asyncio.sleep(n / nodes)
             seq = 0
             tick = time.time()
             while tick < end:
@@ -110,7 +111,7 @@ async def _agents(url: str, rate: int, duration: float, out: Connection) -> None
                 tick += 1.0
                 await asyncio.sleep(max(0.0, tick - time.time()))
 
-        await asyncio.gather(*(node(n) for n in range(NODES)))
+        await asyncio.gather(*(node(n) for n in range(nodes)))
     out.send((sent, errors))
 
 
