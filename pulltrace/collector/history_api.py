@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import shutil
 import tempfile
 import time
 import unicodedata
@@ -84,6 +85,8 @@ class HistoryApi:
         self.backend = backend
         self.config = config
         self._clock = clock
+        self.scratch: str | None = None
+        """A demo's temporary data directory, removed at stop."""
         self.recorder = (
             Recorder(
                 backend,
@@ -104,8 +107,9 @@ class HistoryApi:
         told to keep history must not silently run without it."""
         backend = None
         data_dir = config.data_dir
+        scratch = None
         if config.demo_history_seed is not None and not (data_dir or config.database):
-            data_dir = tempfile.mkdtemp(prefix="pulltrace-demo-")
+            data_dir = scratch = tempfile.mkdtemp(prefix="pulltrace-demo-")
         if data_dir or config.database:
             from pulltrace.collector.history import open_backend
 
@@ -118,6 +122,7 @@ class HistoryApi:
             nodes = [node.name for node in SimCluster(seed).nodes]
             seed_history(backend, seed, nodes, clock())
         api = cls(backend, config, clock=clock)
+        api.scratch = scratch
         if backend is not None and api.recorder is not None:
             since = clock() - store.history_ttl
             restored = store.restore(live_status(p) for p in backend.recent(since, RESTORE_MAX))
@@ -135,6 +140,8 @@ class HistoryApi:
     async def stop(self) -> None:
         if self.recorder is not None:
             await asyncio.to_thread(self.recorder.close)
+        if self.scratch is not None:
+            shutil.rmtree(self.scratch, ignore_errors=True)
 
     @property
     def routes(self) -> list[Route]:

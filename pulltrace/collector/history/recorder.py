@@ -17,8 +17,6 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-import msgspec
-
 from pulltrace.collector.history.base import HistoryBackend
 from pulltrace.model import FinishedPull, PullEvent, PullStatus
 
@@ -40,7 +38,7 @@ def finished_pull(status: PullStatus, peak: float = 0.0) -> FinishedPull:
     if status.started_at is not None and status.completed_at is not None:
         duration = max(0.0, (status.completed_at - status.started_at).total_seconds())
     average = status.downloaded_bytes / duration if duration > 0 else 0.0
-    fields = msgspec.structs.asdict(status)
+    fields = {name: getattr(status, name) for name in PullStatus.__struct_fields__}
     fields["layers"] = []
     return FinishedPull(
         **fields,
@@ -81,6 +79,12 @@ class Recorder:
         self._next_prune = 0.0
         self.written = 0
         self.dropped = 0
+        self._failures = 0
+
+    def _backoff(self) -> float:
+        """While the database refuses writes (PostgreSQL restarting), retry less often, up to
+        every 30 s; the rows wait in memory (``BACKLOG_MAX``)."""
+        return float(min(30.0, self.flush_interval * 2 ** min(self._failures, 8)))
 
     # -- on the event loop -----------------------------------------------------------------
 
@@ -117,7 +121,7 @@ class Recorder:
     def _run(self) -> None:
         try:
             while True:
-                self._wake.wait(self.flush_interval)
+                self._wake.wait(self.flush_interval if not self._failures else self._backoff())
                 self._wake.clear()
                 stopping = self._stopping
                 self.flush()
@@ -138,7 +142,11 @@ class Recorder:
             try:
                 self.backend.write(batch)
             except Exception:
-                log.exception("history write failed; retrying", extra={"pulls": len(batch)})
+                self._failures += 1
+                if self._failures == 1 or self._failures % 20 == 0:
+                    log.exception("history write failed; retrying",
+                                  extra={"pulls": len(self._queue) + len(batch),
+                                         "failures": self._failures})  # fmt: skip
                 self._queue.extendleft(reversed(batch))
                 excess = len(self._queue) - BACKLOG_MAX
                 for _ in range(max(0, excess)):
@@ -146,6 +154,9 @@ class Recorder:
                 self.dropped += max(0, excess)
                 return
             self.written += len(batch)
+            if self._failures:
+                log.info("history writes resumed", extra={"failures": self._failures})
+                self._failures = 0
 
     def _prune(self) -> None:
         try:

@@ -327,3 +327,39 @@ def test_taking_away_what_was_added_leaves_the_rest(
 
 def test_every_migration_is_a_list_of_statements() -> None:
     assert len(MIGRATIONS) == SCHEMA_VERSION and all(MIGRATIONS)
+
+
+class Refusing:
+    """The real back end behind a database that refuses the first writes (PostgreSQL
+    restarting): the recorder keeps the rows and writes them once it answers again."""
+
+    def __init__(self, history: SqlHistory, refusals: int) -> None:
+        self.history = history
+        self.refusals = refusals
+        self.kind = history.kind
+
+    def write(self, pulls: list[FinishedPull]) -> None:
+        if self.refusals:
+            self.refusals -= 1
+            raise HistoryError("the database is restarting")
+        self.history.write(pulls)
+
+    def prune(self, before: float, max_rows: int) -> int:
+        return self.history.prune(before, max_rows)
+
+    def close(self) -> None:
+        self.history.close()
+
+
+def test_rows_wait_while_the_database_refuses_writes(open_history: Open) -> None:
+    backend = Refusing(open_history(), refusals=2)
+    recorder = Recorder(backend, retention=1e9, max_rows=100, flush_interval=0.01)  # type: ignore[arg-type]
+    for i in range(3):
+        status = done(f"p{i}")
+        recorder.on_event(event("pull.completed", status))
+    recorder.flush()
+    recorder.flush()
+    assert recorder.written == 0 and backend.refusals == 0
+    recorder.flush()
+    assert recorder.written == 3
+    assert ids(open_history().query(HistoryQuery())[0]) == ["p2", "p1", "p0"]
