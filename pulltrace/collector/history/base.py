@@ -493,30 +493,43 @@ def _fact(row: Row) -> Fact:
 
 def apply_rolls(db: Connection, rolls: dict[Key, Roll], sign: int) -> None:
     """Adds (or takes away) rolls to the stored rows, dropping rows that reach zero pulls.
-    Each row is read for update: two collectors may share one PostgreSQL database (SQLite's
-    ``BEGIN IMMEDIATE`` already lets one writer at a time in)."""
-    for (dim, key, day), delta in rolls.items():
-        found = db.run(
-            f"SELECT {_ROLL_COLUMNS} FROM pulltrace_rollups WHERE dim = ? AND key = ? AND day = ?"
-            + db.for_update,
-            [dim, key, day],
-        )
-        roll = Roll.from_row(found[0]) if found else Roll()
+    The rows are read a few statements at a time (one per dimension, day and 500 keys) and
+    written with one ``executemany``. They are read for update: two collectors may share one
+    PostgreSQL database (SQLite's ``BEGIN IMMEDIATE`` already lets one writer at a time in)."""
+    wanted: dict[tuple[str, int], list[str]] = {}
+    for dim, key, day in rolls:
+        wanted.setdefault((dim, day), []).append(key)
+    stored: dict[Key, Roll] = {}
+    for (dim, day), keys in wanted.items():
+        for start in range(0, len(keys), 500):
+            chunk = keys[start : start + 500]
+            marks = ", ".join("?" * len(chunk))
+            found = db.run(
+                f"SELECT key, {_ROLL_COLUMNS} FROM pulltrace_rollups"
+                f" WHERE dim = ? AND day = ? AND key IN ({marks})" + db.for_update,
+                [dim, day, *chunk],
+            )
+            for key, *rest in found:
+                stored[(dim, key, day)] = Roll.from_row(rest)
+    upserts: list[tuple[Any, ...]] = []
+    deletes: list[tuple[Any, ...]] = []
+    for where, delta in rolls.items():
+        roll = stored.get(where) or Roll()
         roll.merge(delta, sign)
-        if roll.count <= 0:
-            if found:
-                db.run(
-                    "DELETE FROM pulltrace_rollups WHERE dim = ? AND key = ? AND day = ?",
-                    [dim, key, day],
-                )
-            continue
-        db.run(
+        if roll.count > 0:
+            upserts.append((*where, *roll.row()))
+        elif where in stored:
+            deletes.append(where)
+    if deletes:
+        db.run_many("DELETE FROM pulltrace_rollups WHERE dim = ? AND key = ? AND day = ?", deletes)
+    if upserts:
+        db.run_many(
             f"INSERT INTO pulltrace_rollups (dim, key, day, {_ROLL_COLUMNS})"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (dim, key, day) DO UPDATE SET"
             " count = excluded.count, failures = excluded.failures, bytes = excluded.bytes,"
             " duration_max = excluded.duration_max, speed_max = excluded.speed_max,"
             " durations = excluded.durations, speeds = excluded.speeds",
-            [dim, key, day, *roll.row()],
+            upserts,
         )
 
 
