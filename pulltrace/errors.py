@@ -19,7 +19,9 @@ The tree (each class is defined next to the code that raises it)::
      │    ├── KubeConfigError       pulltrace.kube.config: a kubeconfig that cannot be loaded
      │    ├── KubeApiError          pulltrace.kube.api: the API server refused or is not there
      │    ├── ResolveError          pulltrace.client.connect: the flags lead to no usable source
-     │    └── ListingError          pulltrace.client.kubeapi: pods and events not listed in time
+     │    ├── ListingError          pulltrace.client.kubeapi: pods and events not listed in time
+     │    └── HistoryError          pulltrace.collector.history: the history database cannot be
+     │                              opened or migrated
      └── InvalidReference           pulltrace.kube.refs: an image reference containerd refuses
 
 ``ParseError``, ``ConfigError`` and ``InvalidReference`` are also ``ValueError``s: they are what

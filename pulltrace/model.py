@@ -322,3 +322,147 @@ def merge_layers(held: list[LayerStatus], changed: list[LayerStatus]) -> list[La
         else:
             layers[i] = layer
     return layers
+
+
+# -- history and image updates (issue 12) ---------------------------------------------------
+
+HISTORY_PAGE_MAX = 1000
+"""Pulls in one page of ``GET /api/v1/history``."""
+IMAGE_MAX = 512
+"""Characters in an image reference from a webhook: a registry host, a path and a tag."""
+TAG_NAME_MAX = 63
+
+StatsBy = Literal["image", "node", "repository"]
+ImageText = Annotated[str, msgspec.Meta(max_length=IMAGE_MAX)]
+ShortText = Annotated[str, msgspec.Meta(max_length=256)]
+TagName = Annotated[str, msgspec.Meta(min_length=1, max_length=TAG_NAME_MAX)]
+
+
+class FinishedPull(PullStatus, kw_only=True):
+    """A completed or failed pull as the history keeps it: a ``PullStatus`` whose layers are
+    summarised by ``layerCount``, ``layersDone`` and ``layersCached`` (the list itself is
+    empty), plus what the collector measured over the whole pull."""
+
+    duration_seconds: Rate = 0.0
+    """From ``startedAt`` to ``completedAt``; 0 when either is unknown."""
+    average_bytes_per_sec: Rate = 0.0
+    """Downloaded bytes over the duration: cached bytes did not cross the network."""
+    peak_bytes_per_sec: Rate = 0.0
+    """The highest speed the collector showed for the pull (at least the average)."""
+
+
+class HistoryList(_Wire, kw_only=True):
+    """What ``GET /api/v1/history`` returns: newest finished first. ``continue`` is an opaque
+    token for the next page, absent on the last one."""
+
+    schema_version: Literal["v1"] = SCHEMA_VERSION
+    pulls: list[FinishedPull]
+    continue_: str | None = msgspec.field(default=None, name="continue")
+
+
+class Quantiles(_Wire, kw_only=True):
+    p50: Rate
+    p95: Rate
+    max: Rate
+
+
+class StatsGroup(_Wire, kw_only=True):
+    """One image, node or repository: its finished pulls since the window began. Quantiles are
+    nearest-rank over the group's pulls, failed ones included (a failure's time was spent too)."""
+
+    key: str
+    count: Count
+    failures: Count
+    bytes: Bytes
+    """Downloaded bytes, summed."""
+    duration_seconds: Quantiles
+    average_bytes_per_sec: Quantiles
+
+
+class HistoryStats(_Wire, kw_only=True):
+    """What ``GET /api/v1/history/stats`` returns, the largest groups first."""
+
+    schema_version: Literal["v1"] = SCHEMA_VERSION
+    by: StatsBy
+    since: datetime | None = None
+    groups: list[StatsGroup]
+
+
+class Tag(_Wire, kw_only=True):
+    id: Count
+    name: TagName
+
+
+class TagList(_Wire, kw_only=True):
+    schema_version: Literal["v1"] = SCHEMA_VERSION
+    tags: list[Tag]
+
+
+class ImageUpdate(_Wire, kw_only=True):
+    """A newer version of an image, as DIUN announced it; one per image, the latest notice."""
+
+    image: ImageText
+    digest: ShortText = ""
+    status: ShortText = ""
+    provider: ShortText = ""
+    hub_link: ImageText = ""
+    platform: ShortText = ""
+    created: datetime | None = None
+    received_at: datetime
+    acknowledged: bool = False
+    tag: Tag | None = None
+
+
+class UpdateList(_Wire, kw_only=True):
+    schema_version: Literal["v1"] = SCHEMA_VERSION
+    updates: list[ImageUpdate]
+
+
+class DiunNotification(msgspec.Struct, kw_only=True, forbid_unknown_fields=False):
+    """DIUN's webhook body (its field names, snake_case, not ours). Only ``image`` is required;
+    every string is bounded, and ``metadata`` is a flat map DIUN fills from the provider."""
+
+    image: Annotated[str, msgspec.Meta(min_length=1, max_length=IMAGE_MAX)]
+    diun_version: ShortText = ""
+    hostname: ShortText = ""
+    status: ShortText = ""
+    provider: ShortText = ""
+    hub_link: ImageText = ""
+    mime_type: ShortText = ""
+    digest: ShortText = ""
+    created: datetime | None = None
+    platform: ShortText = ""
+    metadata: Annotated[dict[ShortText, ShortText], msgspec.Meta(max_length=64)] = msgspec.field(
+        default_factory=dict
+    )
+
+
+class TagRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """``POST /api/v1/tags``."""
+
+    name: TagName
+
+
+class AcknowledgeRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """``PATCH /api/v1/updates/{image}``."""
+
+    acknowledged: bool
+
+
+class TagAssignment(msgspec.Struct, rename="camel", kw_only=True, forbid_unknown_fields=True):
+    """``PUT /api/v1/updates/{image}/tag``: null untags."""
+
+    tag_id: Annotated[int, msgspec.Meta(ge=1, le=2**53)] | None
+
+
+SCHEMA_TYPES.update(
+    {
+        "finished-pull": FinishedPull,
+        "history-list": HistoryList,
+        "history-stats": HistoryStats,
+        "image-update": ImageUpdate,
+        "update-list": UpdateList,
+        "tag-list": TagList,
+        "diun-notification": DiunNotification,
+    }
+)

@@ -538,6 +538,36 @@ class PullStore:
             self._emit("pull.progress", pull)
         self._expire(now)
 
+    def restore(self, pulls: Iterable[PullStatus]) -> int:
+        """Finished pulls from the history database, after a restart, so that clients see them
+        again until they expire as if the collector had never stopped. No events: only clients
+        that connect later ask, and they start from the snapshot. The pull's id stays its
+        agent id on its node, so the agent's next report of it joins it rather than adding a
+        second row. Call it before the first report. Returns how many were restored."""
+        now = self._begin()
+        restored: list[tuple[float, _Pull]] = []
+        for p in pulls:
+            if p.phase not in _TERMINAL or p.id in self._pulls:
+                continue
+            moment = p.completed_at or p.started_at
+            finished = min(now, moment.timestamp() if moment else now)
+            if finished + self.history_ttl <= now:
+                continue
+            node = self._node(p.node_name)
+            pull = _Pull(p.id, node.name, p.manifest_digest or f"restored:{p.id}", p, p, finished)
+            pull.emitted, pull.emitted_at, pull.finished_at = p, finished, finished
+            pull.layers_seen = True
+            pull.agent_ids.add(p.id)
+            node.by_agent_id[p.id] = pull
+            node.pulls[p.id] = pull
+            self._pulls[p.id] = pull
+            restored.append((finished, pull))
+        restored.sort(key=lambda item: item[0])
+        merged = sorted([*self._history, *((t, pull.id) for t, pull in restored)])
+        self._history = deque(merged)
+        self._version += 1
+        return len(restored)
+
     # -- merging agent pulls ----------------------------------------------------------------
 
     def _claim(self, node: _Node, p: PullStatus, reported: set[str]) -> _Pull:

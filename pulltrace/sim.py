@@ -20,7 +20,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from pulltrace.model import AgentReport, LayerStatus, Phase, PodRef, PullStatus
+from pulltrace.model import (
+    AgentReport,
+    DiunNotification,
+    LayerStatus,
+    Phase,
+    PodRef,
+    PullStatus,
+)
 from pulltrace.render import short_digest
 from pulltrace.rollup import rollup, share
 
@@ -418,3 +425,86 @@ class SimCluster:
                 layer.speed = 0.0
         elif all(layer.cached or layer.completed is not None for layer in pull.layers):
             pull.end, pull.speed = now, 0.0
+
+
+# -- the days before the demo (issue 12: history, stats and image updates) ----------------------
+
+
+def past_pulls(
+    seed: int, nodes: list[str], until: float, days: float = 7.0, per_hour: float = 6.0
+) -> list[PullStatus]:
+    """Finished pulls of the catalogue over the ``days`` before ``until``, so that a demo's
+    history and stats have something to show: a fixed-size image takes longer on a slow node,
+    cached base layers shorten a pull, and about one in thirty fails. A pure function of its
+    arguments, with its own random stream (the live cluster's is untouched)."""
+    rng = random.Random(f"past-{seed}")
+    speeds = {name: rng.uniform(28, 40) if name.startswith("gpu") else rng.uniform(4, 16)
+              for name in nodes}  # fmt: skip
+    weights = [image.weight for image in CATALOG]
+    out: list[PullStatus] = []
+    t = until - days * 86400
+    serial = 0
+    while nodes:
+        t += rng.expovariate(per_hour / 3600)
+        if t >= until:
+            break
+        node = rng.choice(nodes)
+        image = rng.choices(CATALOG, weights)[0]
+        layers = image.layers()
+        cached_count = rng.randrange(len(image.base.sizes) + 1) if image.base else 0
+        total = sum(size for _, size, _ in layers)
+        cached = sum(size for _, size, _ in layers[:cached_count])
+        speed = speeds[node] * MiB * rng.uniform(0.6, 1.3)
+        seconds = 0.4 + (total - cached) / speed
+        failed = rng.random() < 1 / 30
+        done = datetime.fromtimestamp(t, UTC)
+        serial += 1
+        downloaded = int((total - cached) * (rng.uniform(0.1, 0.9) if failed else 1.0))
+        out.append(
+            PullStatus(
+                id=f"past-{seed}-{serial}",
+                node_name=node,
+                image_ref=image.ref,
+                repository=image.repository,
+                manifest_digest=image.manifest_digest,
+                phase="failed" if failed else "completed",
+                total_bytes=total,
+                downloaded_bytes=downloaded,
+                cached_bytes=cached,
+                percent=100.0 if not failed else 100.0 * (downloaded + cached) / total,
+                eta_seconds=None if failed else 0.0,
+                layer_count=len(layers),
+                layers_done=len(layers) if not failed else cached_count,
+                layers_cached=cached_count,
+                started_at=datetime.fromtimestamp(t - seconds, UTC),
+                completed_at=done,
+                error="failed to copy: httpReadSeeker: failed open: unexpected status code 503"
+                if failed
+                else "",
+                pods=[PodRef(namespace=image.namespace, pod_name=f"{image.workload}-{serial:05x}")],
+                total_known=True,
+            )
+        )
+    return out
+
+
+def diun_notices(seed: int, now: float) -> list[DiunNotification]:
+    """Two images of the catalogue with a newer version, as DIUN would post them."""
+    rng = random.Random(f"diun-{seed}")
+    picks = rng.sample([i for i in CATALOG if i.ref.startswith("docker.io/")], 2)
+    return [
+        DiunNotification(
+            diun_version="4.28.0",
+            hostname="diun",
+            status="update",
+            provider="kubernetes",
+            image=image.ref,
+            hub_link=f"https://hub.docker.com/r/{image.repository.removeprefix('docker.io/')}",
+            mime_type="application/vnd.oci.image.index.v1+json",
+            digest=_digest(image.ref, "next"),
+            created=datetime.fromtimestamp(now - rng.uniform(3600, 86400), UTC),
+            platform="linux/amd64",
+            metadata={"pod_namespace": image.namespace, "pod_name": f"{image.workload}-0"},
+        )
+        for image in picks
+    ]

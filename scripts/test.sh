@@ -7,10 +7,12 @@ cd "$(dirname "$0")/.."
 python3 -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
 
 # The end-to-end tests start a real containerd and a real registry; install them when we can.
-if [ "$(id -u)" = 0 ] && ! { command -v containerd && command -v docker-registry && command -v runc; } >/dev/null; then
+# The history store's tests start a private PostgreSQL cluster (testkit/postgres.py) too.
+if [ "$(id -u)" = 0 ] && ! { command -v containerd && command -v docker-registry && command -v runc \
+    && compgen -G '/usr/lib/postgresql/*/bin/initdb'; } >/dev/null; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
-    apt-get install -y -qq --no-install-recommends containerd runc docker-registry >/dev/null
+    apt-get install -y -qq --no-install-recommends containerd runc docker-registry postgresql >/dev/null
 fi
 
 # The chart tests run the real helm, which scripts/fetch-tools.sh takes from an npm package.

@@ -80,6 +80,7 @@ would restart every pod on every render (helm template, Argo CD, --dry-run). */ 
 {{- $given := dict "agentToken" (include "pulltrace.token" (dict "value" $auth.agentToken "name" "auth.agentToken")) "existingSecret" $auth.existingSecret -}}
 {{- if .withReadToken -}}
 {{- $_ := set $given "readToken" (include "pulltrace.token" (dict "value" $auth.readToken "name" "auth.readToken")) -}}
+{{- $_ := set $given "webhookSecret" (include "pulltrace.token" (dict "value" .root.Values.webhook.secret "name" "webhook.secret")) -}}
 {{- end -}}
 {{- toJson $given | sha256sum -}}
 {{- end -}}

@@ -23,7 +23,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from pulltrace.collector import ingest, stream
+from pulltrace.collector import history_api, ingest, stream
 from pulltrace.collector.asgi import CHALLENGE, BearerToken, RefusedNodes, error_body, send_error
 from pulltrace.collector.broker import Broker
 from pulltrace.collector.config import CollectorConfig
@@ -68,6 +68,7 @@ def create_app(
             sse_resyncs=lambda: broker.resyncs,
             nodes=refused.nodes,
         )
+    history = history_api.HistoryApi.open(config, store)
     limiter = ingest.NodeRateLimiter(rate=config.reports_per_second, clock=limiter_clock)
     report = ingest.ReportEndpoint(
         store,
@@ -135,10 +136,12 @@ def create_app(
             loop.create_task(_every(config.fanout_interval, broker.flush)),
             loop.create_task(_every(config.heartbeat_interval, broker.heartbeat)),
         ]
+        history.start()
         try:
             yield
         finally:
             broker.close()
+            await history.stop()
             for task in tasks:
                 task.cancel()
 
@@ -149,6 +152,7 @@ def create_app(
             Route("/api/v1/nodes", list_nodes, methods=["GET"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
+            *history.routes,
         ],
         exception_handlers={HTTPException: _http_error, Exception: _internal_error},
         lifespan=lifespan,
@@ -179,7 +183,11 @@ class _Dispatch:
             if path == ingest.PATH:
                 await self._report(scope, receive, send)
                 return
-            if self._read_token is not None and path not in PROBES:
+            if (
+                self._read_token is not None
+                and path not in PROBES
+                and path != history_api.WEBHOOK_PATH
+            ):
                 problem = self._read_token.problem(scope)
                 if problem is not None:
                     await send_error(send, 401, problem, CHALLENGE)

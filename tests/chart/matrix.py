@@ -10,6 +10,8 @@ EVERYTHING: dict[str, Any] = {
         "image": {"digest": "sha256:" + "ab" * 32},
         "watchNamespaces": ["shop", "ml"],
         "historyTTL": "2h",
+        "history": {"retention": "7d", "maxPulls": 5000},
+        "persistence": {"enabled": True, "size": "5Gi", "storageClass": "fast"},
         "logLevel": "debug",
         "nodeSelector": {"kubernetes.io/os": "linux"},
         "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "ops"}],
@@ -42,6 +44,7 @@ EVERYTHING: dict[str, Any] = {
         "podAnnotations": {"example.com/team": "platform"},
     },
     "auth": {"agentToken": 12345678, "readToken": "read-me"},
+    "webhook": {"secret": "hook-me"},
     "service": {
         "type": "NodePort",
         "port": 80,
@@ -92,6 +95,15 @@ MATRIX: dict[str, list[str]] = {
     "custom-socket": ["--set", "agent.containerdSocket=/var/run/custom/containerd.sock"],
     "viewers": ["--set", "rbac.viewers.groups={devs}", "--set", "rbac.viewers.users={alice}"],
     "service-port-80": ["--set", "service.port=80"],
+    "history-claim": [
+        "--set",
+        "collector.persistence.enabled=true",
+        "--set",
+        "collector.persistence.existingClaim=my-history",
+        "--set",
+        "webhook.secret=d1un-s3cret",
+    ],
+    "history-postgres": ["--set", "collector.database.existingSecret=pulltrace-db"],
 }
 
 

@@ -103,7 +103,9 @@ def test_probes_and_secrets_point_at_what_exists(render_set: RenderSet, name: st
             ref = value.get("secretKeyRef") if isinstance(value, dict) else None
             if ref is None:
                 continue
-            if name == "existing-secret":
+            if ref["name"] == "pulltrace-db":  # the user's own, for PostgreSQL
+                assert name == "history-postgres" and ref["key"] == "url"
+            elif name == "existing-secret":
                 assert ref["name"] == "my-tokens"
             elif not ref.get("optional"):
                 assert ref["key"] in secrets[ref["name"]]
@@ -371,4 +373,60 @@ def test_every_value_set_reaches_the_objects(render_set: RenderSet) -> None:
     service = render.one("Service", f"{RELEASE}-collector")
     assert service["spec"]["type"] == "NodePort"
     assert service["metadata"]["annotations"] == {"example.com/lb": "internal"}
-    assert render.secret_data() == {"agent-token": "12345678", "read-token": "read-me"}
+    assert render.secret_data() == {
+        "agent-token": "12345678",
+        "read-token": "read-me",
+        "webhook-secret": "hook-me",
+    }
+    assert env(collector)["PULLTRACE_HISTORY_RETENTION"] == "7d"
+    assert env(collector)["PULLTRACE_HISTORY_MAX_PULLS"] == "5000"
+    claim = render.one("PersistentVolumeClaim", f"{RELEASE}-collector-data")
+    assert claim["spec"]["resources"]["requests"]["storage"] == "5Gi"
+    assert claim["spec"]["storageClassName"] == "fast"
+
+
+def volume(collector: Obj) -> Obj:
+    (data,) = [v for v in pod_spec(collector)["volumes"] if v["name"] == "data"]
+    return data
+
+
+def test_history_defaults_to_sqlite_on_an_empty_dir(render_set: RenderSet) -> None:
+    render = render_set("defaults")
+    collector = render.collector
+    assert env(collector)["PULLTRACE_DATA_DIR"] == "/var/lib/pulltrace"
+    assert env(collector)["PULLTRACE_HISTORY_RETENTION"] == "30d"
+    assert env(collector)["PULLTRACE_HISTORY_MAX_PULLS"] == "1000000"
+    assert "PULLTRACE_DATABASE" not in env(collector)
+    assert container(collector)["volumeMounts"] == [
+        {"name": "data", "mountPath": "/var/lib/pulltrace"}
+    ]
+    assert volume(collector) == {"name": "data", "emptyDir": {}}
+    assert pod_spec(collector)["securityContext"]["fsGroup"] == 10001
+    assert not render.find("PersistentVolumeClaim")
+    webhook = env(collector)["PULLTRACE_WEBHOOK_SECRET"]["secretKeyRef"]
+    assert webhook["key"] == "webhook-secret" and webhook["optional"] is True
+    assert "webhook-secret" not in render.secret_data()
+
+
+def test_history_on_an_existing_claim_with_a_webhook_secret(render_set: RenderSet) -> None:
+    render = render_set("history-claim")
+    assert volume(render.collector)["persistentVolumeClaim"] == {"claimName": "my-history"}
+    assert not render.find("PersistentVolumeClaim")  # the user's claim, not ours
+    assert render.secret_data()["webhook-secret"] == "d1un-s3cret"
+
+
+def test_history_in_postgres_has_no_volume(render_set: RenderSet) -> None:
+    collector = render_set("history-postgres").collector
+    ref = env(collector)["PULLTRACE_DATABASE"]["secretKeyRef"]
+    assert ref == {"name": "pulltrace-db", "key": "url"}
+    assert "PULLTRACE_DATA_DIR" not in env(collector)
+    assert "volumes" not in pod_spec(collector)
+    assert "volumeMounts" not in container(collector)
+
+
+def test_a_webhook_secret_change_restarts_the_collector(helm: Helm) -> None:
+    def annotation(*args: str) -> str:
+        collector = helm.template(*args).collector
+        return str(collector["spec"]["template"]["metadata"]["annotations"]["checksum/auth"])
+
+    assert annotation("--set", "webhook.secret=a") != annotation("--set", "webhook.secret=b")
