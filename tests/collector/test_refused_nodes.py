@@ -15,14 +15,14 @@ import pytest
 
 from pulltrace.agent.daemon import AgentConfig, ContainerdState, Reporter
 from pulltrace.client.collector import CollectorSource
-from pulltrace.client.rest import Endpoint
+from pulltrace.client.endpoint import Endpoint
 from pulltrace.client.source import NodeUpdate, Snapshot
 from pulltrace.client.store import ClientStore
 from pulltrace.collector.asgi import REFUSED_MAX
 from pulltrace.render import MONO
 from pulltrace.tui.widgets.header import nodes_text
 from tests.client.test_cluster_sources import pulltrace
-from tests.client.test_collector_source import until
+from tests.client.test_collector import until
 from tests.collector.conftest import FAST, Running, body, pull
 
 TOKEN = "the-agent-token"
