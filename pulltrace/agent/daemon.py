@@ -33,7 +33,17 @@ from pulltrace.agent.sockets import unreachable
 from pulltrace.agent.tracker import Tracker
 from pulltrace.errors import UsageError
 from pulltrace.listen import Address, format_address, listen_socket
-from pulltrace.model import ACTIVE_PHASES, REASON_MAX, AgentReport, PullStatus, encode
+from pulltrace.model import (
+    ACTIVE_PHASES,
+    INTERVAL_MAX,
+    INTERVAL_MIN,
+    REASON_MAX,
+    AgentReport,
+    NodeName,
+    PullStatus,
+    encode,
+)
+from pulltrace.render import printable
 
 log = logging.getLogger("pulltrace.agent.daemon")
 
@@ -75,7 +85,20 @@ class AgentConfig:
     health_listen: Address | None = None
 
     def __post_init__(self) -> None:
+        """What the collector would refuse in every report is refused here, once, at start:
+        an agent that runs but never gets a report in is worse than one that says why."""
         object.__setattr__(self, "token", agent_token(self.token))
+        if not INTERVAL_MIN <= self.interval <= INTERVAL_MAX:
+            raise UsageError(
+                f"--interval: {self.interval:g}s is outside {INTERVAL_MIN:g}s to {INTERVAL_MAX:g}s"
+            )
+        try:
+            msgspec.convert(self.node_name, NodeName)
+        except msgspec.ValidationError:
+            raise UsageError(
+                f"--node: {printable(self.node_name, 80)} is not a Kubernetes node name "
+                "(letters, digits, '-' and '.', at most 253 characters)"
+            ) from None
 
     @property
     def report_url(self) -> str:

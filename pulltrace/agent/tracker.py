@@ -103,10 +103,12 @@ class _Layer:
 
     def status(self) -> LayerStatus:
         done = self.state in ("done", "cached")
-        downloaded = self.total if self.state == "done" else self.offset
+        progress = self.total if done else min(self.offset, self.total)
+        # Never past a known total: an ingest can outgrow what the manifest says (a registry
+        # that serves a different blob), and the collector refuses such a report whole.
+        downloaded = progress if self.total > 0 else self.offset
         if self.state == "cached":
             downloaded = 0
-        progress = self.total if done else min(self.offset, self.total)
         speed = self.rate.rate() if self.downloading else 0.0
         return LayerStatus(
             digest=self.digest,

@@ -129,3 +129,23 @@ def test_a_refused_token_is_logged_once_and_the_agent_carries_on(
         (logging.INFO, "collector accepts the agent's token again"),
     ]
     assert len(sink.reports) == 9 and r.failures == 0 and r.refusal == ""
+
+
+@pytest.mark.parametrize(
+    ("node", "interval", "flag"),
+    [
+        ("node-a", 0.05, "--interval"),
+        ("node-a", 301.0, "--interval"),
+        ("bad node", 1.0, "--node"),
+        ("node-a/x", 1.0, "--node"),
+        ("n" * 254, 1.0, "--node"),
+        ("node\x1b[2J", 1.0, "--node"),
+    ],
+)
+def test_what_every_report_would_be_refused_for_is_refused_at_start(
+    node: str, interval: float, flag: str
+) -> None:
+    with pytest.raises(UsageError) as refused:
+        AgentConfig("http://127.0.0.1:9", node, SOCKETS, "k8s.io", interval=interval)
+    assert str(refused.value).startswith(f"{flag}: ")
+    assert str(refused.value).isprintable() and len(str(refused.value)) < 300

@@ -7,7 +7,7 @@ import pytest
 
 from pulltrace.agent.containerd import Ingest
 from pulltrace.agent.tracker import Tracker, ingest_digest, shares_download_slots
-from pulltrace.model import PullStatus
+from pulltrace.model import AgentReport, PullStatus, report_problem
 from tests.fakestore import T0, FakeStore, digest_of
 
 
@@ -422,3 +422,19 @@ def test_one_poll_costs_one_list_statuses_once_manifests_are_known(store: FakeSt
 def test_ingest_digest_reads_plain_and_named_refs(ref: str, expected: str) -> None:
     ingest = Ingest(ref=ref, offset=0, total=0, expected="", started_at=T0, updated_at=T0)
     assert ingest_digest(ingest) == expected
+
+
+def test_an_ingest_past_its_manifest_size_is_reported_at_the_known_total(
+    store: FakeStore,
+) -> None:
+    """The collector refuses a report with bytes past a known total, so the agent must never
+    send one, whatever the ingest says."""
+    layers = [blob(1000), blob(2000)]
+    store.push_manifest(layers, "app")
+    store.write(f"layer-{digest_of(layers[0])}", 1500, 1000)  # a registry serving more
+    store.write(f"layer-{digest_of(layers[1])}", 500, 2000)
+    (pull,) = Clock(store).poll(Tracker(store, "n1"))
+    report = AgentReport(node_name="n1", timestamp=store.now, pulls=[pull])
+    assert report_problem(report) is None
+    first = next(x for x in pull.layers if x.digest == digest_of(layers[0]))
+    assert first.downloaded_bytes == first.total_bytes == 1000
