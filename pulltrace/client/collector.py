@@ -43,7 +43,7 @@ from pulltrace.client.source import (
     NodeUpdate,
     Snapshot,
 )
-from pulltrace.model import NodeList, NodeStatus, PullEvent, PullList, StreamSnapshot
+from pulltrace.model import NodeList, NodeStatus, PullEvent, PullList, PullStatus, StreamSnapshot
 
 if TYPE_CHECKING:
     import httpx
@@ -58,6 +58,9 @@ EVENT_DEADLINE = 45.0
 MAX_EVENT = MAX_BODY
 """An event's bytes, its lines included: a snapshot is one ``data:`` line as large as a listing."""
 MAX_BACKOFF = 10.0
+MAX_PAGES = 64
+"""Pages of ``GET /api/v1/pulls`` one listing follows: the collector's 20 000-pull cap is four
+pages of 5 000, so more means a peer that never ends its list."""
 OFFLINE_AFTER = 3  # failed attempts in a row before the header says OFFLINE
 
 
@@ -97,7 +100,7 @@ class CollectorSource:
         collector older than node health (404) gives ``nodes`` None, and one whose nodes fail
         says why in ``nodes_error``."""
         client = Client(self.endpoint)
-        pulls = client.get_json(PULLS_PATH, PullList, self._params).pulls
+        pulls = self._all_pages(client)
         try:
             reply = client.get(NODES_PATH)
             if reply.status == 404:
@@ -105,6 +108,20 @@ class CollectorSource:
             return Snapshot(pulls, client.json(reply, NodeList).nodes)
         except CollectorError as err:
             return Snapshot(pulls, nodes_error=str(err))
+
+    def _all_pages(self, client: Client) -> list[PullStatus]:
+        """Every page of the listing, as kubectl follows ``continue``: a collector holding
+        more pulls than one page would otherwise show only the first ones."""
+        params = dict(self._params)
+        listing = client.get_json(PULLS_PATH, PullList, params)
+        pulls = list(listing.pulls)
+        for _ in range(MAX_PAGES):
+            if listing.continue_ is msgspec.UNSET:
+                return pulls
+            params["continue"] = listing.continue_
+            listing = client.get_json(PULLS_PATH, PullList, params)
+            pulls += listing.pulls
+        raise CollectorError(unreadable(self.endpoint, f"more than {MAX_PAGES} pages of pulls"))
 
     def __aiter__(self) -> AsyncIterator[Message]:
         return self._messages()

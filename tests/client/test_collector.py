@@ -161,3 +161,22 @@ async def test_list_once_and_stream_over_tls(collector: Running, port: int, tmp_
     message = str(untrusted.value)
     assert message.startswith(f"cannot reach the collector at {url}: ")
     assert "CERTIFICATE_VERIFY_FAILED" in message and "\n" not in message
+
+
+async def test_list_once_follows_every_page_of_the_listing() -> None:
+    """A collector pages its listing (here two pulls a page): the source reads to the end."""
+    port = free_port()
+    running = start(replace(FAST, listen=("127.0.0.1", port), read_token="reader", max_list=2))
+    try:
+        pulls = [
+            pull(f"p{i}", node="node-a", digest=f"sha256:{i:064x}", layers=[layer(i, 1000, 10)])
+            for i in range(5)
+        ]
+        reply = await asyncio.to_thread(
+            httpx.post, f"http://127.0.0.1:{port}/api/v1/report", content=body("node-a", pulls)
+        )
+        reply.raise_for_status()
+        snapshot = await asyncio.to_thread(listed, endpoint(port))
+        assert sorted(p.id for p in snapshot.pulls) == [f"p{i}" for i in range(5)]
+    finally:
+        running.stop()
