@@ -407,10 +407,7 @@ class PullStore:
         finally:
             self._held = self._journal = None
         for news in held:
-            if isinstance(news, PullEvent):
-                self._notify(news)
-            else:
-                self._notify_node(news)
+            self._deliver(news)
 
     def _checkpoint(self, report: AgentReport) -> _Checkpoint:
         """What the merge of this report can change in place: the node, the pulls it names,
@@ -954,15 +951,7 @@ class PullStore:
         self._emit_node("node.changed", node.announced, before.state if before else None)
 
     def _emit_node(self, kind: NodeEventType, status: NodeStatus, before: NodeState | None) -> None:
-        change = NodeChange(kind, status, before)
-        if self._held is not None:
-            self._held.append(change)
-        else:
-            self._notify_node(change)
-
-    def _notify_node(self, change: NodeChange) -> None:
-        for fn in self._node_listeners:
-            fn(change)
+        self._publish(NodeChange(kind, status, before))
 
     def _mark_stale(self, pull: _Pull) -> None:
         """Not failed: nobody knows; the node may come back and report it again."""
@@ -1028,14 +1017,22 @@ class PullStore:
         event = PullEvent(
             timestamp=self._now_dt, type=kind, node_name=status.node_name, pull=status, layer=layer
         )
-        if self._held is not None:
-            self._held.append(event)
-        else:
-            self._notify(event)
+        self._publish(event)
 
-    def _notify(self, event: PullEvent) -> None:
-        for fn in self._listeners:
-            fn(event)
+    def _publish(self, news: PullEvent | NodeChange) -> None:
+        """Held while a report is applied, so that a report refused halfway says nothing."""
+        if self._held is not None:
+            self._held.append(news)
+        else:
+            self._deliver(news)
+
+    def _deliver(self, news: PullEvent | NodeChange) -> None:
+        if isinstance(news, PullEvent):
+            for fn in self._listeners:
+                fn(news)
+        else:
+            for on_node in self._node_listeners:
+                on_node(news)
 
     # -- helpers ----------------------------------------------------------------------------
 

@@ -101,30 +101,25 @@ class ContentClient:
                 ("grpc.max_receive_message_length", 16 << 20),
             ],
         )
-        self._list_statuses = self._channel.unary_unary(
+        unary, stream = self._channel.unary_unary, self._channel.unary_stream
+        self._list_statuses = unary(
             _CONTENT + "ListStatuses",
-            request_serializer=content_pb2.ListStatusesRequest.SerializeToString,
-            response_deserializer=content_pb2.ListStatusesResponse.FromString,
+            **_codec(content_pb2.ListStatusesRequest, content_pb2.ListStatusesResponse),
         )
-        self._info_call = self._channel.unary_unary(
-            _CONTENT + "Info",
-            request_serializer=content_pb2.InfoRequest.SerializeToString,
-            response_deserializer=content_pb2.InfoResponse.FromString,
+        self._info_call = unary(
+            _CONTENT + "Info", **_codec(content_pb2.InfoRequest, content_pb2.InfoResponse)
         )
-        self._list = self._channel.unary_stream(
+        self._list = stream(
             _CONTENT + "List",
-            request_serializer=content_pb2.ListContentRequest.SerializeToString,
-            response_deserializer=content_pb2.ListContentResponse.FromString,
+            **_codec(content_pb2.ListContentRequest, content_pb2.ListContentResponse),
         )
-        self._read = self._channel.unary_stream(
+        self._read = stream(
             _CONTENT + "Read",
-            request_serializer=content_pb2.ReadContentRequest.SerializeToString,
-            response_deserializer=content_pb2.ReadContentResponse.FromString,
+            **_codec(content_pb2.ReadContentRequest, content_pb2.ReadContentResponse),
         )
-        self._version = self._channel.unary_unary(
+        self._version = unary(
             "/containerd.services.version.v1.Version/Version",
-            request_serializer=Empty.SerializeToString,
-            response_deserializer=version_pb2.VersionResponse.FromString,
+            **_codec(Empty, version_pb2.VersionResponse),
         )
 
     def close(self) -> None:
@@ -275,3 +270,12 @@ def _translate(err: grpc.RpcError, path: str) -> ContainerdError:
         return ContainerdError(unreachable(path, reason), reason)
     name = code.name if code is not None else "error"
     return ContainerdError(f"containerd at {path}: {name}: {first}", f"{name}: {first}")
+
+
+def _codec(request: Any, response: Any) -> dict[str, Any]:
+    """A method's (de)serializers: the messages are generated, the calls are made by hand, so
+    the client does not depend on the grpcio release that generated service stubs."""
+    return {
+        "request_serializer": request.SerializeToString,
+        "response_deserializer": response.FromString,
+    }
