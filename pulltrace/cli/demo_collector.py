@@ -12,8 +12,12 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from pulltrace.client.endpoint import Client, CollectorError, Endpoint
+
+if TYPE_CHECKING:
+    from pulltrace.client.connect import Plan
 
 READY_DEADLINE = 30.0
 """Seconds for the collector to answer its first ``/healthz``."""
@@ -81,3 +85,26 @@ def _wait_ready(
         if time.monotonic() > ends:
             raise CollectorError(f"the demo collector did not answer within {READY_DEADLINE:g} s")
         thread.join(0.05)  # a pause that ends early when the server thread dies
+
+
+@contextlib.contextmanager
+def collector_endpoint(plan: Plan, what: str) -> Iterator[Endpoint]:
+    """Where ``what`` (a command, a view) reads the collector's API for ``plan``: the
+    collector it resolved to (``--server`` or the kubeconfig's service proxy), or a demo
+    collector for ``--demo``. Raises ``ResolveError`` for a source that has no collector (the
+    Kubernetes API alone, a containerd socket): only a collector keeps a history."""
+    from pulltrace.client.connect import ResolveError
+
+    if plan.kind == "demo":
+        with demo_collector(plan.seed) as endpoint:
+            yield endpoint
+        return
+    if plan.kind in ("collector", "proxy") and plan.endpoint is not None:
+        yield plan.endpoint
+        return
+    kinds = {"containerd": "the source is a containerd socket"}
+    why = plan.notice.partition(";")[0] or kinds.get(plan.kind, "only the Kubernetes API answers")
+    raise ResolveError(
+        f"{what} needs the pulltrace collector (--server URL, a cluster that runs it, or "
+        f"--demo), but {why}"
+    )
