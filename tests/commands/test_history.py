@@ -1,0 +1,324 @@
+"""``pulltrace history``, ``stats`` and ``updates`` against a real collector on loopback (uvicorn
+in a thread, the history in SQLite in a temporary directory), run through ``pulltrace.cli.main``
+as a user runs them: table and JSON output, filters, pages, dismissing, the error lines, hostile
+strings, and ``--demo``."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import httpx
+import msgspec
+import pytest
+
+from pulltrace.cli import main
+from pulltrace.cli.demo_collector import collector_endpoint
+from pulltrace.client.connect import Plan, ResolveError
+from pulltrace.client.endpoint import Endpoint
+from pulltrace.client.history import NO_HISTORY, HistoryClient
+from pulltrace.model import HistoryList, HistoryStats, UpdateList
+from tests.collector.conftest import FAST, Running, body, layer, pull, start
+
+HOSTILE = "\x1b]0;pwned\x07\x1b[2J\u202egnp.evil"
+FOREVER = 5 * 365 * 86400.0
+
+
+@pytest.fixture
+def launch(tmp_path: Path) -> Iterator[Callable[..., Running]]:
+    started: list[Running] = []
+
+    def _launch(**kw: Any) -> Running:
+        config = replace(FAST, reports_per_second=1000.0, history_flush_interval=0.05, **kw)
+        running = start(config)
+        started.append(running)
+        return running
+
+    yield _launch
+    for running in started:
+        running.stop()
+
+
+@pytest.fixture
+def seeded(launch: Callable[..., Running], tmp_path: Path) -> Running:
+    """The demo's week of pulls and two DIUN notices, in a SQLite database of the test's."""
+    return launch(data_dir=str(tmp_path / "data"), demo_history_seed=7)
+
+
+@pytest.fixture
+def paged(launch: Callable[..., Running], tmp_path: Path) -> Running:
+    """Seed 4's week is 1031 pulls: more than one page of the collector's (1000)."""
+    return launch(data_dir=str(tmp_path / "data"), demo_history_seed=4)
+
+
+@pytest.fixture
+def empty(launch: Callable[..., Running], tmp_path: Path) -> Running:
+    return launch(data_dir=str(tmp_path / "data"), history_retention=FOREVER)
+
+
+def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = main(list(args))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def history_json(capsys: pytest.CaptureFixture[str], server: str, *args: str) -> HistoryList:
+    code, out, err = run(capsys, "history", "--server", server, "-o", "json", *args)
+    assert code == 0, err
+    return msgspec.json.decode(out, type=HistoryList)
+
+
+def recorded(running: Running, count: int) -> None:
+    """The writer flushes in the background: wait until the rows are there, as a user would."""
+    client = HistoryClient(Endpoint(running.url))
+    for _ in range(1500):
+        if len(client.history(limit=count).pulls) >= count:
+            return
+        httpx.get(running.url + "/healthz")  # one round trip between looks
+    raise AssertionError(f"fewer than {count} pulls recorded")
+
+
+# -- history -------------------------------------------------------------------------------
+
+
+def test_history_table_lists_the_newest_first(
+    seeded: Running, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = run(capsys, "history", "--server", seeded.url, "--limit", "5")
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[0].split() == ["IMAGE", "NODE", "PHASE", "TOOK", "SIZE", "AVG", "SPEED", "AGE"]
+    assert len(lines) == 6
+    page = history_json(capsys, seeded.url, "--limit", "5")
+    for line, finished in zip(lines[1:], page.pulls, strict=True):
+        assert line.startswith(finished.image_ref) and finished.node_name in line
+    finished_at = [p.completed_at for p in page.pulls]
+    assert finished_at == sorted(finished_at, reverse=True)  # type: ignore[type-var]
+
+
+def test_history_wide_adds_the_columns(seeded: Running, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "history", "--server", seeded.url, "-o", "wide", "--limit", "3")
+    assert code == 0, err
+    header = out.splitlines()[0]
+    for column in ("PEAK SPEED", "LAYERS", "PODS", "DIGEST", "FINISHED", "ERROR"):
+        assert column in header
+
+
+def test_history_json_is_the_collectors_structs(
+    seeded: Running, capsys: pytest.CaptureFixture[str]
+) -> None:
+    mine = history_json(capsys, seeded.url, "--limit", "20")
+    theirs = HistoryClient(Endpoint(seeded.url)).history(limit=20)
+    assert mine.pulls == theirs.pulls
+    assert mine.continue_ == theirs.continue_ and mine.continue_  # more pages wait
+
+
+def test_history_follows_pages_up_to_the_limit(
+    paged: Running, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """More than one page of the collector's (at most 1000): the pages join without gaps or
+    repeats, newest first, and stop at --limit."""
+    every = history_json(capsys, paged.url, "--limit", "100000")
+    assert len(every.pulls) == 1031 and every.continue_ is None
+    assert len({p.id for p in every.pulls}) == len(every.pulls)
+    some = history_json(capsys, paged.url, "--limit", "1001")
+    assert [p.id for p in some.pulls] == [p.id for p in every.pulls[:1001]]
+    assert some.continue_
+
+
+@pytest.mark.parametrize(
+    ("flags", "check"),
+    [
+        (["--node", "gpu-01"], lambda p: p.node_name == "gpu-01"),
+        (["--phase", "failed"], lambda p: p.phase == "failed"),
+        (["--image", "redis"], lambda p: "redis" in p.image_ref),
+    ],
+)
+def test_history_filters(
+    seeded: Running,
+    capsys: pytest.CaptureFixture[str],
+    flags: list[str],
+    check: Callable[[Any], bool],
+) -> None:
+    page = history_json(capsys, seeded.url, "--limit", "2000", *flags)
+    assert page.pulls and all(check(p) for p in page.pulls)
+    every = history_json(capsys, seeded.url, "--limit", "100000")
+    assert len(page.pulls) == sum(1 for p in every.pulls if check(p))
+
+
+def test_history_since_and_until(seeded: Running, capsys: pytest.CaptureFixture[str]) -> None:
+    day = history_json(capsys, seeded.url, "--limit", "100000", "--since", "24h")
+    week = history_json(capsys, seeded.url, "--limit", "100000", "--since", "7d")
+    older = history_json(capsys, seeded.url, "--limit", "100000", "--until", "24h")
+    assert 0 < len(day.pulls) < len(week.pulls)
+    assert len(day.pulls) + len(older.pulls) == len(week.pulls)
+
+
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (["--since", "soon"], "--since: 'soon' is neither a duration"),
+        (["--phase", "pulling"], "--phase: completed or failed"),
+    ],
+)
+def test_history_bad_flags_are_one_line(
+    seeded: Running, capsys: pytest.CaptureFixture[str], args: list[str], line: str
+) -> None:
+    code, out, err = run(capsys, "history", "--server", seeded.url, *args)
+    assert code == 2 and out == ""
+    assert len(err.splitlines()) == 1 and err.startswith("pulltrace: ") and line in err
+
+
+def test_hostile_strings_are_escaped_in_the_tables(
+    empty: Running, capsys: pytest.CaptureFixture[str]
+) -> None:
+    failed = pull("h1", layers=[layer(0, done=10)], phase="failed", error=HOSTILE)
+    reply = httpx.post(empty.url + "/api/v1/report", content=body("node-a", [failed]))
+    assert reply.status_code == 204, reply.text
+    notice = {"image": "docker.io/library/nginx:1.27", "status": HOSTILE, "platform": HOSTILE}
+    reply = httpx.post(empty.url + "/api/v1/webhooks/diun", json=notice)
+    assert reply.status_code == 204, reply.text
+    recorded(empty, 1)
+    for command in (["history", "-o", "wide"], ["updates"]):
+        code, out, err = run(capsys, *command, "--server", empty.url)
+        assert code == 0, err
+        assert "\x1b" not in out and "\x07" not in out and "\u202e" not in out
+        assert "\\x1b]0;pwned\\x07" in out and "\\u202e" in out
+    code, out, _ = run(capsys, "updates", "--server", empty.url, "-o", "json")
+    assert "\u202e" not in out and json.loads(out)["updates"][0]["status"] == HOSTILE
+
+
+def test_no_history_is_one_line(
+    launch: Callable[..., Running], capsys: pytest.CaptureFixture[str]
+) -> None:
+    bare = launch()
+    for command in (["history"], ["stats"], ["updates"], ["updates", "dismiss", "x"]):
+        code, out, err = run(capsys, *command, "--server", bare.url)
+        assert (code, out) == (2, "")
+        assert err.splitlines() == [f"pulltrace: {NO_HISTORY}"]
+
+
+# -- stats ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("by", ["image", "node", "repository"])
+def test_stats_table_and_json_agree(
+    seeded: Running, capsys: pytest.CaptureFixture[str], by: str
+) -> None:
+    code, out, err = run(capsys, "stats", "--server", seeded.url, "--by", by, "-o", "json")
+    assert code == 0, err
+    stats = msgspec.json.decode(out, type=HistoryStats)
+    assert stats.by == by and len(stats.groups) > 5
+    code, out, err = run(capsys, "stats", "--server", seeded.url, "--by", by)
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[0].split()[:4] == [by.upper(), "PULLS", "FAILED", "DOWNLOADED"]
+    for line, group in zip(lines[1:], stats.groups, strict=True):
+        cells = line.split()
+        assert cells[:3] == [group.key, str(group.count), str(group.failures)]
+
+
+def test_stats_window(seeded: Running, capsys: pytest.CaptureFixture[str]) -> None:
+    def total(since: str) -> int:
+        code, out, err = run(
+            capsys, "stats", "--server", seeded.url, "--since", since, "-o", "json"
+        )
+        assert code == 0, err
+        return sum(g["count"] for g in json.loads(out)["groups"])
+
+    assert 0 < total("24h") < total("7d") <= total("")
+
+
+def test_stats_by_something_else_is_a_usage_line(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "stats", "--demo", "--by", "pod")
+    assert code == 2 and out == "" and len(err.splitlines()) == 1
+
+
+# -- updates -------------------------------------------------------------------------------
+
+
+def test_dismiss_hides_an_update_until_all(
+    seeded: Running, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = run(capsys, "updates", "--server", seeded.url, "-o", "json")
+    assert code == 0, err
+    updates = msgspec.json.decode(out, type=UpdateList).updates
+    assert len(updates) == 2 and not any(u.acknowledged for u in updates)
+    image = updates[0].image
+    code, out, err = run(capsys, "updates", "dismiss", image, "--server", seeded.url)
+    assert (code, out.strip(), err) == (0, f"dismissed {image}", "")
+
+    code, out, err = run(capsys, "updates", "--server", seeded.url)
+    assert code == 0, err
+    assert image not in out and updates[1].image in out
+    code, out, err = run(capsys, "updates", "--all", "--server", seeded.url)
+    rows = {line.split()[0]: line.split()[-1] for line in out.splitlines()[1:]}
+    assert rows == {image: "dismissed", updates[1].image: "new"}
+    code, out, err = run(capsys, "updates", "--server", seeded.url, "--all", "-o", "json")
+    acknowledged = {u["image"]: u["acknowledged"] for u in json.loads(out)["updates"]}
+    assert acknowledged == {image: True, updates[1].image: False}
+
+    # the group's flags reach the subcommand too, kubectl-style
+    code, _, err = run(capsys, "updates", "--server", seeded.url, "dismiss", updates[1].image)
+    assert code == 0, err
+    code, out, err = run(capsys, "updates", "--server", seeded.url)
+    assert out == "No new image updates (2 dismissed: --all shows them).\n"
+
+
+def test_dismissing_an_unknown_image_is_one_line(
+    seeded: Running, capsys: pytest.CaptureFixture[str]
+) -> None:
+    image = "registry.example:5000/team/app:1.0"
+    code, out, err = run(capsys, "updates", "dismiss", image, "--server", seeded.url)
+    assert (code, out) == (2, "")
+    assert err.splitlines() == [
+        f"pulltrace: collector at {seeded.url} answered 404: no update for image {image!r}"
+    ]
+
+
+def test_tags_group_updates(seeded: Running) -> None:
+    """The client calls the TUI uses: create a tag, put an update under it, untag it."""
+    client = HistoryClient(Endpoint(seeded.url))
+    tag = client.create_tag("production")
+    assert client.tags().tags == [tag]
+    image = client.updates().updates[0].image
+    client.set_tag(image, tag.id)
+    assert {u.image: u.tag for u in client.updates().updates}[image] == tag
+    client.set_tag(image, None)
+    assert {u.image: u.tag for u in client.updates().updates}[image] is None
+
+
+# -- sources -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("command", ["history", "stats", "updates"])
+def test_demo_shows_real_rows(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, command, "--demo", "-o", "json")
+    assert code == 0, err
+    doc = json.loads(out)
+    rows = doc.get("pulls") or doc.get("groups") or doc.get("updates")
+    assert rows and (command != "updates" or len(rows) == 2)
+    code, out, err = run(capsys, command, "--demo")
+    assert code == 0, err
+    assert len(out.splitlines()) == len(rows) + 1  # the header, then a row each
+
+
+@pytest.mark.parametrize(
+    ("plan", "why"),
+    [
+        (Plan("containerd", containerd="/run/containerd/containerd.sock"), "a containerd socket"),
+        (
+            Plan("api", notice="no collector service pulltrace/pulltrace-collector; API only"),
+            "but no collector service pulltrace/pulltrace-collector",
+        ),
+    ],
+)
+def test_a_source_without_a_collector_says_what_is_needed(plan: Plan, why: str) -> None:
+    with pytest.raises(ResolveError) as caught, collector_endpoint(plan, "history"):
+        pass
+    message = str(caught.value)
+    assert message.startswith("history needs the pulltrace collector (--server URL")
+    assert why in message and "\n" not in message
