@@ -71,13 +71,13 @@ def history_json(capsys: pytest.CaptureFixture[str], server: str, *args: str) ->
     return msgspec.json.decode(out, type=HistoryList)
 
 
-def recorded(running: Running, count: int) -> None:
+def recorded(url: str, count: int) -> None:
     """The writer flushes in the background: wait until the rows are there, as a user would."""
-    client = HistoryClient(Endpoint(running.url))
+    client = HistoryClient(Endpoint(url))
     for _ in range(1500):
         if len(client.history(limit=count).pulls) >= count:
             return
-        httpx.get(running.url + "/healthz")  # one round trip between looks
+        httpx.get(url + "/healthz")  # one round trip between looks
     raise AssertionError(f"fewer than {count} pulls recorded")
 
 
@@ -181,7 +181,7 @@ def test_hostile_strings_are_escaped_in_the_tables(
     notice = {"image": "docker.io/library/nginx:1.27", "status": HOSTILE, "platform": HOSTILE}
     reply = httpx.post(empty.url + "/api/v1/webhooks/diun", json=notice)
     assert reply.status_code == 204, reply.text
-    recorded(empty, 1)
+    recorded(empty.url, 1)
     for command in (["history", "-o", "wide"], ["updates"]):
         code, out, err = run(capsys, *command, "--server", empty.url)
         assert code == 0, err
@@ -322,3 +322,53 @@ def test_a_source_without_a_collector_says_what_is_needed(plan: Plan, why: str) 
     message = str(caught.value)
     assert message.startswith("history needs the pulltrace collector (--server URL")
     assert why in message and "\n" not in message
+
+
+# -- the collector's flags, end to end ----------------------------------------------------------
+
+
+def test_a_collector_started_with_data_dir_serves_history_to_the_cli(tmp_path: Path) -> None:
+    """``pulltrace collector --data-dir`` as a process, with PULLTRACE_DATA_DIR pointing at an
+    unusable path: the flag wins over the variable, the finished pull lands in SQLite, and
+    ``pulltrace history`` (another process) reads it back."""
+    import subprocess
+    import sys
+
+    from tests.collector.test_process import hermetic_env
+
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    data = tmp_path / "data"
+    command = [sys.executable, "-m", "pulltrace.cli", "collector", "--listen", "127.0.0.1:0"]
+    command += ["--metrics-listen", "127.0.0.1:0", "--data-dir", str(data)]
+    command += ["--history-retention", "3650d", "--history-max-pulls", "10", "--max-pulls", "50"]
+    env = hermetic_env(tmp_path, PULLTRACE_DATA_DIR=str(blocker / "data"))
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env)  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        url = ""
+        for raw in proc.stdout:
+            line = json.loads(raw)
+            if line["msg"] == "collector listening":
+                url = f"http://{line['api']}"
+                break
+        assert url, proc.stderr.read() if proc.stderr else ""
+        done = pull("p1", layers=[layer(0, done=1000)])
+        reply = httpx.post(url + "/api/v1/report", content=body("node-a", [done]))
+        assert reply.status_code == 204, reply.text
+        for raw in proc.stdout:  # the store's event log: the pull finished
+            if json.loads(raw)["msg"] == "pull.completed":
+                break
+        recorded(url, 1)
+        out = subprocess.run(
+            [sys.executable, "-m", "pulltrace.cli", "history", "--server", url, "-o", "json"],
+            capture_output=True, text=True, timeout=60, env=env,
+        )  # fmt: skip
+        assert out.returncode == 0, out.stderr
+        (finished,) = json.loads(out.stdout)["pulls"]
+        assert finished["id"] == "p1" and finished["phase"] == "completed"
+        assert (data / "history.db").is_file()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
