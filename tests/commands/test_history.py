@@ -372,3 +372,24 @@ def test_a_collector_started_with_data_dir_serves_history_to_the_cli(tmp_path: P
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_the_demo_collector_cleans_up_after_itself(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What ``--demo`` runs: a seeded collector while the block lasts; afterwards its port is
+    closed and its temporary database gone."""
+    import tempfile
+
+    from pulltrace.cli.demo_collector import demo_collector
+    from pulltrace.client.endpoint import CollectorError
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    with demo_collector(3) as endpoint:
+        assert [p.name for p in tmp_path.iterdir() if p.name.startswith("pulltrace-demo-")]
+        client = HistoryClient(endpoint)
+        assert len(client.history(limit=10).pulls) == 10
+        assert len(client.updates().updates) == 2
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith("pulltrace-demo-")]
+    with pytest.raises(CollectorError, match="cannot reach the collector"):
+        client.updates()
