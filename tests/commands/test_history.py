@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import msgspec
@@ -393,3 +394,40 @@ def test_the_demo_collector_cleans_up_after_itself(
     assert not [p for p in tmp_path.iterdir() if p.name.startswith("pulltrace-demo-")]
     with pytest.raises(CollectorError, match="cannot reach the collector"):
         client.updates()
+
+
+@pytest.mark.k8s
+def test_through_the_kubeconfigs_service_proxy(
+    seeded: Running,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """No --server: the kubeconfig's API server (the double) proxies to the collector's
+    service, for the reads and for dismiss's PATCH, whose image path it passes on encoded."""
+    from testkit.kube.apiserver import ApiServer
+    from testkit.kube.service_proxy import ServiceProxy
+
+    for name in ("PULLTRACE_SERVER", "PULLTRACE_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    with ApiServer(token="kube-token") as api:
+        ServiceProxy(api).expose("pulltrace", "pulltrace-collector:http", seeded.url)
+        kubeconfig = str(api.kubeconfig(tmp_path / "kubeconfig", namespace="shop"))
+        source = ("--kubeconfig", kubeconfig)
+        page = msgspec.json.decode(
+            run(capsys, "history", *source, "-o", "json", "--limit", "1500")[1], type=HistoryList
+        )
+        assert len(page.pulls) == 992  # seed 7's week, all of it
+        code, out, err = run(capsys, "stats", *source, "--by", "node")
+        assert code == 0 and "gpu-01" in out, err
+        code, out, err = run(capsys, "updates", *source, "-o", "json")
+        image = json.loads(out)["updates"][0]["image"]
+        code, out, err = run(capsys, "updates", "dismiss", image, *source)
+        assert code == 0, err
+        code, out, err = run(capsys, "updates", *source, "--all", "-o", "json")
+        assert {u["image"]: u["acknowledged"] for u in json.loads(out)["updates"]}[image] is True
+        proxied = [r.path for r in api.requests if "/proxy/api/v1/updates/" in r.path]
+        assert proxied == [
+            "/api/v1/namespaces/pulltrace/services/pulltrace-collector:http/proxy/api/v1/updates/"
+            + quote(image, safe="")
+        ]
