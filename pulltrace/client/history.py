@@ -27,7 +27,16 @@ from pulltrace.client.endpoint import (
     media_type,
     unreadable,
 )
-from pulltrace.model import HistoryList, HistoryStats, Tag, TagList, UpdateList
+from pulltrace.model import (
+    AcknowledgeRequest,
+    HistoryList,
+    HistoryStats,
+    Tag,
+    TagAssignment,
+    TagList,
+    TagRequest,
+    UpdateList,
+)
 
 T = TypeVar("T")
 
@@ -40,18 +49,6 @@ NO_HISTORY = "the collector keeps no history: start it with --data-dir or --data
 _OFF = "history is off"
 """How the collector's own 503 sentence begins (``pulltrace.collector.history_api.OFF``);
 other 503s (a database that failed, a proxy without endpoints) keep their own words."""
-
-
-class _Acknowledge(msgspec.Struct):
-    acknowledged: bool
-
-
-class _NewTag(msgspec.Struct):
-    name: str
-
-
-class _Assign(msgspec.Struct, rename="camel"):
-    tag_id: int | None
 
 
 class HistoryClient:
@@ -93,19 +90,19 @@ class HistoryClient:
 
     def dismiss(self, image: str) -> None:
         """Acknowledges ``image``'s update; an unknown image is the collector's 404 line."""
-        self._send("PATCH", _update_path(image), _Acknowledge(acknowledged=True))
+        self._send("PATCH", _update_path(image), AcknowledgeRequest(acknowledged=True))
 
     def tags(self) -> TagList:
         return self._get(TAGS_PATH, TagList)
 
     def create_tag(self, name: str) -> Tag:
         """The new tag (201); a name already taken is the collector's 409 line."""
-        reply = self._send("POST", TAGS_PATH, _NewTag(name=name), expect=201)
+        reply = self._send("POST", TAGS_PATH, TagRequest(name=name), expect=201)
         return self._decode(reply, Tag)
 
     def set_tag(self, image: str, tag_id: int | None) -> None:
         """Puts ``image``'s update under tag ``tag_id``; ``None`` untags it."""
-        self._send("PUT", _update_path(image) + "/tag", _Assign(tag_id=tag_id))
+        self._send("PUT", _update_path(image) + "/tag", TagAssignment(tag_id=tag_id))
 
     # -- one request -------------------------------------------------------------------------
 
