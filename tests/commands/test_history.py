@@ -15,6 +15,8 @@ from urllib.parse import quote
 import httpx
 import msgspec
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pulltrace.cli import main
 from pulltrace.cli.demo_collector import collector_endpoint
@@ -431,3 +433,46 @@ def test_through_the_kubeconfigs_service_proxy(
             "/api/v1/namespaces/pulltrace/services/pulltrace-collector:http/proxy/api/v1/updates/"
             + quote(image, safe="")
         ]
+
+
+# -- the formats, for any strings a peer sends -------------------------------------------------
+
+
+@given(
+    image=st.text(max_size=600),
+    status=st.text(max_size=300),
+    tag=st.text(min_size=1, max_size=63),
+    error=st.text(max_size=500),
+    node=st.text(max_size=300),
+)
+@settings(max_examples=150, deadline=None)
+def test_every_table_line_is_printable_whatever_the_strings(
+    image: str, status: str, tag: str, error: str, node: str
+) -> None:
+    """Hostile input is normal input: whatever the collector relays (DIUN's fields, an agent's
+    error), each table line is printable and bounded, and JSON decodes to the same strings."""
+    from datetime import UTC, datetime
+
+    from pulltrace.commands.history import format_history, format_stats, format_updates
+    from pulltrace.model import FinishedPull, ImageUpdate, Quantiles, StatsGroup, Tag
+
+    now = datetime(2026, 3, 23, 12, tzinfo=UTC)
+    update = ImageUpdate(image=image, status=status, platform=status, digest=status,
+                         received_at=now, tag=Tag(id=1, name=tag))  # fmt: skip
+    finished = FinishedPull(id="p", node_name=node, image_ref=image, phase="failed",
+                            error=error, manifest_digest=status, completed_at=now)  # fmt: skip
+    zero = Quantiles(p50=0, p95=0, max=0)
+    group = StatsGroup(key=image, count=1, failures=1, bytes=0, duration_seconds=zero,
+                       average_bytes_per_sec=zero)  # fmt: skip
+    tables = [
+        format_updates(UpdateList(updates=[update]), "table", now=now),
+        format_history(HistoryList(pulls=[finished]), "wide", now=now),
+        format_stats(HistoryStats(by="image", groups=[group]), "table"),
+    ]
+    for table in tables:
+        for line in table.splitlines():
+            assert line.isprintable() and len(line) < 3000, line
+    text = format_updates(UpdateList(updates=[update]), "json")
+    assert text.endswith("\n") and text[:-1].isprintable()
+    doc = json.loads(text)
+    assert doc["updates"][0]["status"] == status and doc["updates"][0]["image"] == image
