@@ -18,8 +18,13 @@ from pulltrace.client.endpoint import Client, CollectorError, Endpoint
 
 if TYPE_CHECKING:
     from pulltrace.client.connect import Plan
+    from pulltrace.sim import SimCluster
 
 READY_DEADLINE = 30.0
+STEP = 0.5
+"""Seconds between the simulated agents' reports."""
+REPORTS_PER_SECOND = 10.0
+"""The demo's per-node report rate limit: above the simulation's two a second."""
 """Seconds for the collector to answer its first ``/healthz``."""
 STOP_DEADLINE = 10.0
 _PROBE = 1.0
@@ -29,24 +34,31 @@ died instead of waiting out the whole deadline."""
 
 
 @contextlib.contextmanager
-def demo_collector(seed: int = 7) -> Iterator[Endpoint]:
+def demo_collector(seed: int = 7, *, live: bool = False) -> Iterator[Endpoint]:
     """A demo collector on ``127.0.0.1:0``, serving until the block ends; yields where it
-    answers. Raises ``CollectorError`` when it does not come up (the history database cannot be
-    created, say): the user gets the line, not a traceback from a thread."""
+    answers. ``live``: ``pulltrace.sim``'s cluster reports to it as its agents would (POSTs to
+    ``/api/v1/report`` every half second, pods matched by the simulation), so its pulls, nodes
+    and event stream move too, not only its history. Raises ``CollectorError`` when it does not
+    come up (the history database cannot be created, say): the user gets the line, not a
+    traceback from a thread."""
     import asyncio
     import time
 
     from pulltrace.collector.config import CollectorConfig
     from pulltrace.collector.server import Service
+    from pulltrace.sim import SimCluster
 
     config = CollectorConfig(
         listen=("127.0.0.1", 0),
         metrics_listen=("127.0.0.1", 0),
         log_level="warning",
         demo_history_seed=seed,
+        reports_per_second=REPORTS_PER_SECOND,
     )
-    service = Service(config)
+    cluster = SimCluster(seed, start=time.time()) if live else None
+    service = Service(config, cluster.pods if cluster else None)
     failed: list[BaseException] = []
+    stop = threading.Event()
 
     def serve() -> None:
         try:
@@ -57,13 +69,35 @@ def demo_collector(seed: int = 7) -> Iterator[Endpoint]:
     thread = threading.Thread(target=serve, name="pulltrace-demo-collector", daemon=True)
     thread.start()
     endpoint = Endpoint(f"http://127.0.0.1:{service.api_port}", label="demo collector")
+    feeder = None
     try:
         _wait_ready(endpoint, thread, failed, time.monotonic() + READY_DEADLINE)
+        if cluster is not None:
+            feeder = threading.Thread(
+                target=_feed, args=(cluster, endpoint, stop), name="pulltrace-demo-agents"
+            )
+            feeder.daemon = True
+            feeder.start()
         yield endpoint
     finally:
+        stop.set()
+        if feeder is not None:
+            feeder.join(STOP_DEADLINE)
         if thread.is_alive():
             service.stop_threadsafe()
             thread.join(STOP_DEADLINE)
+
+
+def _feed(cluster: SimCluster, endpoint: Endpoint, stop: threading.Event) -> None:
+    """The simulated agents: each step's reports, POSTed as ``pulltrace agent`` would, until
+    ``stop``. A refused or lost report is dropped, as a real agent's next one supersedes it."""
+    import time
+
+    client = Client(endpoint)
+    while not stop.wait(STEP):
+        for report in cluster.step(time.time()):
+            with contextlib.suppress(CollectorError):
+                client.send_json("POST", "/api/v1/report", report, deadline=STEP * 4)
 
 
 def _wait_ready(

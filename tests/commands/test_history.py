@@ -476,3 +476,24 @@ def test_every_table_line_is_printable_whatever_the_strings(
     assert text.endswith("\n") and text[:-1].isprintable()
     doc = json.loads(text)
     assert doc["updates"][0]["status"] == status and doc["updates"][0]["image"] == image
+
+
+def test_a_live_demo_collector_hears_from_the_simulated_agents() -> None:
+    """``live=True`` (for ``watch --demo``): the simulated agents report over HTTP, so the
+    collector's stream carries their pulls, with the simulation's pods matched to them."""
+    from pulltrace.cli.demo_collector import demo_collector
+
+    with (
+        demo_collector(5, live=True) as endpoint,
+        httpx.stream("GET", endpoint.url("/api/v1/events"), timeout=30) as stream,
+    ):
+        kind, event = "", {"pull": {}}
+        for line in stream.iter_lines():
+            if line.startswith("event: "):
+                kind = line.removeprefix("event: ")
+            elif line.startswith("data: ") and kind == "pull.started":
+                event = json.loads(line.removeprefix("data: "))
+                break
+        nodes = httpx.get(endpoint.url("/api/v1/nodes")).json()["nodes"]
+    assert event["pull"].get("pods") and event["pull"]["nodeName"]
+    assert len(nodes) == 20 and {n["state"] for n in nodes} <= {"ready", "degraded"}
