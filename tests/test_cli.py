@@ -121,6 +121,14 @@ REFUSING = "http://127.0.0.1:9"  # the discard port: nothing listens there
         # the roles: 2 for a bad flag or address
         (["collector", "--listen", "nowhere"], 2, "--listen: invalid address 'nowhere'"),
         (["collector", "--history-ttl", "soon"], 2, "invalid duration 'soon'"),
+        (["collector", "--max-pulls", "0"], 2, "--max-pulls: '0' is not a whole number"),
+        (["collector", "--database", "mysql://x"], 2, "--database: must be a postgresql:// URL"),
+        (["collector", "--history-retention", "1s"], 2, "--history-retention: '1s' is out of"),
+        # the history commands: 2, the collector's words in one line
+        (["history", "--server", REFUSING], 2, "127.0.0.1:9"),
+        (["stats", "--server", REFUSING, "--since", "later"], 2, "--since: 'later' is neither"),
+        (["updates", "dismiss", "nginx", "--server", REFUSING], 2, "127.0.0.1:9"),
+        (["updates", "--server", REFUSING, "-o", "yaml"], 2, "'yaml' is not one of"),
         (["agent", "--server", "ftp://c"], 2, "--server must be an http:// or https:// URL"),
     ],
 )
@@ -163,7 +171,8 @@ def test_help_lists_the_commands_in_their_panels(tmp_path: Path) -> None:
     lines = out.stdout.splitlines()
     panels = {line.strip("╭─╮ ") for line in lines if line.startswith("╭─")}
     assert panels == {"Options", "Commands", "In-cluster roles", "Shell"}
-    for word in ("ls", "watch", "wait", "agent", "collector", "completion"):
+    commands = ("ls", "watch", "wait", "history", "stats", "updates", "agent", "collector")
+    for word in (*commands, "completion"):
         assert any(line.startswith(f"│ {word} ") for line in lines), word
     for flag in ("--version", "--install-completion", "--show-completion", "--help"):
         assert flag in out.stdout
@@ -179,6 +188,40 @@ def test_client_help_groups_the_source_flags(command: str, tmp_path: Path) -> No
     )
     for flag in ("--server", "--kubeconfig", "--context", "--demo", "--namespace"):
         assert flag in out.stdout, flag
+
+
+@pytest.mark.parametrize(
+    ("command", "flags"),
+    [
+        (["history"], ("--image", "--node", "--phase", "--since", "--until", "--limit", "-o")),
+        (["stats"], ("--by", "--since", "-o")),
+        (["updates"], ("--all", "-o", "dismiss")),
+        (["updates", "dismiss"], ("IMAGE",)),
+    ],
+)
+def test_history_commands_help_groups_the_source_flags(
+    command: list[str], flags: tuple[str, ...], tmp_path: Path
+) -> None:
+    """They read a collector, never containerd: the source panel without containerd's."""
+    out = run(*command, "-h", env=_wide(tmp_path))
+    assert out.returncode == 0, out.stderr
+    panels = {line.strip("╭─╮ ") for line in out.stdout.splitlines() if line.startswith("╭─")}
+    assert "Source (default: PULLTRACE_SERVER, else the kubeconfig context)" in panels
+    assert "containerd" not in panels
+    for flag in ("--server", "--kubeconfig", "--context", "--demo", *flags):
+        assert flag in out.stdout, flag
+
+
+def test_collector_help_has_the_history_and_limit_flags(tmp_path: Path) -> None:
+    out = run("collector", "-h", env=_wide(tmp_path))
+    assert out.returncode == 0, out.stderr
+    panels = {line.strip("╭─╮ ") for line in out.stdout.splitlines() if line.startswith("╭─")}
+    assert {"Limits", "History (default: none; finished pulls live --history-ttl in memory)"} <= (
+        panels
+    )
+    for flag in ("--max-pulls", "--max-nodes", "--data-dir", "--database", "--history-retention"):
+        assert flag in out.stdout, flag
+    assert "--history-max-pulls" in out.stdout
 
 
 @pytest.mark.parametrize(
@@ -388,6 +431,8 @@ HEAVY = ("textual", "kubernetes", "httpx", "grpc", "starlette", "uvicorn", "pyda
         (["--help"], ("msgspec",)),
         (["ls", "--help"], ("msgspec",)),
         (["ls", "--json", "--server", REFUSING], ("rich",)),
+        (["history", "-o", "json", "--server", REFUSING], ("rich",)),
+        (["updates", "--help"], ("msgspec",)),
         (["wait", "--bogus"], ("msgspec", "rich")),
     ],
 )

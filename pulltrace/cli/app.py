@@ -37,6 +37,8 @@ CONTAINERD = "containerd"
 CLIENTS = "Commands"
 ROLES = "In-cluster roles"
 SHELL = "Shell"
+HISTORY = "History (default: none; finished pulls live --history-ttl in memory)"
+LIMITS = "Limits"
 
 
 def _duration(text: str | float) -> float:
@@ -71,19 +73,26 @@ class _LazyGroup(typer.core.TyperGroup):
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         info = declared().get(cmd_name)
-        if cmd_name not in self.commands and info is not None:
+        if cmd_name not in self.commands and isinstance(info, typer.models.TyperInfo):
+            self.commands[cmd_name] = typer.main.get_group_from_info(
+                info, pretty_exceptions_short=True, suggest_commands=True, rich_markup_mode="rich"
+            )
+        elif cmd_name not in self.commands and isinstance(info, typer.models.CommandInfo):
             self.commands[cmd_name] = typer.main.get_command_from_info(
                 info, pretty_exceptions_short=True, rich_markup_mode="rich"
             )
         return self.commands.get(cmd_name)
 
 
-def declared() -> dict[str, typer.models.CommandInfo]:
-    """The declared commands by the name Typer gives each, in declaration order."""
-    found = {}
+def declared() -> dict[str, typer.models.CommandInfo | typer.models.TyperInfo]:
+    """The declared commands by the name Typer gives each, in declaration order, then the
+    command groups (``updates``, with its ``dismiss``)."""
+    found: dict[str, typer.models.CommandInfo | typer.models.TyperInfo] = {}
     for info in commands.registered_commands:
         name = info.name or typer.main.get_command_name(getattr(info.callback, "__name__", ""))
         found[name] = info
+    for group in commands.registered_groups:
+        found[str(group.name)] = group
     return found
 
 
@@ -540,6 +549,57 @@ def collector(
         str | None,
         typer.Option(help="debug, info, warning, error (env PULLTRACE_LOG_LEVEL)."),
     ] = None,
+    max_pulls: Annotated[
+        str | None,
+        typer.Option(
+            metavar="N",
+            help="Pulls held in memory; the longest finished go first (env PULLTRACE_MAX_PULLS).",
+            rich_help_panel=LIMITS,
+        ),
+    ] = None,
+    max_nodes: Annotated[
+        str | None,
+        typer.Option(
+            metavar="N",
+            help="Nodes with an agent; the longest silent go first (env PULLTRACE_MAX_NODES).",
+            rich_help_panel=LIMITS,
+        ),
+    ] = None,
+    data_dir: Annotated[
+        str | None,
+        typer.Option(
+            metavar="DIR",
+            help="Keep the pull history and image updates in SQLite here (env PULLTRACE_DATA_DIR).",
+            rich_help_panel=HISTORY,
+        ),
+    ] = None,
+    database: Annotated[
+        str | None,
+        typer.Option(
+            metavar="URL",
+            help="Keep them in PostgreSQL instead: a postgresql:// URL (env PULLTRACE_DATABASE, "
+            "the better place for a URL with a password).",
+            rich_help_panel=HISTORY,
+        ),
+    ] = None,
+    history_retention: Annotated[
+        str | None,
+        typer.Option(
+            metavar="DURATION",
+            help="Forget finished pulls older than this (env PULLTRACE_HISTORY_RETENTION; "
+            "default 30d).",
+            rich_help_panel=HISTORY,
+        ),
+    ] = None,
+    history_max_pulls: Annotated[
+        str | None,
+        typer.Option(
+            metavar="N",
+            help="At most this many pulls in the history, the oldest forgotten first (env "
+            "PULLTRACE_HISTORY_MAX_PULLS; default 1000000).",
+            rich_help_panel=HISTORY,
+        ),
+    ] = None,
 ) -> int:
     from pulltrace import logs
     from pulltrace.collector.config import CollectorConfig
@@ -550,11 +610,286 @@ def collector(
         history_ttl=history_ttl,
         log_level=log_level,
         watch_namespaces=watch_namespaces,
+        max_pulls=max_pulls,
+        max_nodes=max_nodes,
+        data_dir=data_dir,
+        database=database,
+        history_retention=history_retention,
+        history_max_pulls=history_max_pulls,
     )
     logs.setup(config.log_level)
     from pulltrace.collector.server import run
 
     return run(config)
+
+
+class TableOrJson(StrEnum):
+    table = "table"
+    json = "json"
+
+
+Output = Annotated[
+    Format, typer.Option("-o", "--output", help="Output format.", rich_help_panel=OUTPUT)
+]
+ShortOutput = Annotated[
+    TableOrJson, typer.Option("-o", "--output", help="Output format.", rich_help_panel=OUTPUT)
+]
+Since = Annotated[
+    str,
+    typer.Option(
+        metavar="WHEN",
+        help="Only pulls that finished since then: a duration back from now (24h, 7d) or an "
+        "RFC 3339 time.",
+        rich_help_panel=FILTERS,
+        show_default=False,
+    ),
+]
+HISTORY_LIMIT_MAX = 100_000
+
+
+def _when(text: str, flag: str) -> str:
+    """A ``--since``/``--until`` value checked here, so that a typo is a usage line naming the
+    flag rather than the collector's 400; the collector reads the same forms."""
+    from datetime import datetime
+
+    value = text.strip()
+    if not value or (value[:-1].isdigit() and value.endswith("d") and len(value) <= 6):
+        return value
+    try:
+        parse.duration(value)
+        return value
+    except parse.ParseError:
+        pass
+    try:
+        datetime.fromisoformat(value)
+        return value
+    except ValueError:
+        raise UsageError(
+            f"{flag}: {value[:64]!r} is neither a duration (24h, 7d) nor an RFC 3339 time"
+        ) from None
+
+
+@commands.command(
+    rich_help_panel=CLIENTS,
+    help="List finished pulls from the collector's history, newest first (needs a collector "
+    "with --data-dir or --database).",
+)
+def history(
+    server: Server = "",
+    token: Token = "",
+    kubeconfig: Kubeconfig = None,
+    context: Context = None,
+    collector_namespace: CollectorNamespace = "pulltrace",
+    collector_service: CollectorService = "pulltrace-collector",
+    demo: Demo = False,
+    seed: Seed = 7,
+    image: Image = "",
+    node: Annotated[
+        str,
+        typer.Option(
+            metavar="NODE",
+            help="Only pulls on this node.",
+            rich_help_panel=FILTERS,
+            show_default=False,
+            autocompletion=complete.nodes,
+        ),
+    ] = "",
+    phase: Annotated[
+        str,
+        typer.Option(
+            metavar="PHASE",
+            help="Only completed or only failed pulls.",
+            rich_help_panel=FILTERS,
+            show_default=False,
+        ),
+    ] = "",
+    since: Since = "",
+    until: Annotated[
+        str,
+        typer.Option(
+            metavar="WHEN",
+            help="Only pulls that finished before then (a duration back from now, or a time).",
+            rich_help_panel=FILTERS,
+            show_default=False,
+        ),
+    ] = "",
+    limit: Annotated[
+        int,
+        typer.Option(
+            metavar="N",
+            min=1,
+            max=HISTORY_LIMIT_MAX,
+            help="At most this many pulls (read page by page).",
+            rich_help_panel=OUTPUT,
+        ),
+    ] = 100,
+    output: Output = Format.table,
+) -> int:
+    import sys
+
+    from pulltrace.cli.demo_collector import collector_endpoint
+    from pulltrace.client.history import HistoryClient
+    from pulltrace.commands.history import format_history
+    from pulltrace.model import HISTORY_PAGE_MAX, FinishedPull, HistoryList
+
+    if phase not in ("", "completed", "failed"):
+        raise UsageError(f"--phase: completed or failed, not {phase[:32]!r}")
+    window = {"since": _when(since, "--since"), "until": _when(until, "--until")}
+    plan = plan_for(locals())
+    with collector_endpoint(plan, "history") as endpoint:
+        client = HistoryClient(endpoint)
+        pulls: list[FinishedPull] = []
+        after: str | None = ""
+        while after is not None and len(pulls) < limit:
+            page = client.history(
+                image=image,
+                node=node,
+                phase=phase,
+                limit=min(limit - len(pulls), HISTORY_PAGE_MAX),
+                continue_=after,
+                **window,
+            )
+            pulls += page.pulls[: limit - len(pulls)]
+            after = page.continue_ or None
+            if not page.pulls:
+                break
+    sys.stdout.write(format_history(HistoryList(pulls=pulls, continue_=after), output.value))
+    return 0
+
+
+class StatsBy(StrEnum):
+    image = "image"
+    node = "node"
+    repository = "repository"
+
+
+@commands.command(
+    rich_help_panel=CLIENTS,
+    help="Pull statistics from the collector's history per image, node or repository: "
+    "pulls, failures, bytes, and the p50/p95/max of the time taken and of the speed.",
+)
+def stats(
+    server: Server = "",
+    token: Token = "",
+    kubeconfig: Kubeconfig = None,
+    context: Context = None,
+    collector_namespace: CollectorNamespace = "pulltrace",
+    collector_service: CollectorService = "pulltrace-collector",
+    demo: Demo = False,
+    seed: Seed = 7,
+    by: Annotated[
+        StatsBy, typer.Option(help="Group the pulls by this.", rich_help_panel=FILTERS)
+    ] = StatsBy.image,
+    since: Annotated[
+        str,
+        typer.Option(
+            metavar="WHEN",
+            help="Pulls that finished since then: a duration back from now or an RFC 3339 "
+            'time ("" for all).',
+            rich_help_panel=FILTERS,
+        ),
+    ] = "7d",
+    output: ShortOutput = TableOrJson.table,
+) -> int:
+    import sys
+
+    from pulltrace.cli.demo_collector import collector_endpoint
+    from pulltrace.client.history import HistoryClient
+    from pulltrace.commands.history import format_stats
+
+    window = _when(since, "--since")
+    plan = plan_for(locals())
+    with collector_endpoint(plan, "stats") as endpoint:
+        result = HistoryClient(endpoint).stats(by=by.value, since=window)
+    sys.stdout.write(format_stats(result, output.value))
+    return 0
+
+
+updates_app = typer.Typer(
+    name="updates",
+    rich_markup_mode="rich",
+    invoke_without_command=True,
+    no_args_is_help=False,
+    help="List the image updates DIUN announced to the collector (its webhook); dismissed "
+    "ones only with --all. [bold]pulltrace updates dismiss IMAGE[/bold] dismisses one.",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+commands.add_typer(updates_app, name="updates", rich_help_panel=CLIENTS)
+
+
+@updates_app.callback()
+def updates(
+    ctx: typer.Context,
+    server: Server = "",
+    token: Token = "",
+    kubeconfig: Kubeconfig = None,
+    context: Context = None,
+    collector_namespace: CollectorNamespace = "pulltrace",
+    collector_service: CollectorService = "pulltrace-collector",
+    demo: Demo = False,
+    seed: Seed = 7,
+    show_all: Annotated[
+        bool,
+        typer.Option("--all", help="Dismissed updates too.", rich_help_panel=FILTERS),
+    ] = False,
+    output: ShortOutput = TableOrJson.table,
+) -> int:
+    if ctx.invoked_subcommand is not None:
+        return 0  # its flags are the subcommand's, with these as the fallback
+    import sys
+
+    from pulltrace.cli.demo_collector import collector_endpoint
+    from pulltrace.client.history import HistoryClient
+    from pulltrace.commands.history import format_updates, visible_updates
+
+    plan = plan_for({k: v for k, v in locals().items() if k != "ctx"})
+    with collector_endpoint(plan, "updates") as endpoint:
+        every = HistoryClient(endpoint).updates()
+    shown = visible_updates(every, show_all)
+    hidden = len(every.updates) - len(shown.updates)
+    sys.stdout.write(format_updates(shown, output.value, hidden=hidden))
+    return 0
+
+
+@updates_app.command(help="Dismiss IMAGE's update: [bold]updates[/bold] no longer lists it.")
+def dismiss(
+    ctx: typer.Context,
+    image: Annotated[str, typer.Argument(metavar="IMAGE", help="The image reference, as listed.")],
+    server: Server = "",
+    token: Token = "",
+    kubeconfig: Kubeconfig = None,
+    context: Context = None,
+    collector_namespace: CollectorNamespace = "pulltrace",
+    collector_service: CollectorService = "pulltrace-collector",
+    demo: Demo = False,
+    seed: Seed = 7,
+) -> int:
+    from pulltrace.cli.demo_collector import collector_endpoint
+    from pulltrace.client.history import HistoryClient
+
+    params = _with_parent(ctx)
+    plan = plan_for(params)
+    with collector_endpoint(plan, "updates dismiss") as endpoint:
+        HistoryClient(endpoint).dismiss(image)
+    typer.echo(f"dismissed {_printable(image)}")
+    return 0
+
+
+def _with_parent(ctx: typer.Context) -> dict[str, object]:
+    """A subcommand's flags, each falling back to the group's (``updates --server U dismiss
+    X`` reads the same collector as ``updates dismiss X --server U``)."""
+    params: dict[str, object] = dict(ctx.parent.params) if ctx.parent else {}
+    for name, value in ctx.params.items():
+        source = ctx.get_parameter_source(name)
+        if name not in params or (source is not None and source.name != "DEFAULT"):
+            params[name] = value
+    return params
+
+
+def _printable(text: str) -> str:
+    from pulltrace.render import REF_MAX, printable
+
+    return printable(text, REF_MAX)
 
 
 class Shell(StrEnum):

@@ -2,8 +2,9 @@
 for the API server double, forwarding to a real collector on loopback.
 
 As the real one: the caller's credentials are checked by the API server and not forwarded,
-responses stream through chunk by chunk (SSE works), an unknown service is a 404 Status, and a
-service with nothing behind it is a 503 "no endpoints available".
+every method is forwarded with its body (``updates dismiss`` PATCHes through it), responses
+stream through chunk by chunk (SSE works), an unknown service is a 404 Status, and a service
+with nothing behind it is a 503 "no endpoints available".
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ _HOP_BY_HOP = {"connection", "transfer-encoding", "content-length", "keep-alive"
 class ServiceProxy:
     def __init__(self, api: ApiServer) -> None:
         self.services: dict[tuple[str, str], str] = {}  # (namespace, "name:port") -> base URL
-        api.route("GET", PROXY, self._forward)
+        for method in ("GET", "POST", "PUT", "PATCH", "DELETE"):
+            api.route(method, PROXY, self._forward)
 
     def expose(self, namespace: str, service: str, target: str | None) -> None:
         """``target`` None: the service exists but no pod backs it."""
@@ -49,7 +51,8 @@ class ServiceProxy:
             if k.lower() not in _HOP_BY_HOP | {"authorization", "host"}
         }
         try:
-            conn.request("GET", path + (f"?{query}" if query else ""), headers=headers)
+            target = path + (f"?{query}" if query else "")
+            conn.request(request.method, target, body=request.body or None, headers=headers)
             upstream = conn.getresponse()
         except OSError as err:
             conn.close()
