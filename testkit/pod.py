@@ -19,7 +19,8 @@ a chart that starts using something new cannot pass by being half-run:
   and ``readOnlyRootFilesystem`` as every other writable mount but ``/proc``, ``/sys``, ``/dev``
   and the pod's writable volumes remounted read-only;
 - the identity, through ``setpriv``: ``runAsUser``/``runAsGroup`` (else the image's ``USER``),
-  ``supplementalGroups``, ``runAsNonRoot``, ``allowPrivilegeEscalation: false`` as
+  ``supplementalGroups`` and ``fsGroup`` (also the group of an ``emptyDir``), ``runAsNonRoot``,
+  ``allowPrivilegeEscalation: false`` as
   no-new-privs, and the runtime's default capabilities less ``capabilities.drop`` plus ``add``;
 - probes: ``httpGet`` and ``tcpSocket`` against the container's ports on loopback;
 - Services: a name resolves to loopback, where the pods listen; ``service_forwards`` lists the
@@ -32,7 +33,8 @@ Not reproduced: a network namespace per pod (every pod shares this machine's net
 are the host's), cgroup resource limits, seccomp and AppArmor profiles, the image's own root
 filesystem (this machine's stands in; only the installed Python packages are the image's, on
 Debian's Python 3.11.2 rather than the image's 3.11.x), the base image's environment beyond
-``PATH`` and ``LANG``, volume types other than ``hostPath``, and init or sidecar containers.
+``PATH`` and ``LANG``, volume types other than ``hostPath`` and a disk ``emptyDir``, and init
+or sidecar containers.
 """
 
 from __future__ import annotations
@@ -94,7 +96,7 @@ _CONTAINER_KEYS = {
 }  # fmt: skip
 _SECURITY_KEYS = {
     "runAsUser", "runAsGroup", "runAsNonRoot", "supplementalGroups", "allowPrivilegeEscalation",
-    "readOnlyRootFilesystem", "capabilities", "seccompProfile", "privileged",
+    "readOnlyRootFilesystem", "capabilities", "seccompProfile", "privileged", "fsGroup",
 }  # fmt: skip
 
 
@@ -476,7 +478,7 @@ class Identity:
 
 def identity(pod_sc: Obj, sc: Obj, image: Image, where: str) -> Identity:
     _refuse_unknown(pod_sc, _SECURITY_KEYS - {"allowPrivilegeEscalation", "capabilities"}, where)
-    _refuse_unknown(sc, _SECURITY_KEYS - {"supplementalGroups"}, where)
+    _refuse_unknown(sc, _SECURITY_KEYS - {"supplementalGroups", "fsGroup"}, where)
     if sc.get("privileged"):
         raise PodError(f"{where}: privileged containers not reproduced")
     user, _, group = image.user.partition(":")
@@ -503,6 +505,8 @@ def identity(pod_sc: Obj, sc: Obj, image: Image, where: str) -> Identity:
         except KeyError:
             gid = 0
     groups = tuple(int(g) for g in pod_sc.get("supplementalGroups") or [])
+    if pod_sc.get("fsGroup") is not None:  # kubelet adds it to every container's groups
+        groups = (*groups, int(pod_sc["fsGroup"]))
     capabilities = sc.get("capabilities") or {}
     drop = {c.lower().removeprefix("cap_") for c in capabilities.get("drop") or []}
     add = [c.lower().removeprefix("cap_") for c in capabilities.get("add") or []]
@@ -607,6 +611,26 @@ class Pod:
         return {c.name: c.process.stop() for c in self.containers}
 
 
+def _empty_dir(volume: Obj, pod_dir: Path, where: str, fs_group: int | None) -> Path:
+    """As kubelet makes one on the node's disk: a new directory, mode 0777, so any uid the pod
+    runs as can write it, owned by the pod's ``fsGroup`` with the setgid bit when it has one.
+    A memory-backed one is not reproduced."""
+    options = volume["emptyDir"] or {}
+    if set(options) - {"sizeLimit"}:
+        raise PodError(
+            f"{where}: volume {volume['name']}: emptyDir {sorted(options)} not reproduced"
+        )
+    path = pod_dir / "volumes" / volume["name"]
+    path.mkdir(parents=True)
+    path.parent.chmod(0o755)
+    if fs_group is None:
+        path.chmod(0o777)
+    else:
+        os.chown(path, 0, fs_group)
+        path.chmod(0o2777)
+    return path
+
+
 def start_pod(
     workload: Obj,
     manifests: Manifests,
@@ -632,8 +656,16 @@ def start_pod(
 
     volumes: dict[str, Path] = {}
     for volume in spec.get("volumes") or []:
+        if set(volume) == {"name", "emptyDir"}:
+            fs_group = (spec.get("securityContext") or {}).get("fsGroup")
+            volumes[volume["name"]] = _empty_dir(
+                volume, pod_dir, where, None if fs_group is None else int(fs_group)
+            )
+            continue
         if set(volume) != {"name", "hostPath"}:
-            raise PodError(f"{where}: volume {volume['name']}: only hostPath is reproduced")
+            raise PodError(
+                f"{where}: volume {volume['name']}: only hostPath and emptyDir are reproduced"
+            )
         host_path = volume["hostPath"]
         try:
             volumes[volume["name"]] = node.host_path(host_path["path"], host_path.get("type", ""))

@@ -113,7 +113,8 @@ def test_identity_applies_the_security_contexts() -> None:
     ("pod_sc", "sc"),
     [
         ({"runAsNonRoot": True}, {}),  # the image's USER is 0
-        ({"fsGroup": 2000}, {}),
+        ({"fsGroupChangePolicy": "OnRootMismatch"}, {}),
+        ({}, {"fsGroup": 2000}),  # a pod-level field only
         ({}, {"privileged": True}),
         ({}, {"capabilities": {"add": ["SYS_ADMIN"]}}),
     ],
@@ -158,7 +159,7 @@ SECRET = {
         {"hostNetwork": True},
         {"initContainers": []},
         {"lifecycle": {}},
-        {"volumes": [{"name": "v", "emptyDir": {}}]},
+        {"volumes": [{"name": "v", "emptyDir": {"medium": "Memory"}}]},
         {"env": [{"name": "P", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}]},
         {"env": [{"name": "T", "valueFrom": {"secretKeyRef": {"name": "tokens", "key": "x"}}}]},
         {"env": [{"name": "C", "valueFrom": {"configMapKeyRef": {"name": "c", "key": "k"}}}]},
