@@ -8,7 +8,10 @@ same Rich help panel in each command.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import os
+from collections.abc import Callable
 from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated
 
@@ -237,21 +240,75 @@ class Format(StrEnum):
     json = "json"
 
 
+Flags = dict[str, object]
+"""The source flags a command was given, by parameter name, for ``plan_for``."""
+_SOURCE_FLAGS: tuple[tuple[str, object, object], ...] = (
+    ("server", Server, ""),
+    ("token", Token, ""),
+    ("kubeconfig", Kubeconfig, None),
+    ("context", Context, None),
+    ("collector_namespace", CollectorNamespace, "pulltrace"),
+    ("collector_service", CollectorService, "pulltrace-collector"),
+    ("containerd", Containerd, None),
+    ("containerd_namespace", ContainerdNamespace, "k8s.io"),
+    ("demo", Demo, False),
+    ("seed", Seed, 7),
+)
+_CONTAINERD_FLAGS = frozenset({"containerd", "containerd_namespace"})
+
+
+def source_flags(*, containerd: bool) -> Callable[[Callable[..., int]], Callable[..., int]]:
+    """Gives a command the source flags, declared here once: Typer reads a command's flags
+    from its signature, so the decorated command's signature gains them (after its arguments)
+    and the body receives them as one ``source`` mapping. ``containerd``: whether a local
+    socket can serve the command (the history commands need a collector)."""
+
+    def decorate(body: Callable[..., int]) -> Callable[..., int]:
+        names = [n for n, _, _ in _SOURCE_FLAGS if containerd or n not in _CONTAINERD_FLAGS]
+        flags = [
+            inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, annotation=a, default=d)
+            for n, a, d in _SOURCE_FLAGS
+            if n in names
+        ]
+        own = [
+            p.replace(kind=inspect.Parameter.KEYWORD_ONLY)
+            for p in inspect.signature(body, eval_str=True).parameters.values()
+            if p.name != "source"
+        ]
+        arguments = [
+            p
+            for p in own
+            if isinstance(p.default, typer.models.ArgumentInfo) or _is_argument(p.annotation)
+        ]
+        options = [p for p in own if p not in arguments]
+
+        @functools.wraps(body)
+        def command(**given: object) -> int:
+            return body(source={n: given.pop(n) for n in names}, **given)
+
+        command.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+            [*arguments, *flags, *options], return_annotation=int
+        )
+        return command
+
+    return decorate
+
+
+def _is_argument(annotation: object) -> bool:
+    return any(
+        isinstance(meta, typer.models.ArgumentInfo)
+        for meta in getattr(annotation, "__metadata__", ())
+    )
+
+
 @commands.command(
     rich_help_panel=CLIENTS,
     help=("List image pulls from the collector, the cluster, a containerd socket or the demo."),
 )
+@source_flags(containerd=True)
 def ls(
-    server: Server = "",
-    token: Token = "",
-    kubeconfig: Kubeconfig = None,
-    context: Context = None,
-    collector_namespace: CollectorNamespace = "pulltrace",
-    collector_service: CollectorService = "pulltrace-collector",
-    containerd: Containerd = None,
-    containerd_namespace: ContainerdNamespace = "k8s.io",
-    demo: Demo = False,
-    seed: Seed = 7,
+    *,
+    source: Flags,
     namespace: Namespace = None,
     all_namespaces: AllNamespaces = False,
     node: Node = None,
@@ -298,7 +355,7 @@ def ls(
 
     fmt = "json" if json else output.value
     query = _query(namespace, all_namespaces, node, phase, image)
-    plan = plan_for(locals())
+    plan = plan_for(source)
     if plan.notice:
         print(f"pulltrace: {plan.notice}", file=sys.stderr)
     if watch:
@@ -322,22 +379,15 @@ def ls(
         "fast, which pods wait. Press ? inside for keys."
     ),
 )
+@source_flags(containerd=True)
 def watch(
-    server: Server = "",
-    token: Token = "",
-    kubeconfig: Kubeconfig = None,
-    context: Context = None,
-    collector_namespace: CollectorNamespace = "pulltrace",
-    collector_service: CollectorService = "pulltrace-collector",
-    containerd: Containerd = None,
-    containerd_namespace: ContainerdNamespace = "k8s.io",
-    demo: Demo = False,
-    seed: Seed = 7,
+    *,
+    source: Flags,
     namespace: Namespace = None,
     all_namespaces: AllNamespaces = False,
     node: Node = None,
 ) -> int:
-    plan = plan_for(locals())
+    plan = plan_for(source)
     from pulltrace.tui.app import PulltraceApp
 
     namespaces = [namespace] if namespace and not all_namespaces else []
@@ -358,6 +408,7 @@ def watch(
         "a pull failed, 2 timed out, 3 usage or connection error."
     ),
 )
+@source_flags(containerd=True)
 def wait(
     pods: Annotated[
         list[str] | None,
@@ -404,16 +455,8 @@ def wait(
             show_default="5s",
         ),
     ] = 5.0,
-    server: Server = "",
-    token: Token = "",
-    kubeconfig: Kubeconfig = None,
-    context: Context = None,
-    collector_namespace: CollectorNamespace = "pulltrace",
-    collector_service: CollectorService = "pulltrace-collector",
-    containerd: Containerd = None,
-    containerd_namespace: ContainerdNamespace = "k8s.io",
-    demo: Demo = False,
-    seed: Seed = 7,
+    *,
+    source: Flags,
 ) -> int:
     import asyncio
 
@@ -424,7 +467,9 @@ def wait(
     names = tuple(pods or ())
     if names and selector:
         raise UsageError("name pods or give -l, not both")
-    plan = plan_for(locals())
+    plan = plan_for(source)
+    kubeconfig = source["kubeconfig"]
+    assert kubeconfig is None or isinstance(kubeconfig, str)
     pods_namespace = namespace or ("" if plan.cluster is None else current_namespace(kubeconfig))
     selection = Selection(pods_namespace, selector, names, image)
     printer = Printer(interval=interval, github=os.environ.get("GITHUB_ACTIONS") == "true")
@@ -674,15 +719,10 @@ def _when(text: str, flag: str) -> str:
     help="List finished pulls from the collector's history, newest first (needs a collector "
     "with --data-dir or --database).",
 )
+@source_flags(containerd=False)
 def history(
-    server: Server = "",
-    token: Token = "",
-    kubeconfig: Kubeconfig = None,
-    context: Context = None,
-    collector_namespace: CollectorNamespace = "pulltrace",
-    collector_service: CollectorService = "pulltrace-collector",
-    demo: Demo = False,
-    seed: Seed = 7,
+    *,
+    source: Flags,
     image: Image = "",
     node: Annotated[
         str,
@@ -735,7 +775,7 @@ def history(
     if phase not in ("", "completed", "failed"):
         raise UsageError(f"--phase: completed or failed, not {phase[:32]!r}")
     window = {"since": _when(since, "--since"), "until": _when(until, "--until")}
-    plan = plan_for(locals())
+    plan = plan_for(source)
     with collector_endpoint(plan, "history") as endpoint:
         client = HistoryClient(endpoint)
         pulls: list[FinishedPull] = []
@@ -768,15 +808,10 @@ class StatsBy(StrEnum):
     help="Pull statistics from the collector's history per image, node or repository: "
     "pulls, failures, bytes, and the p50/p95/max of the time taken and of the speed.",
 )
+@source_flags(containerd=False)
 def stats(
-    server: Server = "",
-    token: Token = "",
-    kubeconfig: Kubeconfig = None,
-    context: Context = None,
-    collector_namespace: CollectorNamespace = "pulltrace",
-    collector_service: CollectorService = "pulltrace-collector",
-    demo: Demo = False,
-    seed: Seed = 7,
+    *,
+    source: Flags,
     by: Annotated[
         StatsBy, typer.Option(help="Group the pulls by this.", rich_help_panel=FILTERS)
     ] = StatsBy.image,
@@ -798,7 +833,7 @@ def stats(
     from pulltrace.commands.history import format_stats
 
     window = _when(since, "--since")
-    plan = plan_for(locals())
+    plan = plan_for(source)
     with collector_endpoint(plan, "stats") as endpoint:
         result = HistoryClient(endpoint).stats(by=by.value, since=window)
     sys.stdout.write(format_stats(result, output.value))
@@ -818,16 +853,11 @@ commands.add_typer(updates_app, name="updates", rich_help_panel=CLIENTS)
 
 
 @updates_app.callback()
+@source_flags(containerd=False)
 def updates(
     ctx: typer.Context,
-    server: Server = "",
-    token: Token = "",
-    kubeconfig: Kubeconfig = None,
-    context: Context = None,
-    collector_namespace: CollectorNamespace = "pulltrace",
-    collector_service: CollectorService = "pulltrace-collector",
-    demo: Demo = False,
-    seed: Seed = 7,
+    *,
+    source: Flags,
     show_all: Annotated[
         bool,
         typer.Option("--all", help="Dismissed updates too.", rich_help_panel=FILTERS),
@@ -842,7 +872,7 @@ def updates(
     from pulltrace.client.history import HistoryClient
     from pulltrace.commands.history import format_updates, visible_updates
 
-    plan = plan_for({k: v for k, v in locals().items() if k != "ctx"})
+    plan = plan_for(source)
     with collector_endpoint(plan, "updates") as endpoint:
         every = HistoryClient(endpoint).updates()
     shown = visible_updates(every, show_all)
@@ -852,17 +882,12 @@ def updates(
 
 
 @updates_app.command(help="Dismiss IMAGE's update: [bold]updates[/bold] no longer lists it.")
+@source_flags(containerd=False)
 def dismiss(
     ctx: typer.Context,
     image: Annotated[str, typer.Argument(metavar="IMAGE", help="The image reference, as listed.")],
-    server: Server = "",
-    token: Token = "",
-    kubeconfig: Kubeconfig = None,
-    context: Context = None,
-    collector_namespace: CollectorNamespace = "pulltrace",
-    collector_service: CollectorService = "pulltrace-collector",
-    demo: Demo = False,
-    seed: Seed = 7,
+    *,
+    source: Flags,
 ) -> int:
     from pulltrace.cli.demo_collector import collector_endpoint
     from pulltrace.client.history import HistoryClient
