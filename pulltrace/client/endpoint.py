@@ -21,7 +21,7 @@ httpx, whose import pulls in urllib.request, http.cookiejar and email.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, TypeVar
 
 import msgspec
 
@@ -33,9 +33,10 @@ if TYPE_CHECKING:
 
 
 T = TypeVar("T")
+Method = Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
 
 REQUEST_DEADLINE = 15.0
-"""Seconds for one whole GET, from connect to the last body byte."""
+"""Seconds for one whole request, from connect to the last body byte."""
 MAX_BODY = 64 * 1024 * 1024
 """Bytes of one answer after decompression: a listing of the collector's 20 000 pulls is about
 30 MiB; more is a broken or hostile server, stopped before it costs memory."""
@@ -182,9 +183,10 @@ class Reply(NamedTuple):
 
 
 class Client:
-    """One-shot GETs to one endpoint, each within its own total deadline, over h11 (see the
-    module's docstring for why not httpx here). One connection per GET: ``Connection: close``
-    keeps the loop free of keep-alive state."""
+    """One-shot requests to one endpoint (GETs, and the history's small JSON writes), each
+    within its own total deadline, over h11 (see the module's docstring for why not httpx
+    here). One connection per request: ``Connection: close`` keeps the loop free of keep-alive
+    state."""
 
     def __init__(self, endpoint: Endpoint) -> None:
         self.endpoint = endpoint
@@ -199,6 +201,36 @@ class Client:
     ) -> Reply:
         """GET ``path`` within ``deadline`` seconds, at most ``limit`` bytes of body (less for an
         error status). Raises CollectorError only when no whole answer came."""
+        return self.request("GET", path, params, deadline=deadline, limit=limit)
+
+    def send_json(
+        self,
+        method: Method,
+        path: str,
+        body: msgspec.Struct | None = None,
+        *,
+        deadline: float = REQUEST_DEADLINE,
+        limit: int = MAX_BODY,
+    ) -> Reply:
+        """``method`` with ``body`` encoded as JSON (none for ``None``), bounded like ``get``:
+        the history's writes (dismiss an update, create or assign a tag) are one small body
+        each, and their answer is read within the same deadline and size."""
+        data = b"" if body is None else msgspec.json.encode(body)
+        return self.request(method, path, payload=data, deadline=deadline, limit=limit)
+
+    def request(
+        self,
+        method: Method,
+        path: str,
+        params: dict[str, str] | None = None,
+        *,
+        payload: bytes | None = None,
+        deadline: float = REQUEST_DEADLINE,
+        limit: int = MAX_BODY,
+    ) -> Reply:
+        """One request and its whole answer within ``deadline`` seconds; ``payload`` (JSON) goes
+        with a Content-Length, ``None`` sends none. Raises CollectorError only when no whole
+        answer came."""
         import socket
         import urllib.parse
 
@@ -230,8 +262,16 @@ class Client:
                 conn = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEADERS)
                 headers = [("Host", url.netloc.rpartition("@")[2]), ("Connection", "close")]
                 headers += endpoint.request_headers("application/json").items()
-                request = h11.Request(method="GET", target=target, headers=headers)
-                for sent in (request, h11.EndOfMessage()):
+                if payload is not None:
+                    headers += [
+                        ("Content-Type", "application/json"),
+                        ("Content-Length", str(len(payload))),
+                    ]
+                request = h11.Request(method=method, target=target, headers=headers)
+                parts: list[h11.Event] = [request]
+                if payload:
+                    parts.append(h11.Data(data=payload))
+                for sent in (*parts, h11.EndOfMessage()):
                     sock.settimeout(left())
                     sock.sendall(conn.send(sent) or b"")
                 status, content_type, cap = 0, "", limit
