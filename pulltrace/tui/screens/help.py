@@ -25,6 +25,8 @@ COMMANDS = (
         (":active", "pulling only"),
         (":failed", "failed only"),
         (":all", "everything"),
+        (":history", "finished pulls"),
+        (":updates", "image updates"),
         (":q", "quit"),
     ],
 )
