@@ -97,11 +97,8 @@ def row_cells(
         key = column.key
         if key == "state":
             cell = render.glyph_cell(pull.phase, color)
-        elif key == "image" and badge:
-            image = render.image_cell(pull, column.width - len(BADGE), color)
-            cell = (*image, (BADGE, render.palette(color).warn))
         elif key == "image":
-            cell = render.image_cell(pull, column.width, color)
+            cell = render.image_cell(pull, column.width - (len(BADGE) if badge else 0), color)
         elif key == "node":
             cell = render.node_cell(pull, column.width)
         elif key == "progress":
@@ -119,6 +116,9 @@ def row_cells(
         keep = pull.phase in ACTIVE_PHASES or key == "state"
         keep |= pull.phase == "failed" and key == "eta"
         cells[key] = cell if keep else render.dimmed(cell)
+    if badge and "image" in cells:
+        # Bright even on a finished row: an update is news whatever the pull's state.
+        cells["image"] = (*cells["image"], (BADGE, render.palette(color).warn))
     return cells
 
 
