@@ -27,7 +27,7 @@ COMMANDS = (
         (":active", "pulling only"),
         (":failed", "failed only"),
         (":all", "everything"),
-        (":history", "finished pulls"),
+        (":history", "past pulls"),
         (":updates", "image updates"),
         (":q", "quit"),
     ],

@@ -30,7 +30,7 @@ COLUMNS = (
     ("when", "FINISHED", 14),
     ("node", "NODE", 14),
     ("image", "IMAGE", 44),
-    ("phase", "PHASE", 9),
+    ("phase", "PHASE", 11),
     ("duration", "DURATION", 8),
     ("size", "SIZE", 11),
     ("speed", "AVG SPEED", 9),

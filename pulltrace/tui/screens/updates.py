@@ -58,7 +58,7 @@ def update_cells(u: ImageUpdate, group: str, color: bool) -> tuple[Text, ...]:
     registry, repo, tag = render.split_image(render.printable(u.image, render.REF_MAX))
     glyph = ("✓", p.muted) if u.acknowledged else ("↑", p.warn)
     return (
-        Text(group, style="bold #ff87d7" if group != UNTAGGED else p.muted),
+        Text(group, style=p.muted if group.startswith(UNTAGGED) else "bold #ff87d7"),
         Text(*glyph),
         Text.assemble((f"{registry}/" if registry else "", p.muted), repo, (tag, p.accent)),
         Text(render.printable(u.status, 32), style=p.muted if u.acknowledged else ""),
