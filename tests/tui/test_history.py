@@ -21,6 +21,7 @@ from pulltrace.tui.screens.summary import SummaryScreen
 from pulltrace.tui.screens.tags import TagScreen
 from pulltrace.tui.screens.updates import UpdatesScreen
 from pulltrace.tui.widgets.pull_table import PullTable
+from tests.collector.conftest import FAST, start
 from tests.tui.conftest import (
     START,
     WARMUP,
@@ -291,3 +292,28 @@ async def test_without_a_collector_the_detail_has_no_history_line() -> None:
         screen = app.screen
         assert isinstance(screen, DetailScreen)
         assert not screen.query_one("#detail-history", Static).display
+
+
+async def test_a_collector_without_history_says_so_in_the_view() -> None:
+    running = start(FAST)  # no --data-dir, no --database
+    try:
+        endpoint = Endpoint(running.url)
+        app = history_app(endpoint)
+        async with app.run_test(size=(120, 30)) as pilot:
+            await settle(pilot)
+            await facts_loaded(pilot)
+            assert "keeps no history" in app.facts.error
+            assert not any(BADGE in cell for cell in image_cells(app).values())
+            await command(pilot, "history")
+            screen = app.screen
+            assert isinstance(screen, HistoryScreen)
+            while not screen.loaded:
+                await pilot.pause()
+            assert "the collector keeps no history" in status(app, "#history-status")
+            assert screen.query_one(DataTable).row_count == 0
+            await pilot.press("escape")
+            await pilot.press("enter")
+            line = str(app.screen.query_one("#detail-history", Static).render())
+            assert "keeps no history" in line
+    finally:
+        running.stop()

@@ -8,7 +8,9 @@ from collections.abc import Callable
 from textual.pilot import Pilot
 
 from pulltrace.client.endpoint import Endpoint
+from pulltrace.client.history import HistoryClient
 from pulltrace.tui.screens.history import HistoryScreen
+from pulltrace.tui.screens.tags import TagScreen
 from pulltrace.tui.screens.updates import UpdatesScreen
 from tests.tui.conftest import demo_app, facts_loaded, history_app, settle
 
@@ -91,3 +93,31 @@ def test_updates(snap_compare: Compare, history_endpoint: Endpoint) -> None:
     assert snap_compare(
         app, terminal_size=(130, 20), run_before=with_history(*keys, wait="updates")
     )
+
+
+def test_history_summary(snap_compare: Compare, history_endpoint: Endpoint) -> None:
+    keys = ("colon", *"history", "enter")
+    app = history_app(history_endpoint)
+
+    async def run_before(pilot: Pilot[None]) -> None:
+        await with_history(*keys, wait="history")(pilot)  # type: ignore[misc]
+        await pilot.press("down", "enter")
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=(110, 30), run_before=run_before)
+
+
+def test_tag_prompt(snap_compare: Compare, history_endpoint: Endpoint) -> None:
+    HistoryClient(history_endpoint).create_tag("production")
+    HistoryClient(history_endpoint).create_tag("ml")
+    keys = ("colon", *"updates", "enter")
+    app = history_app(history_endpoint)
+
+    async def run_before(pilot: Pilot[None]) -> None:
+        await with_history(*keys, wait="updates")(pilot)  # type: ignore[misc]
+        await pilot.press("t")
+        while not isinstance(pilot.app.screen, TagScreen):
+            await pilot.pause()
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=(110, 24), run_before=run_before)

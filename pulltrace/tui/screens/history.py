@@ -161,4 +161,4 @@ class HistoryScreen(Screen[None]):
     def action_summary(self) -> None:
         pull = self.highlighted()
         if pull is not None:
-            self.app.push_screen(SummaryScreen(pull, color=self.color))
+            self.app.push_screen(SummaryScreen(pull, now=self.now, color=self.color))

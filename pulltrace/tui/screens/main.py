@@ -19,6 +19,7 @@ from pulltrace import render
 from pulltrace.client.store import ClientStore, Query, SortKey
 from pulltrace.model import ACTIVE_PHASES
 from pulltrace.tui import keys
+from pulltrace.tui.history import HistoryFacts
 from pulltrace.tui.messages import HistoryChanged, LinkChanged, StoreChanged
 from pulltrace.tui.screens.detail import DetailScreen
 from pulltrace.tui.widgets.header import PullHeader
@@ -197,7 +198,9 @@ class MainScreen(Screen[None]):
 
     @on(PullTable.Selected, "#pulls")
     def open_detail(self, event: PullTable.Selected) -> None:
-        facts = self.table.facts if self.history is not None else None
+        facts = None
+        if self.history is not None:  # fetched or not yet, the detail screen shows the line
+            facts = self.table.facts or HistoryFacts()
         self.app.push_screen(
             DetailScreen(self.store, event.pull_id, now=self.now, color=self.color, facts=facts)
         )

@@ -3,6 +3,8 @@ summarised, not listed)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import datetime
 from typing import ClassVar
 
 from rich.text import Text
@@ -41,18 +43,17 @@ def figures_text(pull: FinishedPull, color: bool) -> Text:
 class SummaryScreen(ModalScreen[None]):
     BINDINGS: ClassVar[list[BindingType]] = keys.bound_by("summary")
 
-    def __init__(self, pull: FinishedPull, *, color: bool) -> None:
+    def __init__(self, pull: FinishedPull, *, now: Callable[[], datetime], color: bool) -> None:
         super().__init__()
         self.pull = pull
+        self.now = now
         self.color = color
 
     def compose(self) -> ComposeResult:
         pull, color = self.pull, self.color
-        finished = pull.completed_at or pull.started_at
         with Vertical(id="summary-box") as box:
             box.border_title = Text(f" pull {render.printable(pull.id)} ")  # text, not markup
             box.border_subtitle = " esc to close "
-            if finished is not None:
-                yield Static(head_text(pull, finished, color), id="summary-head")
+            yield Static(head_text(pull, self.now(), color), id="summary-head")
             yield Static(figures_text(pull, color), id="summary-figures")
             yield Static(pods_text(pull, color), id="summary-pods")

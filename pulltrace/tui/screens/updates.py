@@ -80,7 +80,6 @@ class UpdatesScreen(Screen[None]):
         self.everything = False
         self.loads = 0
         """Answers (or errors) shown so far: tests and the user wait on the next one."""
-        self._message = ""
 
     def compose(self) -> ComposeResult:
         with Vertical(id="updates-box") as box:
@@ -200,7 +199,6 @@ class UpdatesScreen(Screen[None]):
             message = "no updates" + ("" if self.everything else " pending (a: show dismissed)")
         if message:
             text.append(f"  {message}", style=style or "#ffd75f")
-        self._message = message
         self.query_one("#updates-status", Static).update(text)
 
     def highlighted(self) -> ImageUpdate | None:
