@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import httpx
 from textual.widgets import DataTable, Input, OptionList, Static
 
 from pulltrace import render
@@ -317,3 +318,45 @@ async def test_a_collector_without_history_says_so_in_the_view() -> None:
             assert "keeps no history" in line
     finally:
         running.stop()
+
+
+def post_notice(endpoint: Endpoint, **fields: str) -> None:
+    """What DIUN posts, over a real socket."""
+    reply = httpx.post(endpoint.url("/api/v1/webhooks/diun"), json=fields, timeout=10)
+    assert reply.status_code == 204, reply.text
+
+
+async def test_badges_follow_new_notices_at_the_next_period(history_endpoint: Endpoint) -> None:
+    checkout = "ghcr.io/acme/checkout-api"
+    app = history_app(history_endpoint)
+    app.history_interval = 0.05
+    async with app.run_test(size=(160, 60)) as pilot:
+        await settle(pilot)
+        await facts_loaded(pilot)
+        rows = [p.id for p in app.store.pulls() if p.repository == checkout]
+        assert rows and not any(image_cells(app)[r].endswith(BADGE) for r in rows)
+        post_notice(history_endpoint, image=f"{checkout}:v2.14.1", status="update")
+        while not all(image_cells(app)[r].endswith(BADGE) for r in rows):
+            await pilot.pause()
+
+
+async def test_hostile_notice_fields_reach_the_view_escaped(history_endpoint: Endpoint) -> None:
+    hostile = "\x1b]0;owned\x07\x1b[2J\u202eevil\r"
+    post_notice(
+        history_endpoint,
+        image="docker.io/library/postgres:16.4",
+        status=hostile,
+        platform=hostile,
+    )
+    app = history_app(history_endpoint)
+    async with app.run_test(size=(140, 30)) as pilot:
+        await settle(pilot)
+        await command(pilot, "updates")
+        screen = app.screen
+        assert isinstance(screen, UpdatesScreen)
+        while not screen.loads:
+            await pilot.pause()
+        table = screen.query_one(DataTable)
+        cells = [str(c) for row in range(table.row_count) for c in table.get_row_at(row)]
+        assert any("\\x1b" in c for c in cells)
+        assert all(c.isprintable() for c in cells)
