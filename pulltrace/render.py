@@ -506,3 +506,32 @@ def layer_cells(layer: LayerStatus, bar_width: int, color: bool) -> tuple[Cell, 
         speed_cell(layer.bytes_per_sec, state == "pulling", color),
         ((state, state_style),),
     )
+
+
+# --- From the collector's history (issue 12) ------------------------------------------------
+
+
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def history_eta_text(seconds: float, count: int) -> str:
+    """``~1m40s (p50 of 14 pulls)``: an ETA from earlier pulls of the repository, marked as
+    such (the ``~``), and what it rests on."""
+    return f"~{duration_text(seconds)} (p50 of {plural(count, 'pull')})"
+
+
+def history_eta_cell(seconds: float, count: int, full: bool, color: bool) -> Cell:
+    """``history_eta_text`` in the ETA's colours; the table's narrow column gets only the
+    figure, the detail screen the whole text."""
+    p = palette(color)
+    figure, _, basis = history_eta_text(seconds, count).partition(" ")
+    if not full:
+        return ((figure, p.warn),)
+    return ((figure, p.warn), (f" {basis}", p.muted))
+
+
+def history_stats_text(count: int, failures: int, p50: float, p95: float) -> str:
+    """``14 earlier pulls: p50 1m40s, p95 3m10s, 1 failed``."""
+    text = f"{plural(count, 'earlier pull')}: p50 {duration_text(p50)}, p95 {duration_text(p95)}"
+    return text + (f", {failures} failed" if failures else "")

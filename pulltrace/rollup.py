@@ -17,7 +17,7 @@ from typing import Any
 
 import msgspec
 
-from pulltrace.model import ACTIVE_PHASES, ETA_MAX, LayerStatus
+from pulltrace.model import ACTIVE_PHASES, ETA_MAX, LayerStatus, PullStatus, StatsGroup
 from pulltrace.rate import eta_seconds
 
 
@@ -122,3 +122,17 @@ def rollup(
         eta_seconds=eta(phase, sums.remaining, speed),
         percent=percent(phase, have, sums.total_bytes, floor),
     )
+
+
+def history_eta(pull: PullStatus, group: StatsGroup | None, now: datetime) -> float | None:
+    """Seconds left for an active pull whose bytes do not flow yet (resolving, or pulling with
+    no measured speed), from earlier pulls of its repository: their median duration less the
+    time this one has taken so far. ``None`` once the pull has an ETA of its own, when no earlier
+    pull is known, and past the median: an estimate already overdue says nothing."""
+    if pull.phase not in ACTIVE_PHASES or pull.eta_seconds is not None:
+        return None
+    if group is None or group.count == 0 or group.duration_seconds.p50 <= 0:
+        return None
+    spent = (now - pull.started_at).total_seconds() if pull.started_at else 0.0
+    left = group.duration_seconds.p50 - max(0.0, spent)
+    return left if 0 < left <= ETA_MAX else None

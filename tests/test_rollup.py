@@ -5,12 +5,13 @@ from __future__ import annotations
 import math
 from datetime import UTC, datetime, timedelta
 
+import msgspec
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from pulltrace import rollup
-from pulltrace.model import LayerStatus
+from pulltrace.model import ETA_MAX, LayerStatus, PullStatus, Quantiles, StatsGroup
 
 T0 = datetime(2026, 1, 15, 9, 40, tzinfo=UTC)
 PHASES = ("resolving", "pulling", "completed", "failed", "stale")
@@ -94,3 +95,57 @@ def test_figures_stay_in_range(
     assert r.bytes_per_sec >= 0 and not math.isnan(r.bytes_per_sec)
     assert r.downloaded_bytes + r.cached_bytes <= r.total_bytes
     assert r.layers_cached <= r.layers_done <= r.layer_count == len(layers)
+
+
+def stats_group(p50: float, count: int = 14) -> StatsGroup:
+    q = Quantiles(p50=p50, p95=p50 * 2, max=p50 * 3)
+    return StatsGroup(
+        key="docker.io/library/nginx",
+        count=count,
+        failures=0,
+        bytes=0,
+        duration_seconds=q,
+        average_bytes_per_sec=q,
+    )
+
+
+def waiting(phase: str, spent: float, eta: float | None = None) -> PullStatus:
+    return PullStatus(
+        id="p",
+        node_name="n",
+        phase=phase,  # type: ignore[arg-type]
+        started_at=T0 - timedelta(seconds=spent),
+        eta_seconds=eta,
+    )
+
+
+def test_history_eta_is_the_median_less_the_time_spent_before_bytes_flow() -> None:
+    group = stats_group(100.0)
+    assert rollup.history_eta(waiting("resolving", 0), group, T0) == 100.0
+    assert rollup.history_eta(waiting("pulling", 40), group, T0) == 60.0
+    no_start = msgspec.structs.replace(waiting("resolving", 0), started_at=None)
+    assert rollup.history_eta(no_start, group, T0) == 100.0
+
+
+def test_history_eta_gives_way_to_the_pulls_own_and_says_nothing_it_cannot_know() -> None:
+    group = stats_group(100.0)
+    assert rollup.history_eta(waiting("pulling", 10, eta=5.0), group, T0) is None
+    assert rollup.history_eta(waiting("completed", 10), group, T0) is None
+    assert rollup.history_eta(waiting("failed", 10), group, T0) is None
+    assert rollup.history_eta(waiting("resolving", 10), None, T0) is None
+    assert rollup.history_eta(waiting("resolving", 10), stats_group(100.0, count=0), T0) is None
+    assert rollup.history_eta(waiting("resolving", 0), stats_group(0.0), T0) is None
+    assert rollup.history_eta(waiting("resolving", 100), group, T0) is None  # overdue
+
+
+@given(
+    phase=st.sampled_from(PHASES),
+    spent=st.floats(-1e9, 1e9),
+    p50=st.floats(0, 1e12),
+    count=st.integers(0, 10**9),
+)
+def test_history_eta_is_none_or_a_bounded_time_left(
+    phase: str, spent: float, p50: float, count: int
+) -> None:
+    left = rollup.history_eta(waiting(phase, spent), stats_group(p50, count), T0)
+    assert left is None or 0 < left <= min(p50, ETA_MAX)

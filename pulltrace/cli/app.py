@@ -396,6 +396,7 @@ def watch(
         namespace=namespace,
         node=node,
         all_namespaces=all_namespaces,
+        history=plan.endpoint,
     ).run()
     return 0
 

@@ -8,26 +8,35 @@ and each screen redraws what it shows, touching only the rows the store marked d
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import time
 from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
-from textual import work
+from textual import on, work
 from textual.app import App
 from textual.binding import BindingType
 from textual.screen import Screen
+from textual.worker import get_current_worker
 
 from pulltrace.client.source import ConnectionState, Message, Snapshot, Source
 from pulltrace.client.store import ClientStore, Query
 from pulltrace.tui import keys
-from pulltrace.tui.messages import LinkChanged, StoreChanged
+from pulltrace.tui.history import HistoryFacts
+from pulltrace.tui.messages import HistoryChanged, LinkChanged, StoreChanged, UpdatesEdited
 from pulltrace.tui.screens.help import HelpScreen
 from pulltrace.tui.screens.main import MainScreen
 
+if TYPE_CHECKING:
+    from pulltrace.client.endpoint import Endpoint
+
 FLUSH_INTERVAL = 0.5
+HISTORY_INTERVAL = 30.0
+"""Seconds between fetches of the collector's updates and repository statistics: updates come
+from DIUN a few times a day, and a repository's median moves slowly."""
 
 
 class PulltraceApp(App[None]):
@@ -44,7 +53,11 @@ class PulltraceApp(App[None]):
         *,
         clock: Callable[[], float] = time.time,
         flush_interval: float = FLUSH_INTERVAL,
+        history: Endpoint | None = None,
+        history_interval: float = HISTORY_INTERVAL,
     ) -> None:
+        """``history`` is the collector whose history, updates and tags the views read; ``None``
+        when the source has no collector, and then only ``:history`` and ``:updates`` say so."""
         super().__init__()
         self.source = source
         self.store = ClientStore()
@@ -58,6 +71,10 @@ class PulltraceApp(App[None]):
         self.flush_interval = flush_interval
         self.inbox: deque[Message] = deque()
         self._freeze = False
+        self.history = history
+        self.history_interval = history_interval
+        self.facts = HistoryFacts()
+        """The last fetched updates and repository statistics."""
 
     def now(self) -> datetime:
         return datetime.fromtimestamp(self.clock(), UTC)
@@ -70,11 +87,41 @@ class PulltraceApp(App[None]):
             context=self.source.context,
             now=self.now,
             color=self.color,
+            history=self.history,
         )
 
     def on_mount(self) -> None:
         self.consume()
         self.set_interval(self.flush_interval, self.flush)
+        if self.history is not None:
+            self.fetch_facts()
+            self.set_interval(self.history_interval, self.fetch_facts)
+
+    @work(thread=True, exclusive=True, group="history", exit_on_error=False)
+    def fetch_facts(self) -> None:
+        """Updates and repository statistics, in a thread (the client blocks); a failure keeps
+        the last facts and says why where they are shown."""
+        from pulltrace.client.history import HistoryClient
+        from pulltrace.errors import PulltraceError
+
+        assert self.history is not None
+        client = HistoryClient(self.history)
+        try:
+            facts = HistoryFacts.of(client.updates().updates, client.stats(by="repository").groups)
+        except PulltraceError as err:
+            facts = dataclasses.replace(self.facts, error=str(err))
+        if not get_current_worker().is_cancelled:
+            self.call_from_thread(self.show_facts, facts)
+
+    def show_facts(self, facts: HistoryFacts) -> None:
+        self.facts = facts
+        for screen in self.screen_stack:
+            screen.post_message(HistoryChanged(facts))
+
+    @on(UpdatesEdited)
+    def updates_edited(self) -> None:
+        if self.history is not None:
+            self.fetch_facts()
 
     @work(exclusive=True, group="source", exit_on_error=False)
     async def consume(self) -> None:

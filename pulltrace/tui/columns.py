@@ -12,6 +12,8 @@ from datetime import datetime
 
 from pulltrace import render
 from pulltrace.model import ACTIVE_PHASES, PullStatus
+from pulltrace.rollup import history_eta
+from pulltrace.tui.history import HistoryFacts
 
 PADDING = 1
 """Cells of padding on each side of every column."""
@@ -36,6 +38,8 @@ class Layout:
 IMAGE_MAX = 46
 """Past this (or a third of the width) the image column only pads; the room is worth more to
 sizes and pod names."""
+BADGE = " ↑"
+"""After the image of a row whose image has an unacknowledged update (see ``:updates``)."""
 CACHED_EXTRA = 15
 """What the size column needs beyond ``412M/1.2G`` to add `` (80.0M cached)``."""
 
@@ -76,16 +80,25 @@ def layout(width: int) -> Layout:
     return Layout(columns(image, size, pods + max(0, extra)), bar, with_cached)
 
 
-def row_cells(pull: PullStatus, lay: Layout, now: datetime, color: bool) -> dict[str, render.Cell]:
+def row_cells(
+    pull: PullStatus,
+    lay: Layout,
+    now: datetime,
+    color: bool,
+    facts: HistoryFacts | None = None,
+) -> dict[str, render.Cell]:
     """Every visible cell of one pull's row, keyed by column. Finished pulls are dimmed except
-    their glyph and, for a failure, its reason: those are what a glance at history is for."""
+    their glyph and, for a failure, its reason: those are what a glance at history is for.
+    With the collector's history (``facts``), an image with a pending update gets a badge, and
+    a pull whose bytes do not flow yet an ETA from earlier pulls of its repository."""
     cells: dict[str, render.Cell] = {}
+    badge = facts is not None and facts.has_update(pull)
     for column in lay.columns:
         key = column.key
         if key == "state":
             cell = render.glyph_cell(pull.phase, color)
         elif key == "image":
-            cell = render.image_cell(pull, column.width, color)
+            cell = render.image_cell(pull, column.width - (len(BADGE) if badge else 0), color)
         elif key == "node":
             cell = render.node_cell(pull, column.width)
         elif key == "progress":
@@ -97,13 +110,27 @@ def row_cells(pull: PullStatus, lay: Layout, now: datetime, color: bool) -> dict
         elif key == "eta" and pull.phase == "failed":
             cell = render.failure_cell(pull, color)  # why, rather than how long it took
         elif key == "eta":
-            cell = render.timing_cell(pull, now, color)
+            cell = eta_cell(pull, now, color, facts, full=False)
         else:
             cell = render.pods_cell(pull, column.width, color)
         keep = pull.phase in ACTIVE_PHASES or key == "state"
         keep |= pull.phase == "failed" and key == "eta"
         cells[key] = cell if keep else render.dimmed(cell)
+    if badge and "image" in cells:
+        # Bright even on a finished row: an update is news whatever the pull's state.
+        cells["image"] = (*cells["image"], (BADGE, render.palette(color).warn))
     return cells
+
+
+def eta_cell(
+    pull: PullStatus, now: datetime, color: bool, facts: HistoryFacts | None, *, full: bool
+) -> render.Cell:
+    """The time left, from earlier pulls of the repository while the pull's own is unknown."""
+    group = facts.group(pull) if facts is not None else None
+    left = history_eta(pull, group, now)
+    if left is None or group is None:
+        return render.timing_cell(pull, now, color)
+    return render.history_eta_cell(left, group.count, full, color)
 
 
 def clocked(pull: PullStatus) -> bool:

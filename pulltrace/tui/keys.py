@@ -18,6 +18,10 @@ from __future__ import annotations
 from textual.binding import Binding, BindingType
 
 SORT = Binding.Group("sort")
+UPDATES = Binding.Group("updates")
+HEADER_OWNERS = frozenset({"app", "main", "table"})
+"""Whose keys the main screen's header hints; the other views hint their own in their status
+line (``screen_hints``)."""
 
 SORTS = (
     ("N", "node", "node"),
@@ -92,6 +96,29 @@ KEYS: tuple[Binding, ...] = (
         tooltip="first, last",
         id="table.last",
     ),
+    # :history and :updates, and the tag prompt of :updates.
+    Binding("enter", "summary", "summary", show=False, tooltip="pull detail", id="history.summary"),
+    Binding("escape", "app.pop_screen", "back", key_display="esc", id="history.back"),
+    Binding(
+        "escape,enter", "app.pop_screen", "back", key_display="esc", show=False, id="summary.back"
+    ),
+    Binding(
+        "d",
+        "dismiss_update",
+        "dismiss",
+        group=UPDATES,
+        id="updates.dismiss",
+    ),
+    Binding("t", "tag_update", "tag", group=UPDATES, id="updates.tag"),
+    Binding(
+        "a",
+        "toggle_acknowledged",
+        "show all",
+        group=UPDATES,
+        id="updates.all",
+    ),
+    Binding("escape", "app.pop_screen", "back", key_display="esc", id="updates.back"),
+    Binding("escape", "cancel", "cancel", key_display="esc", show=False, id="tags.cancel"),
     # The help screen is modal, so the app's keys do not reach it: it closes on esc or ? again.
     Binding("escape,question_mark", "app.pop_screen", "back", show=False, id="help.back"),
     Binding("q", "app.quit", "quit", show=False, id="help.quit"),
@@ -108,11 +135,12 @@ def key_label(binding: Binding) -> str:
 
 
 def hints() -> list[tuple[str, str]]:
-    """``(keys, what)`` for every shown key, a group's keys together where its first is."""
+    """``(keys, what)`` for every key the main header shows, a group's keys together where its
+    first is."""
     out: list[tuple[str, str]] = []
     grouped: dict[Binding.Group, int] = {}
     for binding in KEYS:
-        if not binding.show:
+        if not binding.show or _owner(binding) not in HEADER_OWNERS:
             continue
         group = binding.group
         if group is None:
@@ -126,19 +154,25 @@ def hints() -> list[tuple[str, str]]:
     return out
 
 
+def screen_hints(owner: str) -> list[tuple[str, str]]:
+    """``(key, what)`` for every shown key of one view, for its status line."""
+    return [(key_label(b), b.description) for b in KEYS if b.show and _owner(b) == owner]
+
+
 def help_sections() -> list[tuple[str, list[tuple[str, str]]]]:
     """Every key the views bind, as ``(title, [(keys, what)])``: ungrouped keys under VIEW,
     each group under its own name. The help screen's own keys close it and are not listed."""
     sections: dict[str, list[tuple[str, str]]] = {}
     for binding in KEYS:
-        if _owner(binding) == "help":
+        if _owner(binding) in ("help", "tags"):
             continue
         title = binding.group.description.upper() if binding.group else "VIEW"
         rows = sections.setdefault(title, [])
         keys, what = key_label(binding), binding.tooltip or binding.description
         same_key = next((i for i, (k, _) in enumerate(rows) if k == keys), None)
         if same_key is not None:
-            rows[same_key] = (keys, f"{rows[same_key][1]}, {what}")
+            if what not in rows[same_key][1].split(", "):
+                rows[same_key] = (keys, f"{rows[same_key][1]}, {what}")
         elif rows and rows[-1][1] == what:
             rows[-1] = (f"{rows[-1][0]} {keys}", what)
         else:

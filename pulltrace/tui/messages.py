@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from textual.message import Message
 
 from pulltrace.client.source import LinkState
+from pulltrace.tui.history import HistoryFacts
 
 
 class StoreChanged(Message, bubble=False):
@@ -29,3 +30,19 @@ class LinkChanged(Message, bubble=False):
 
     def can_replace(self, message: Message) -> bool:
         return isinstance(message, LinkChanged)
+
+
+@dataclass
+class HistoryChanged(Message, bubble=False):
+    """The app fetched the collector's updates and repository statistics again (or failed to):
+    rows re-mark their update badges and history ETAs. Only the newest facts are worth drawing."""
+
+    facts: HistoryFacts
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, HistoryChanged)
+
+
+class UpdatesEdited(Message):
+    """A view dismissed or tagged an update: it bubbles to the app, which fetches the facts
+    again so that the badges follow at once rather than at the next period."""

@@ -21,7 +21,10 @@ from pulltrace.tui import keys
 from pulltrace.tui.app import PulltraceApp
 from pulltrace.tui.screens.detail import DetailScreen
 from pulltrace.tui.screens.help import HelpScreen, help_table
+from pulltrace.tui.screens.history import HistoryScreen
 from pulltrace.tui.screens.main import MainScreen
+from pulltrace.tui.screens.summary import SummaryScreen
+from pulltrace.tui.screens.updates import UpdatesScreen
 from pulltrace.tui.widgets.header import hints_text
 from pulltrace.tui.widgets.pull_table import PullTable, row_strip, table_width
 from tests.tui.conftest import START, WARMUP, demo_app, main_screen, settle
@@ -324,7 +327,8 @@ def help_text() -> str:
 
 def test_help_lists_every_key_each_view_binds() -> None:
     text = help_text()
-    for owner in (PulltraceApp, MainScreen, PullTable, DetailScreen):
+    views = (HistoryScreen, SummaryScreen, UpdatesScreen)
+    for owner in (PulltraceApp, MainScreen, PullTable, DetailScreen, *views):
         for binding in owner.BINDINGS:
             assert isinstance(binding, Binding)
             assert keys.key_label(binding) in text, binding

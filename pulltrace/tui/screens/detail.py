@@ -17,8 +17,10 @@ from textual.widgets import DataTable, Sparkline, Static
 from pulltrace import render
 from pulltrace.client.store import ClientStore, PullView
 from pulltrace.model import ACTIVE_PHASES, PullStatus
+from pulltrace.rollup import history_eta
 from pulltrace.tui import keys
-from pulltrace.tui.messages import StoreChanged
+from pulltrace.tui.history import HistoryFacts
+from pulltrace.tui.messages import HistoryChanged, StoreChanged
 
 LAYER_COLUMNS = (
     ("digest", "DIGEST", 12),
@@ -36,9 +38,12 @@ def local_time(t: datetime) -> str:
     return t.astimezone().strftime("%H:%M:%S")
 
 
-def head_text(pull: PullStatus, now: datetime, color: bool) -> Text:
+def head_text(
+    pull: PullStatus, now: datetime, color: bool, facts: HistoryFacts | None = None
+) -> Text:
     """Three lines: what and where; how far, how big and how fast; layers and since when, or
-    why it failed."""
+    why it failed. With the collector's history, an ETA from earlier pulls of the repository
+    while the pull's own is unknown."""
     p = render.palette(color)
     glyph = render.glyph_cell(pull.phase, color)
     registry, repo, tag = render.image_label(pull)
@@ -56,7 +61,15 @@ def head_text(pull: PullStatus, now: datetime, color: bool) -> Text:
     text.append(f"  {render.speed_text(pull.bytes_per_sec)}", style=p.active)
     if pull.phase != "failed":
         label = "ETA" if pull.phase in ACTIVE_PHASES else "took"
-        text.append(f"  {label} {render.timing_text(pull, now)}")
+        text.append(f"  {label} ")
+        group = facts.group(pull) if facts is not None else None
+        left = history_eta(pull, group, now)
+        if left is None or group is None:
+            text.append(render.timing_text(pull, now))
+        else:
+            text.append_text(
+                Text.assemble(*render.history_eta_cell(left, group.count, True, color))
+            )
     text.append("\n")
     text.append(f"layers {render.layers_text(pull)}", style=p.muted)
     if pull.error:
@@ -64,6 +77,24 @@ def head_text(pull: PullStatus, now: datetime, color: bool) -> Text:
     elif pull.started_at:
         ago = render.duration_text(render.elapsed(pull.started_at, now))
         text.append(f"  started {local_time(pull.started_at)} ({ago} ago)", style=p.muted)
+    return text
+
+
+def history_line(pull: PullStatus, facts: HistoryFacts, color: bool) -> Text:
+    """What earlier pulls of the same repository took, from the collector's statistics."""
+    p = render.palette(color)
+    text = Text(no_wrap=True, overflow="ellipsis", end="")
+    text.append("history ", style="bold #ffaf00")
+    group = facts.group(pull)
+    if group is None:
+        text.append("no earlier pulls of this repository", style=p.muted)
+    else:
+        q = group.duration_seconds
+        stats = render.history_stats_text(group.count, group.failures, q.p50, q.p95)
+        text.append(stats)
+        text.append(f"  of {render.printable(group.key)}", style=p.muted)
+    if facts.error:
+        text.append(f"  ({render.message_text(facts.error)})", style=p.warn)
     return text
 
 
@@ -103,9 +134,17 @@ class DetailScreen(Screen[None]):
     BINDINGS: ClassVar[list[BindingType]] = keys.bound_by("detail")
 
     def __init__(
-        self, store: ClientStore, pull_id: str, *, now: Callable[[], datetime], color: bool
+        self,
+        store: ClientStore,
+        pull_id: str,
+        *,
+        now: Callable[[], datetime],
+        color: bool,
+        facts: HistoryFacts | None = None,
     ) -> None:
+        """``facts`` is ``None`` without a collector: the history line is then left out."""
         super().__init__(id="detail")
+        self.facts = facts
         self.store = store
         self.pull_id = pull_id
         self.now = now
@@ -116,6 +155,7 @@ class DetailScreen(Screen[None]):
         with Vertical(id="detail-box") as box:
             box.border_title = " pull "
             yield Static(id="detail-head")
+            yield Static(id="detail-history")
             with Horizontal(id="speed-row"):
                 yield Static(id="speed-label")
                 yield Sparkline([], id="pull-speed")
@@ -128,6 +168,7 @@ class DetailScreen(Screen[None]):
 
     def on_mount(self) -> None:
         self.query_one("#layers-note", Static).display = False
+        self.query_one("#detail-history", Static).display = self.facts is not None
         table = self.query_one("#layers", DataTable)
         for key, label, width in LAYER_COLUMNS:
             table.add_column(label, width=width, key=key)
@@ -140,6 +181,12 @@ class DetailScreen(Screen[None]):
     @on(StoreChanged)
     def store_changed(self) -> None:
         self.update()
+
+    @on(HistoryChanged)
+    def history_changed(self, event: HistoryChanged) -> None:
+        if self.facts is not None:
+            self.facts = event.facts
+            self.update()
 
     def update(self) -> None:
         """Redraws from the store; a removed pull keeps its last picture, marked as gone."""
@@ -155,7 +202,11 @@ class DetailScreen(Screen[None]):
         pull, now, color = view.pull, self.now(), self.color
         box = self.query_one("#detail-box")
         box.border_title = Text(f" pull {render.printable(pull.id)} ")  # text, not markup
-        self.query_one("#detail-head", Static).update(head_text(pull, now, color), layout=False)
+        head = head_text(pull, now, color, self.facts)
+        self.query_one("#detail-head", Static).update(head, layout=False)
+        if self.facts is not None:
+            line = history_line(pull, self.facts, color)
+            self.query_one("#detail-history", Static).update(line, layout=False)
         speeds = list(view.speeds)
         peak = max(speeds, default=0.0)
         label = Text.assemble(

@@ -17,6 +17,8 @@ from pulltrace.tui import keys
 
 AFTER_SORT = ("again", "reverse")
 """Not a key of its own: pressing a sort key a second time reverses the order."""
+STACKED = frozenset({keys.UPDATES.description.upper()})
+"""Short sections drawn under the one before rather than beside it: the box is 78 wide."""
 COMMANDS = (
     "COMMANDS",
     [
@@ -25,6 +27,8 @@ COMMANDS = (
         (":active", "pulling only"),
         (":failed", "failed only"),
         (":all", "everything"),
+        (":history", "past pulls"),
+        (":updates", "image updates"),
         (":q", "quit"),
     ],
 )
@@ -41,7 +45,7 @@ def help_table() -> Table:
         if title == keys.SORT.description.upper():
             rows.append(AFTER_SORT)
     grid = Table.grid(padding=(0, 2))
-    columns = []
+    columns: list[Text] = []
     for title, rows in [*sections, COMMANDS]:
         width = max(len(key) for key, _ in rows) + 1
         section = Text(no_wrap=True, end="")
@@ -49,8 +53,12 @@ def help_table() -> Table:
         for key, label in rows:
             section.append(f"\n{key:<{width}}", style="bold #ff87d7")
             section.append(label, style="#d0d0d0")
-        grid.add_column()
-        columns.append(section)
+        if title in STACKED and columns:
+            columns[-1].append("\n\n")
+            columns[-1].append_text(section)
+        else:
+            grid.add_column()
+            columns.append(section)
     grid.add_row(*columns)
     return grid
 

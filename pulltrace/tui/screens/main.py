@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from datetime import datetime
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from msgspec.structs import replace
 from rich.text import Text
@@ -19,11 +19,17 @@ from pulltrace import render
 from pulltrace.client.store import ClientStore, Query, SortKey
 from pulltrace.model import ACTIVE_PHASES
 from pulltrace.tui import keys
-from pulltrace.tui.messages import LinkChanged, StoreChanged
+from pulltrace.tui.history import HistoryFacts
+from pulltrace.tui.messages import HistoryChanged, LinkChanged, StoreChanged
 from pulltrace.tui.screens.detail import DetailScreen
 from pulltrace.tui.widgets.header import PullHeader
 from pulltrace.tui.widgets.prompt import Prompt
 from pulltrace.tui.widgets.pull_table import PullTable
+
+if TYPE_CHECKING:
+    from pulltrace.client.endpoint import Endpoint
+
+NEEDS_COLLECTOR = "needs a collector: this source keeps no history (try --server, or --demo)"
 
 
 class MainScreen(Screen[None]):
@@ -45,8 +51,10 @@ class MainScreen(Screen[None]):
         context: str,
         now: Callable[[], datetime],
         color: bool,
+        history: Endpoint | None = None,
     ) -> None:
         super().__init__(id="main")
+        self.history = history
         self.store = store
         self.description = description
         self.context = context
@@ -89,6 +97,10 @@ class MainScreen(Screen[None]):
         """The table is the one reader of the store's changed ids, so it drains them here:
         two batches behind a slow frame are then one redraw that loses neither."""
         self.update(*self.store.drain())
+
+    @on(HistoryChanged)
+    def history_changed(self, event: HistoryChanged) -> None:
+        self.table.set_facts(event.facts)
 
     @on(LinkChanged)
     def link_changed(self, event: LinkChanged) -> None:
@@ -186,8 +198,11 @@ class MainScreen(Screen[None]):
 
     @on(PullTable.Selected, "#pulls")
     def open_detail(self, event: PullTable.Selected) -> None:
+        facts = None
+        if self.history is not None:  # fetched or not yet, the detail screen shows the line
+            facts = self.table.facts or HistoryFacts()
         self.app.push_screen(
-            DetailScreen(self.store, event.pull_id, now=self.now, color=self.color)
+            DetailScreen(self.store, event.pull_id, now=self.now, color=self.color, facts=facts)
         )
 
     @on(PullTable.Highlighted, "#pulls")
@@ -228,12 +243,37 @@ class MainScreen(Screen[None]):
             self.pull_query = replace(query, phases=frozenset({"failed"}))
         elif verb == "active":
             self.pull_query = replace(query, phases=ACTIVE_PHASES)
+        elif verb in ("history", "hist", "updates", "up"):
+            self.open_history_view(verb.startswith("h"))
+            return
         elif verb in ("help", "?"):
             await self.run_action("app.help")
         else:
-            self.flash(f"unknown command :{line.strip()} (try :node, :ns, :all, :failed, :q)")
+            self.flash(
+                f"unknown command :{line.strip()} (try :node, :ns, :all, :failed, :history, :q)"
+            )
             return
         self.flash("")
+
+    def open_history_view(self, history: bool) -> None:
+        """``:history`` (the finished pulls the scope and filter allow) or ``:updates``; without a
+        collector, one line says why, and nothing else changes."""
+        if self.history is None:
+            self.flash(f":{'history' if history else 'updates'} {NEEDS_COLLECTOR}")
+            return
+        self.flash("")
+        from pulltrace.tui.screens.history import HistoryScreen
+        from pulltrace.tui.screens.updates import UpdatesScreen
+
+        if history:
+            query = self.pull_query
+            self.app.push_screen(
+                HistoryScreen(
+                    self.history, node=query.node, image=query.text, now=self.now, color=self.color
+                )
+            )
+        else:
+            self.app.push_screen(UpdatesScreen(self.history, color=self.color))
 
     def watch_pull_query(self, old: Query, new: Query) -> None:
         """A new scope or filter swaps most rows, which one rebuild does faster than many

@@ -9,7 +9,7 @@ from textual.containers import Horizontal
 from textual.suggester import Suggester
 from textual.widgets import Input, Label
 
-COMMANDS = ("node ", "ns ", "all", "failed", "active", "q")
+COMMANDS = ("node ", "ns ", "all", "failed", "active", "history", "updates", "q")
 
 
 class CommandSuggester(Suggester):

@@ -30,6 +30,7 @@ from pulltrace.client.store import ClientStore, Query
 from pulltrace.client.store import order as order_pulls
 from pulltrace.tui import keys
 from pulltrace.tui.columns import PADDING, Layout, clocked, layout, row_cells
+from pulltrace.tui.history import HistoryFacts
 
 _TIME_SORTS = frozenset({"speed", "progress", "eta"})
 """Sorts whose order moves as pulls progress, so every sync may reorder."""
@@ -130,6 +131,8 @@ class PullTable(ScrollView, can_focus=True):
         self._clocked: set[str] = set()
         self._strips: dict[str, Strip] = {}
         """Each drawn row over the widget's style, until its cells or that style change."""
+        self.facts: HistoryFacts | None = None
+        """The collector's updates and repository statistics: badges and history ETAs."""
         self._base = Style.null()
         self._cursor_style = Style.null()
         self._header_style = Style.null()
@@ -191,6 +194,12 @@ class PullTable(ScrollView, can_focus=True):
         self.stale |= (dirty | self._clocked) & self.index.keys()
         self.catch_up()
 
+    def set_facts(self, facts: HistoryFacts) -> None:
+        """New badges and history ETAs may touch any row: all are due, those on screen now."""
+        self.facts = facts
+        self.stale |= self.index.keys()
+        self.catch_up()
+
     def catch_up(self) -> None:
         """Redraws the stale rows on screen, as one repaint per run of adjacent lines."""
         if not self.stale:
@@ -220,7 +229,7 @@ class PullTable(ScrollView, can_focus=True):
             self._clocked.add(pull_id)
         else:
             self._clocked.discard(pull_id)
-        cells = row_cells(view.pull, self.lay, self.now(), self.color)
+        cells = row_cells(view.pull, self.lay, self.now(), self.color, self.facts)
         if self.shown.get(pull_id) == cells:
             return False
         self.shown[pull_id] = cells
