@@ -387,17 +387,30 @@ def watch(
     all_namespaces: AllNamespaces = False,
     node: Node = None,
 ) -> int:
+    import contextlib
+
     plan = plan_for(source)
     from pulltrace.tui.app import PulltraceApp
 
     namespaces = [namespace] if namespace and not all_namespaces else []
-    PulltraceApp(
-        plan.source(namespaces),
-        namespace=namespace,
-        node=node,
-        all_namespaces=all_namespaces,
-        history=plan.endpoint,
-    ).run()
+    with contextlib.ExitStack() as stack:
+        live = plan.source(namespaces)
+        history = plan.endpoint
+        if plan.kind == "demo":
+            # Through the real collector: the simulated agents report to it, and its history
+            # and updates hold the seeded past week.
+            from pulltrace.cli.demo_collector import demo_collector
+            from pulltrace.client.collector import CollectorSource
+
+            history = stack.enter_context(demo_collector(plan.seed, live=True))
+            live = CollectorSource(history, "demo", namespaces=namespaces)
+        PulltraceApp(
+            live,
+            namespace=namespace,
+            node=node,
+            all_namespaces=all_namespaces,
+            history=history,
+        ).run()
     return 0
 
 
