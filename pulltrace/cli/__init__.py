@@ -6,10 +6,19 @@ command's usage exit code (3 for ``wait``, whose 1 and 2 mean "failed" and "time
 instead of Typer's multi-line usage box with its fixed code 2.
 
 A plain ``ls`` listing skips Typer (``pulltrace.cli.quick`` says why and how it stays the same).
+
+Start-up makes about a hundred thousand objects (modules, classes, Typer's and msgspec's type
+information) and no garbage, so the cyclic garbage collector is off while the command line is
+read and the modules load, and back on before a command runs (a listing is bounded and makes no
+cycles, so ``ls`` keeps it off). When ``main`` is the process (``argv`` None: the console script
+and ``python -m pulltrace.cli``), every object is frozen on the way out, so that the collection
+Python runs at exit does not walk them all only to free nothing. bench/startup.py measured
+``ls --json`` at 64 ms of CPU with the collector as it was, 50 ms this way (kubectl: 40 ms).
 """
 
 from __future__ import annotations
 
+import gc
 import sys
 from collections.abc import Sequence
 
@@ -19,12 +28,14 @@ from pulltrace.errors import EXIT_ERROR, EXIT_INTERRUPTED, PulltraceError, exit_
 def main(argv: Sequence[str] | None = None) -> int:
     from pulltrace.cli import quick
 
+    collecting = gc.isenabled()
+    gc.disable()
     words = list(sys.argv[1:] if argv is None else argv)
     # The root takes no option with a value, so the first word that is no flag is the command.
     command = next((w for w in words if w[:1] != "-"), "")
     try:
         params = quick.ls_params(words)
-        return _typer(words, command) if params is None else quick.ls(params)
+        return _typer(words, command, collecting) if params is None else quick.ls(params)
     except PulltraceError as err:  # the one place our errors become a line and an exit code
         from pulltrace.render import message_text  # a peer's words may be in it
 
@@ -32,13 +43,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exit_code(command)
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
+    finally:
+        if collecting:
+            gc.enable()
+        if argv is None:
+            gc.freeze()
 
 
-def _typer(words: list[str], command: str) -> int:
+def _typer(words: list[str], command: str, collecting: bool) -> int:
     import typer
 
     from pulltrace.cli.app import app
 
+    if collecting:
+        gc.enable()
     try:
         result = typer.main.get_command(app).main(
             args=words, prog_name="pulltrace", standalone_mode=False

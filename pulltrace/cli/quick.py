@@ -19,8 +19,6 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
-from pulltrace import parse
-
 COMPLETE_VAR = "_PULLTRACE_COMPLETE"
 """Set by the shell completion scripts: Typer answers those."""
 CONTAINERD_NAMESPACE_ENV = "PULLTRACE_CONTAINERD_NAMESPACE"
@@ -69,6 +67,8 @@ def _output(text: str) -> str | None:
 
 
 def _sample(text: str) -> float | None:
+    from pulltrace import parse
+
     try:
         return parse.duration(text)
     except parse.ParseError:
