@@ -170,8 +170,9 @@ def measure(kubectl: str, pulltrace: str, runs: int) -> int:
                 samples[name].append(wall)
                 cpu[name].append(used)
         python = Path(pulltrace).with_name("python")
-        ls = ["-m", "pulltrace.cli", *commands["pulltrace ls --json"][1:]]
-        version = ["-m", "pulltrace.cli", "--version"]
+        # the console script itself, as the commands above (python -m would add runpy)
+        ls = commands["pulltrace ls --json"]
+        version = commands["pulltrace --version"]
         costs = []
         if python.exists():
             costs = import_costs(str(python), "ls --json", ls)
@@ -220,6 +221,8 @@ def import_costs(
         done = subprocess.run(
             [python, "-I", "-X", "importtime", *args], capture_output=True, text=True
         )
+        if done.returncode != 0:
+            raise SystemExit(f"bench: {' '.join(args)} failed: {done.stderr.strip()[-300:]}")
         for line in done.stderr.splitlines():
             if not line.startswith("import time:") or "self [us]" in line:
                 continue
