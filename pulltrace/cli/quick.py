@@ -1,8 +1,9 @@
 """``pulltrace ls`` without Typer, for the plain command lines scripts and people type most.
 
-Typer costs ``ls`` more start-up time than all of ``kubectl version --client`` (bench/startup.py
-prints both): importing it with its vendored Click is about 20 ms of CPU, and building and
-parsing the ``ls`` command another 6 ms, which put ``ls --json`` at about 2.2 x kubectl. So
+Typer costs ``ls`` almost as much start-up time as all of ``kubectl version --client``: its
+import with the vendored Click and the standard modules only it needs, then building and
+parsing the ``ls`` command, were 27 ms of the 84 ms of CPU that ``ls --json`` took against a
+loopback collector (kubectl: 40 ms; one interleaved run of bench/startup.py's commands). So
 ``main`` first offers the words to ``ls_params``, which accepts only what it can read exactly as
 Typer would: the ``ls`` flags in their long ``--flag value`` and ``--flag=value`` forms and
 ``-n``, ``-o`` and ``-A`` as separate words, with values that need no guessing. Anything else
