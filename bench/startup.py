@@ -1,19 +1,22 @@
 """Start-up cost of the commands people type most, beside kubectl's in the same run.
 
 `pulltrace --version` is the interpreter plus Typer and the command declarations;
-`pulltrace ls --json` against a loopback collector adds the source resolution, one REST call
-and the output; `pulltrace --help` adds Rich, which renders the help panels. Each is compared
-with `kubectl version --client`, which a Kubernetes user runs without thinking about it. Runs
-are interleaved so that load on the machine hits all alike. Target: <= 1.5 x kubectl.
+`pulltrace --help` adds Rich, which renders the help panels; `pulltrace ls --json` against a
+loopback collector is the source resolution, two REST calls and the output, without Typer
+(pulltrace.cli.quick reads a plain `ls` command line itself). Each is compared with
+`kubectl version --client` (v1.35, `bash scripts/fetch-tools.sh` puts it in .tools/bin), which a
+Kubernetes user runs without thinking about it. Runs are interleaved so that load on the
+machine hits all alike; wall and CPU (user + system) medians are printed, and the load average.
+Target: ls --json <= 1.5 x kubectl.
 
-Then what the command line's own modules cost in `ls --json`: Typer (with its vendored Click,
-shellingham and annotated-doc) and pulltrace.cli, summed from `python -X importtime` (each
-module's self time, the least of five runs; the standard-library modules only Typer needs are
-not counted, so this is a floor).
+Then where `ls --json` spends its import time, and what Typer (with its vendored Click,
+shellingham and annotated-doc) costs `--version`: from `python -X importtime`, the least of five
+runs of each module, so that load inflates them least.
 
-pulltrace is measured as users get it: installed (not editable) into a fresh venv, where pip
-compiles the bytecode. A development checkout's editable install adds an import hook that costs
-about 20 ms at every start.
+pulltrace is measured as users get it: built into a wheel and installed (not editable) into a
+fresh venv, with the dependency versions of constraints.txt, where pip compiles the bytecode. A
+development checkout's editable install adds an import hook (`__editable___pulltrace_*_finder`)
+that costs about 11 ms at every start, which no user pays.
 
     python bench/startup.py [--runs 30] [--pulltrace PATH]
 """
@@ -118,9 +121,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--pulltrace", help="a pulltrace command to time instead of a fresh install of this tree"
     )
     args = parser.parse_args(argv)
-    kubectl = shutil.which("kubectl")
+    repo = Path(__file__).resolve().parents[1]
+    kubectl = shutil.which("kubectl", path=f"{repo / '.tools' / 'bin'}:{os.environ['PATH']}")
     if not kubectl:
-        raise SystemExit("bench: needs kubectl on PATH")
+        raise SystemExit("bench: needs kubectl: bash scripts/fetch-tools.sh")
     with tempfile.TemporaryDirectory(prefix="pulltrace-startup-") as tmp:
         pulltrace = args.pulltrace or install(Path(tmp))
         return measure(kubectl, pulltrace, args.runs)
@@ -132,7 +136,8 @@ def install(where: Path) -> str:
     venv = where / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet"]
-    done = subprocess.run([*pip, "--disable-pip-version-check", str(repo)], capture_output=True)
+    pip += ["--disable-pip-version-check", "-c", str(repo / "constraints.txt")]
+    done = subprocess.run([*pip, str(repo)], capture_output=True)
     if done.returncode != 0:
         raise SystemExit(f"bench: pip install failed: {done.stderr.decode().strip()[-300:]}")
     return str(venv / "bin" / "pulltrace")
@@ -165,8 +170,13 @@ def measure(kubectl: str, pulltrace: str, runs: int) -> int:
                 samples[name].append(wall)
                 cpu[name].append(used)
         python = Path(pulltrace).with_name("python")
-        ls = ["-m", "pulltrace.cli", *commands["pulltrace ls --json"][1:]]
-        costs = import_costs(str(python), ls) if python.exists() else []
+        # the console script itself, as the commands above (python -m would add runpy)
+        ls = commands["pulltrace ls --json"]
+        version = commands["pulltrace --version"]
+        costs = []
+        if python.exists():
+            costs = import_costs(str(python), "ls --json", ls)
+            costs += import_costs(str(python), "--version", version, prefixes=CLI_MODULES)
     finally:
         collector.terminate()
         collector.wait(10)
@@ -174,6 +184,8 @@ def measure(kubectl: str, pulltrace: str, runs: int) -> int:
     cpu_base = statistics.median(cpu["kubectl version --client"])
     load = os.getloadavg()[0]
     print(f"start-up, median of {runs} interleaved runs (ms); pulltrace is {pulltrace}")
+    if "pulltrace-startup-" in pulltrace:
+        print("(this tree's wheel in a fresh venv, as users install it: not editable)")
     print(f"load average {load:.1f} on {os.cpu_count()} CPUs")
     print(f"{'command':<28}{'median':>8}{'p90':>8}{'x kubectl':>11}{'CPU':>8}{'x kubectl':>11}")
     verdicts = []
@@ -192,28 +204,47 @@ def measure(kubectl: str, pulltrace: str, runs: int) -> int:
 
 
 CLI_MODULES = ("typer", "shellingham", "annotated_doc", "pulltrace.cli")
+TOP = 8
 
 
-def import_costs(python: str, args: list[str], runs: int = 5) -> list[str]:
-    """Self time of the modules the command line brings, from ``-X importtime``: lines to
-    print."""
-    best: dict[str, int] = {}
+def import_costs(
+    python: str, label: str, args: list[str], runs: int = 5, prefixes: Sequence[str] = ()
+) -> list[str]:
+    """Lines to print from ``-X importtime``: the ``TOP`` costliest imports made at the top
+    level (each with what it imports) and packages (their modules' own time), or with
+    ``prefixes`` the self time of those packages."""
+    self_us: dict[str, int] = {}
+    cumulative: dict[str, int] = {}
+    top: list[str] = []
     for _ in range(runs):
         # -I: not the checkout in the working directory, the installed package being timed
         done = subprocess.run(
             [python, "-I", "-X", "importtime", *args], capture_output=True, text=True
         )
+        if done.returncode != 0:
+            raise SystemExit(f"bench: {' '.join(args)} failed: {done.stderr.strip()[-300:]}")
         for line in done.stderr.splitlines():
             if not line.startswith("import time:") or "self [us]" in line:
                 continue
-            self_us, _cumulative, name = line.removeprefix("import time:").split("|")
+            mine, total, name = line.removeprefix("import time:").split("|")
+            if len(name) - len(name.lstrip()) == 1 and name not in top:  # not nested
+                top.append(name)
             name = name.strip()
-            best[name] = min(best.get(name, 1 << 62), int(self_us))
-    lines = [f"\nls --json imports, self times (ms), least of {runs} runs of -X importtime"]
-    for prefix in CLI_MODULES:
-        mine = [us for n, us in best.items() if n == prefix or n.startswith(prefix + ".")]
-        lines.append(f"{prefix + '*':<28}{sum(mine) / 1000:8.1f}   {len(mine)} modules")
-    lines.append(f"{'all':<28}{sum(best.values()) / 1000:8.1f}   {len(best)} modules")
+            self_us[name] = min(self_us.get(name, 1 << 62), int(mine))
+            cumulative[name] = min(cumulative.get(name, 1 << 62), int(total))
+    head = f"\n{label}: imports (ms), least of {runs} runs of -X importtime"
+    lines = [f"{head}; all {sum(self_us.values()) / 1000:.1f} ms in {len(self_us)} modules"]
+    for prefix in prefixes:
+        found = [us for n, us in self_us.items() if n == prefix or n.startswith(prefix + ".")]
+        lines.append(f"  {prefix + '*':<32}{sum(found) / 1000:8.1f}   self, {len(found)} modules")
+    if not prefixes:
+        names = sorted({n.strip() for n in top}, key=lambda n: -cumulative[n])[:TOP]
+        lines += [f"  {n:<32}{cumulative[n] / 1000:8.1f}   with its imports" for n in names]
+        packages: dict[str, int] = {}
+        for name, us in self_us.items():
+            packages[name.split(".")[0]] = packages.get(name.split(".")[0], 0) + us
+        ranked = sorted(packages.items(), key=lambda item: -item[1])[:TOP]
+        lines += [f"  {p + '*':<32}{us / 1000:8.1f}   self" for p, us in ranked]
     return lines
 
 

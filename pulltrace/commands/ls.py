@@ -45,6 +45,17 @@ def list_pulls(plan: Plan, query: Query, sample: float) -> Listing:
     return Listing(pulls, [degraded_line(n) for n in degraded(snapshot.nodes or [], query.node)])
 
 
+def print_listing(plan: Plan, query: Query, fmt: str, sample: float) -> None:
+    """``ls`` without ``--watch``: the plan's notice and the nodes' warnings on stderr, the
+    listing on stdout."""
+    if plan.notice:
+        print(f"pulltrace: {plan.notice}", file=sys.stderr)
+    listing = list_pulls(plan, query, sample)
+    for line in listing.warnings:
+        print(line, file=sys.stderr)
+    sys.stdout.write(output.format_pulls(listing.pulls, fmt))
+
+
 def degraded_line(node: NodeStatus) -> str:
     return f"warning: node {render.printable(node.node_name)}: {render.printable(node.error)}"
 

@@ -123,3 +123,13 @@ def test_a_warning_quoting_the_collector_is_escaped(collector: Hostile) -> None:
     assert raw_controls(out.stderr) == []
     assert "warning: cannot read the nodes' health: " in out.stderr
     assert "nodes\\x1b]0;owned\\x07\\x1b[2J\\r\\x00\\x9b31m\\u202e" in out.stderr
+
+
+@pytest.mark.parametrize("host", ["a..b", "a" * 70 + ".example", "bücher..de"])
+def test_a_host_name_the_resolver_refuses_is_one_line(host: str) -> None:
+    """An empty or overlong label is no traceback (IDNA raises UnicodeError, not OSError)."""
+    cmd = [sys.executable, "-m", "pulltrace.cli", "ls", "--server", f"http://{host}/"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2
+    (line,) = out.stderr.splitlines()
+    assert line.startswith(f"pulltrace: cannot reach the collector at http://{host}/"), line
