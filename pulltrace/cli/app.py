@@ -22,13 +22,12 @@ import typer.models
 
 from pulltrace import __version__, parse
 from pulltrace.cli import complete
+from pulltrace.cli.params import plan_for
 from pulltrace.errors import EXIT_ERROR, UsageError
 
 if TYPE_CHECKING:
     from typer import _click as click  # Typer's vendored Click, the base of its classes
 
-    from pulltrace.client.connect import Plan, SourceArgs
-    from pulltrace.client.store import Query
 
 HEALTH_ENV = "PULLTRACE_AGENT_HEALTH_LISTEN"
 MAX_SOCKET_PATH = 4096
@@ -350,25 +349,22 @@ def ls(
 ) -> int:
     import sys
 
-    from pulltrace.commands import output as formats
-    from pulltrace.commands.ls import list_pulls
+    from pulltrace.cli.params import query_for
+    from pulltrace.commands.ls import print_listing
 
     fmt = "json" if json else output.value
-    query = _query(namespace, all_namespaces, node, phase, image)
+    query = query_for(namespace, all_namespaces, node, phase, image)
     plan = plan_for(source)
+    if not watch:
+        print_listing(plan, query, fmt, sample)
+        return 0
+    import asyncio
+
+    from pulltrace.commands.ls import watch_rows
+
     if plan.notice:
         print(f"pulltrace: {plan.notice}", file=sys.stderr)
-    if watch:
-        import asyncio
-
-        from pulltrace.commands.ls import watch_rows
-
-        asyncio.run(watch_rows(plan, query, fmt))
-        return 0
-    listing = list_pulls(plan, query, sample)
-    for line in listing.warnings:
-        print(line, file=sys.stderr)
-    sys.stdout.write(formats.format_pulls(listing.pulls, fmt))
+    asyncio.run(watch_rows(plan, query, fmt))
     return 0
 
 
@@ -959,30 +955,3 @@ def _env_duration(name: str, default: str) -> float:
         return parse.duration(raw)
     except parse.ParseError as err:
         raise UsageError(f"{name}: {err}") from None
-
-
-def _query(
-    namespace: str | None, all_namespaces: bool, node: str | None, phase: str, text: str
-) -> Query:
-    from pulltrace.client.store import Query
-
-    phases = frozenset(p for p in phase.split(",") if p)
-    chosen = "" if all_namespaces else namespace or ""
-    return Query(text=text, node=node or "", namespace=chosen, phases=phases)
-
-
-def source_args(params: dict[str, object]) -> SourceArgs:
-    """The source flags out of a command's parameters (its ``locals()`` or a completion
-    context's ``params``); absent ones keep ``SourceArgs``' defaults."""
-    from pulltrace.client.connect import SourceArgs
-
-    fields = set(SourceArgs.__struct_fields__)
-    given = {k: v for k, v in params.items() if k in fields and v is not None}
-    return SourceArgs(**given)  # type: ignore[arg-type]
-
-
-def plan_for(params: dict[str, object]) -> Plan:
-    """Resolves the source; raises a SourceError with one line for the user."""
-    from pulltrace.client.connect import resolve
-
-    return resolve(source_args(params))

@@ -76,7 +76,7 @@ def _matching(names: Iterable[str], incomplete: str) -> list[str]:
 
 def _snapshot(params: dict[str, object]) -> Snapshot:
     """What the chosen source holds now, through its one-shot listing."""
-    from pulltrace.cli.app import plan_for
+    from pulltrace.cli.params import plan_for
 
     return plan_for(params).source([], sample=SAMPLE).list_once()
 

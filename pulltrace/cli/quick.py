@@ -111,19 +111,16 @@ def ls_params(words: Sequence[str]) -> dict[str, object] | None:
 def ls(params: dict[str, object]) -> int:
     """What Typer's ``ls`` command does for a listing, with the handling Typer's ``main`` gives
     a broken pipe: exit code 1, and no complaint when Python flushes stdout at exit."""
-    from pulltrace.client.connect import SourceArgs, resolve
-    from pulltrace.client.store import Query
+    from pulltrace.cli.params import plan_for, query_for
     from pulltrace.commands.ls import print_listing
 
-    fields = set(SourceArgs.__struct_fields__)
-    given = {k: v for k, v in params.items() if k in fields and v is not None}
-    plan = resolve(SourceArgs(**given))  # type: ignore[arg-type]
-    namespace = "" if params["all_namespaces"] else str(params["namespace"] or "")
-    query = Query(
-        text=str(params["image"]),
-        node=str(params["node"] or ""),
-        namespace=namespace,
-        phases=frozenset(p for p in str(params["phase"]).split(",") if p),
+    plan = plan_for(params)
+    query = query_for(
+        params["namespace"],  # type: ignore[arg-type]
+        bool(params["all_namespaces"]),
+        params["node"],  # type: ignore[arg-type]
+        str(params["phase"]),
+        str(params["image"]),
     )
     fmt = "json" if params["json"] else str(params["output"])
     try:
