@@ -115,6 +115,12 @@ class Sample:
     pulls: int
     events: list[int]
     connected: int
+    connections: int
+    hangups: int
+    cuts: int
+    disk: int
+    """Bytes under containerd's and the registry's directories: bounded, if the churn cleans
+    up after itself."""
 
 
 # -- load: event stream clients --------------------------------------------------------------
@@ -369,6 +375,8 @@ class Results:
     ls: LsProbe
     resyncs: float | None
     pulls_seen: float | None
+    complaints: tuple[int, int]
+    """Warning and error log lines of the collector and of the agent."""
 
 
 def mib(n: float) -> float:
@@ -376,7 +384,12 @@ def mib(n: float) -> float:
 
 
 def sample(
-    at: float, collector: Collector, agent: LoggedProcess, churn: Churn, clients: list[StreamClient]
+    at: float,
+    collector: Collector,
+    agent: LoggedProcess,
+    churn: Churn,
+    clients: list[StreamClient],
+    dirs: list[Path],
 ) -> Sample:
     collector.process.check_alive()
     agent.check_alive()
@@ -387,7 +400,26 @@ def sample(
         churn.done()[0],
         [c.count() for c in clients],
         sum(c.connected for c in clients),
+        sum(c.connects for c in clients),
+        sum(c.hangups for c in clients),
+        sum(c.cuts for c in clients),
+        sum(tree_bytes(d) for d in dirs),
     )
+
+
+def tree_bytes(root: Path) -> int:
+    """What a directory takes on disk (``du``), files vanishing meanwhile ignored."""
+    total = 0
+    for parent, _, files in os.walk(root):
+        for name in files:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(parent, name)).st_blocks * 512
+    return total
+
+
+def complaints(process: LoggedProcess) -> int:
+    """Log records at warning level or above: a soak should leave none."""
+    return sum(1 for r in process.records() if r.get("level") in ("warning", "error", "critical"))
 
 
 def settle(clients: list[StreamClient], collector: Collector) -> None:
@@ -464,9 +496,10 @@ def run(args: argparse.Namespace) -> Results:
         if churn.done()[0] == 0:
             raise BenchError(f"no pull completed in the warm-up: {churn.last_error or '?'}")
 
+        dirs = [daemon.dir, registry.dir]
         settle(clients, collector)
         opened = time.monotonic()
-        first = sample(0.0, collector, agent, churn, clients)
+        first = sample(0.0, collector, agent, churn, clients, dirs)
         samples = [first]
         print("start  " + line(first, None, churn, ls), flush=True)
         next_sample = opened + SAMPLE_EVERY
@@ -475,7 +508,7 @@ def run(args: argparse.Namespace) -> Results:
             churn.reap()
             check_load()
             if now >= next_sample:
-                s = sample(now - opened, collector, agent, churn, clients)
+                s = sample(now - opened, collector, agent, churn, clients, dirs)
                 samples.append(s)
                 next_sample += SAMPLE_EVERY
                 if now >= next_print:
@@ -483,11 +516,12 @@ def run(args: argparse.Namespace) -> Results:
                     next_print += PRINT_EVERY
             time.sleep(min(1.0, max(0.0, next_sample - time.monotonic())))
         settle(clients, collector)
-        last = sample(time.monotonic() - opened, collector, agent, churn, clients)
+        last = sample(time.monotonic() - opened, collector, agent, churn, clients, dirs)
         samples.append(last)
         print("end    " + line(last, first, churn, ls), flush=True)
         resyncs = collector.metric("pulltrace_sse_resyncs_total")
         seen = collector.metric("pulltrace_pulls_total")
+        logged = (complaints(collector.process), complaints(agent))
         stop.set()
         churn.join(PULL_TIMEOUT)
         ls.join(60)
@@ -499,7 +533,7 @@ def run(args: argparse.Namespace) -> Results:
         if problems:
             tails = "\n".join(p.tail(30) for p in (agent, collector.process))
             print(f"soak: {', '.join(problems)} did not exit cleanly\n{tails}", file=sys.stderr)
-        return Results(first, last, samples, clients, churn, ls, resyncs, seen)
+        return Results(first, last, samples, clients, churn, ls, resyncs, seen, logged)
     raise AssertionError("unreachable")
 
 
@@ -567,10 +601,10 @@ def report(r: Results) -> None:
         f"({statistics.median(events) / window:.1f}/s); total {sum(events)}"
     )
     print("  per client: " + " ".join(str(e) for e in events))
-    connects = sum(c.connects for c in r.clients)
     print(
-        f"streams: {connects} connections, {sum(c.hangups for c in r.clients)} hang-ups by the "
-        f"clients, {sum(c.cuts for c in r.clients)} cut otherwise, "
+        f"streams in the window: {end.connections - start.connections} connections, "
+        f"{end.hangups - start.hangups} hang-ups by the clients, "
+        f"{end.cuts - start.cuts} cut otherwise; in all "
         f"{sum(c.refused for c in r.clients)} refused, "
         f"{sum(c.snapshots for c in r.clients)} snapshots; collector resyncs: "
         f"{r.resyncs if r.resyncs is not None else '?'}"
@@ -582,6 +616,11 @@ def report(r: Results) -> None:
         f"pulltrace ls: {r.ls.runs} runs, {r.ls.failures} failed"
         + (f" (last: {r.ls.last_error})" if r.ls.failures else "")
     )
+    print(
+        f"disk (containerd + registry dirs): {mib(start.disk):.0f} MiB at the start, "
+        f"{mib(end.disk):.0f} MiB at the end, {mib(max(s.disk for s in r.samples)):.0f} MiB max"
+    )
+    print(f"warning/error log lines: collector {r.complaints[0]}, agent {r.complaints[1]}")
     print()
     print(
         f"verdict (flat = RSS within +{RSS_SLACK:.0%} + {RSS_SLACK_MIB:g} MiB, "
