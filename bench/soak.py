@@ -507,18 +507,23 @@ def run(args: argparse.Namespace) -> Results:
                     f"most pulls fail ({failed} of {done + failed}): {churn.last_error}"
                 )
 
+        dirs = [daemon.dir, registry.dir]
         began = time.monotonic()
+        warm_print = began + PRINT_EVERY
         print(f"soak: warm-up {args.warmup:g}s ...", flush=True)
-        while time.monotonic() - began < args.warmup:
+        while (now := time.monotonic()) - began < args.warmup:
             churn.reap()
             check_load()
             collector.process.check_alive()
             agent.check_alive()
+            if now >= warm_print:
+                warm = sample(now - began - args.warmup, collector, agent, churn, clients, dirs)
+                print("warm   " + line(warm, None, churn, ls), flush=True)
+                warm_print += PRINT_EVERY
             time.sleep(1.0)
         if churn.done()[0] == 0:
             raise BenchError(f"no pull completed in the warm-up: {churn.last_error or '?'}")
 
-        dirs = [daemon.dir, registry.dir]
         settle(clients, collector)
         opened = time.monotonic()
         first = sample(0.0, collector, agent, churn, clients, dirs)
