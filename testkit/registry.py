@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
+from collections.abc import Iterable
 from pathlib import Path
 
 import httpx
@@ -91,6 +93,20 @@ class Registry(Managed):
             return httpx.get(f"{self.url}/v2/", timeout=1.0).status_code == 200
         except httpx.TransportError:
             return False
+
+    def forget(self, repo: str, digests: Iterable[str]) -> None:
+        """Deletes a repository and its blobs from the storage directory, so that a long run
+        pushing fresh images keeps the disk bounded. The registry's API only unlinks blobs
+        (their bytes go only with an offline garbage collection), so the files go directly;
+        safe only for blobs no other repository shares and nothing will pull again, which
+        is what a fresh image with unique layer seeds is once its pull is done."""
+        root = self.data_dir / "docker" / "registry" / "v2"
+        shutil.rmtree(root / "repositories" / repo, ignore_errors=True)
+        for digest in digests:
+            algorithm, _, hexdigest = digest.partition(":")
+            shutil.rmtree(
+                root / "blobs" / algorithm / hexdigest[:2] / hexdigest, ignore_errors=True
+            )
 
     def stop(self) -> None:
         if self._proc is not None:

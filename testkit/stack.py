@@ -160,18 +160,20 @@ def start_collector(
     read_token: str = READ_TOKEN,
     command: Sequence[str] = PULLTRACE,
     listen: str = "127.0.0.1:0",
+    extra_args: Sequence[str] = (),
 ) -> Collector:
     """Listens on ports the kernel picks (read back from the "collector listening" line, so
     there is no window in which another process can take them), unless ``listen`` names one a
     restarted collector must keep; returns once ``/readyz`` says the Kubernetes watches have
-    listed everything."""
+    listed everything. ``extra_args`` are more flags, e.g. a short ``--history-ttl`` for a
+    soak that must reach a steady state within minutes."""
     env = hermetic_env(
         home,
         KUBECONFIG=str(kubeconfig),
         PULLTRACE_AGENT_TOKEN=agent_token,
         PULLTRACE_READ_TOKEN=read_token,
     )
-    args = ["collector", "--listen", listen, "--metrics-listen", "127.0.0.1:0"]
+    args = ["collector", "--listen", listen, "--metrics-listen", "127.0.0.1:0", *extra_args]
     process = LoggedProcess("collector", args, env, command)
     try:
         listening = process.wait_log("collector listening")
