@@ -160,22 +160,24 @@ def run(config: CollectorConfig) -> int:
         # Both servers would log their start and stop; "collector listening/stopped" say it once.
         logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
     _raise_fd_limit()
-    correlator = _connect(list(config.watch_namespaces))
+    correlator = _connect(list(config.watch_namespaces), config.history_ttl)
     service = Service(config, correlator)
     with asyncio.Runner(loop_factory=_loop_factory()) as runner:
         runner.run(service.serve())
     return 0
 
 
-def _connect(namespaces: list[str]) -> Correlator | None:
+def _connect(namespaces: list[str], history_ttl: float) -> Correlator | None:
     """Without Kubernetes the pulls are still worth showing, without pod names; a configuration
-    that exists but is broken is the user's to fix, so it stops the collector."""
+    that exists but is broken is the user's to fix, so it stops the collector. Kubelet's pulls
+    are kept as long as the agents' finished ones (``--history-ttl``)."""
     try:
         from pulltrace.kube.correlator import connect
     except ImportError as err:
         log.warning(f"Kubernetes correlation off: {err}")
         return None
-    correlator: Correlator | None = connect(namespaces)  # a broken kubeconfig: KubeConfigError
+    # A broken kubeconfig raises KubeConfigError.
+    correlator: Correlator | None = connect(namespaces, history_ttl=history_ttl)
     if correlator is None:
         log.warning("Kubernetes correlation off: no in-cluster service account or kubeconfig")
     return correlator

@@ -164,3 +164,21 @@ def test_serves_logs_lifecycle_events_and_stops_on_sigterm(process: Process) -> 
         assert line["pull"]["id"] == "a1" and line["nodeName"] == "node-a"
     assert not any(line["msg"] == "pull.progress" for line in process.lines)
     assert "Traceback" not in process.stderr()
+
+
+@pytest.mark.k8s
+def test_kubelets_pulls_are_kept_as_long_as_history_ttl_says(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--history-ttl`` applies to the pulls kubelet's events tell of, not only the agents'."""
+    from pulltrace.collector.server import _connect
+    from testkit.kube.apiserver import ApiServer
+
+    with ApiServer() as api:
+        monkeypatch.setenv("KUBECONFIG", str(api.kubeconfig(tmp_path / "kubeconfig")))
+        correlator = _connect([], 60.0)
+        assert correlator is not None
+        try:
+            assert correlator._index._ttl == 60.0  # type: ignore[attr-defined]
+        finally:
+            correlator.close()
