@@ -90,6 +90,13 @@ def throttle(registry: Registry, containerd: Containerd) -> Iterator[ThrottlePro
         yield proxy
 
 
+@pytest.fixture
+def throttled_containerd(fresh_containerd: Containerd, throttle: ThrottleProxy) -> Containerd:
+    """A private daemon that also pulls through this test's throttle."""
+    fresh_containerd.add_registry_host(throttle.host_port)
+    return fresh_containerd
+
+
 @pytest.fixture(scope="session")
 def pusher(registry: Registry) -> Iterator[ImagePusher]:
     """Pushes straight to the registry; pull through the proxy with ``image.ref_at(...)``."""

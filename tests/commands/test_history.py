@@ -6,7 +6,7 @@ strings, and ``--demo``."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -24,42 +24,31 @@ from pulltrace.client.connect import Plan, ResolveError
 from pulltrace.client.endpoint import Endpoint
 from pulltrace.client.history import NO_HISTORY, HistoryClient
 from pulltrace.model import HistoryList, HistoryStats, UpdateList
-from tests.collector.conftest import FAST, Running, body, layer, pull, start
+from tests.collector.conftest import FAST, Running, body, layer, pull
 
 HOSTILE = "\x1b]0;pwned\x07\x1b[2J\u202egnp.evil"
 FOREVER = 5 * 365 * 86400.0
 
 
-@pytest.fixture
-def launch(tmp_path: Path) -> Iterator[Callable[..., Running]]:
-    started: list[Running] = []
-
-    def _launch(**kw: Any) -> Running:
-        config = replace(FAST, reports_per_second=1000.0, history_flush_interval=0.05, **kw)
-        running = start(config)
-        started.append(running)
-        return running
-
-    yield _launch
-    for running in started:
-        running.stop()
+QUICK = replace(FAST, reports_per_second=1000.0, history_flush_interval=0.05)
+"""Reports as fast as the tests send them, and the history written at once."""
 
 
 @pytest.fixture
 def seeded(launch: Callable[..., Running], tmp_path: Path) -> Running:
     """The demo's week of pulls and two DIUN notices, in a SQLite database of the test's."""
-    return launch(data_dir=str(tmp_path / "data"), demo_history_seed=7)
+    return launch(base=QUICK, data_dir=str(tmp_path / "data"), demo_history_seed=7)
 
 
 @pytest.fixture
 def paged(launch: Callable[..., Running], tmp_path: Path) -> Running:
     """Seed 4's week is 1031 pulls: more than one page of the collector's (1000)."""
-    return launch(data_dir=str(tmp_path / "data"), demo_history_seed=4)
+    return launch(base=QUICK, data_dir=str(tmp_path / "data"), demo_history_seed=4)
 
 
 @pytest.fixture
 def empty(launch: Callable[..., Running], tmp_path: Path) -> Running:
-    return launch(data_dir=str(tmp_path / "data"), history_retention=FOREVER)
+    return launch(base=QUICK, data_dir=str(tmp_path / "data"), history_retention=FOREVER)
 
 
 def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
@@ -197,7 +186,7 @@ def test_hostile_strings_are_escaped_in_the_tables(
 def test_no_history_is_one_line(
     launch: Callable[..., Running], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    bare = launch()
+    bare = launch(base=QUICK)
     for command in (["history"], ["stats"], ["updates"], ["updates", "dismiss", "x"]):
         code, out, err = run(capsys, *command, "--server", bare.url)
         assert (code, out) == (2, "")

@@ -49,13 +49,12 @@ def probe(url: str) -> tuple[int, dict[str, Any]]:
 
 
 def test_containerd_stopping_and_restarting_under_a_running_agent(
-    fresh_containerd: Containerd,
+    throttled_containerd: Containerd,
     throttle: ThrottleProxy,
     pusher: ImagePusher,
     tmp_path: Path,
 ) -> None:
-    daemon = fresh_containerd
-    daemon.add_registry_host(throttle.host_port)
+    daemon = throttled_containerd
     with ApiServer(token="kube") as api:
         collector = start_collector(api.kubeconfig(tmp_path / "kubeconfig"), tmp_path)
         agent: LoggedProcess | None = None
@@ -134,7 +133,7 @@ def reported(sink: ReportSink, digest: str, phase: str) -> bool:
 
 
 def test_the_agent_finds_containerd_where_it_comes_up_and_follows_a_recreated_socket(
-    fresh_containerd: Containerd,
+    throttled_containerd: Containerd,
     throttle: ThrottleProxy,
     pusher: ImagePusher,
     sink: ReportSink,
@@ -142,8 +141,7 @@ def test_the_agent_finds_containerd_where_it_comes_up_and_follows_a_recreated_so
 ) -> None:
     """As on a k3s node, where the standard socket never appears, and containerd starts after
     the agent. The agent's own loop runs in a thread, as in the process."""
-    daemon = fresh_containerd
-    daemon.add_registry_host(throttle.host_port)
+    daemon = throttled_containerd
     daemon.stop()
     standard = str(tmp_path / "standard.sock")
     config = AgentConfig(sink.url, NODE, (standard, daemon.address), "k8s.io", interval=0.1)

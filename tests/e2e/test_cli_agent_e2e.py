@@ -98,14 +98,13 @@ def reported(sink: ReportSink, image: PushedImage, phase: str) -> dict[str, Any]
 
 
 def test_agent_reports_pulls_and_survives_a_containerd_restart(
-    fresh_containerd: Containerd,
+    throttled_containerd: Containerd,
     throttle: ThrottleProxy,
     pusher: ImagePusher,
     sink: ReportSink,
 ) -> None:
     agent_logs: list[dict[str, Any]] = []
-    daemon = fresh_containerd
-    daemon.add_registry_host(throttle.host_port)
+    daemon = throttled_containerd
     agent = start_agent(sink, daemon.address, agent_logs)
     try:
         first = pusher.image(2, MiB)

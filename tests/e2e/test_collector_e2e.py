@@ -65,14 +65,13 @@ def api() -> Iterator[ApiServer]:
 
 
 def test_agent_pull_reaches_the_collector_with_its_pod_and_kubelet_failures_show_without_agent(
-    fresh_containerd: Containerd,
+    throttled_containerd: Containerd,
     throttle: ThrottleProxy,
     pusher: ImagePusher,
     api: ApiServer,
     tmp_path: Path,
 ) -> None:
-    daemon = fresh_containerd
-    daemon.add_registry_host(throttle.host_port)
+    daemon = throttled_containerd
     image = pusher.image(2, 5 * MiB // 2)  # about 2.5 s through the 2 MiB/s throttle
     ref = image.ref_at(throttle.host_port)  # 127.0.0.1:<proxy port>/e2e/imgN:v1
     web = pending_pod("web", NODE, ref, namespace=NAMESPACE)

@@ -64,14 +64,13 @@ def pulls_of(collector: Collector, digest: str) -> list[PullStatus]:
 
 
 def test_a_collector_killed_mid_pull_shows_the_pull_again_once_and_truly(
-    fresh_containerd: Containerd,
+    throttled_containerd: Containerd,
     throttle: ThrottleProxy,
     pusher: ImagePusher,
     api: ApiServer,
     tmp_path: Path,
 ) -> None:
-    daemon = fresh_containerd
-    daemon.add_registry_host(throttle.host_port)
+    daemon = throttled_containerd
     image = pusher.image(2, 2 * MiB)
     listen = f"127.0.0.1:{free_port()}"
     kubeconfig = api.kubeconfig(tmp_path / "kubeconfig")
@@ -127,14 +126,13 @@ def test_a_collector_killed_mid_pull_shows_the_pull_again_once_and_truly(
 
 
 def test_containerd_restarted_mid_pull_never_shows_a_false_completion(
-    fresh_containerd: Containerd,
+    throttled_containerd: Containerd,
     throttle: ThrottleProxy,
     pusher: ImagePusher,
     api: ApiServer,
     tmp_path: Path,
 ) -> None:
-    daemon = fresh_containerd
-    daemon.add_registry_host(throttle.host_port)
+    daemon = throttled_containerd
     image = pusher.image(2, 2 * MiB)
     mine = image.manifest_digest
     throttle.set_rate(CRAWL)

@@ -159,10 +159,9 @@ def test_a_pull_cut_off_midway_fails_with_a_reason(
 
 
 def test_poller_recovers_when_containerd_restarts(
-    fresh_containerd: Containerd, throttle: ThrottleProxy, pusher: ImagePusher
+    throttled_containerd: Containerd, throttle: ThrottleProxy, pusher: ImagePusher
 ) -> None:
-    daemon = fresh_containerd
-    daemon.add_registry_host(throttle.host_port)
+    daemon = throttled_containerd
     with Poller(daemon.address, interval=0.1) as poller:
         wait_for(lambda: poller.history(), 10, "a first sample")
         daemon.stop()
