@@ -77,6 +77,19 @@ def table_width(lay: Layout) -> int:
     return sum(column.width + 2 * PADDING for column in lay.columns)
 
 
+class _RowMessage(Message):
+    """A message about one row, which ``@on(..., "#id")`` routes by the table it came from."""
+
+    def __init__(self, table: PullTable, pull_id: str | None) -> None:
+        super().__init__()
+        self.table = table
+        self.pull_id = pull_id
+
+    @property
+    def control(self) -> PullTable:
+        return self.table
+
+
 class PullTable(ScrollView, can_focus=True):
     """A header line, then one line per pull, with a row cursor. Enter (or a click on the
     highlighted row) posts ``Selected``; moving the cursor posts ``Highlighted``."""
@@ -84,25 +97,13 @@ class PullTable(ScrollView, can_focus=True):
     BINDINGS: ClassVar[list[BindingType]] = keys.bound_by("table")
     COMPONENT_CLASSES: ClassVar[set[str]] = {"pull-table--header", "pull-table--cursor"}
 
-    class Highlighted(Message):
-        def __init__(self, table: PullTable, pull_id: str | None) -> None:
-            super().__init__()
-            self.table = table
-            self.pull_id = pull_id
+    class Highlighted(_RowMessage):
+        """The cursor moved to ``pull_id`` (None: the table is empty)."""
 
-        @property
-        def control(self) -> PullTable:
-            return self.table
+    class Selected(_RowMessage):
+        """Enter on ``pull_id``."""
 
-    class Selected(Message):
-        def __init__(self, table: PullTable, pull_id: str) -> None:
-            super().__init__()
-            self.table = table
-            self.pull_id = pull_id
-
-        @property
-        def control(self) -> PullTable:
-            return self.table
+        pull_id: str
 
     def __init__(
         self,
