@@ -42,6 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import httpx
 
 from pulltrace.model import AgentReport, LayerStatus, PullStatus, encode
+from testkit.util import free_port
 
 NODES = 200
 """Each node reports once a second (the collector allows two), with rate / NODES new pulls."""
@@ -159,14 +160,6 @@ async def _clients(port: int, count: int, since_ms: int, duration: float, out: C
 
 def client_worker(port: int, count: int, since_ms: int, duration: float, out: Connection) -> None:
     asyncio.run(_clients(port, count, since_ms, duration, out))
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def start_collector(env_extra: dict[str, str]) -> tuple[subprocess.Popen[bytes], int]:

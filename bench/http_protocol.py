@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import psutil
 
 from pulltrace.model import AgentReport, LayerStatus, PullStatus, encode
+from testkit.util import free_port
 
 VARIANTS = ("collector", "httptools", "h11")
 SERVER = r"""
@@ -82,12 +83,6 @@ async def agent(port: int, node: str, reports: int) -> None:
 
 async def load(port: int, connections: int, per_connection: int) -> None:
     await asyncio.gather(*(agent(port, f"node-{i}", per_connection) for i in range(connections)))
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def measure(variant: str, connections: int, per_connection: int) -> float:

@@ -40,14 +40,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pulltrace.model import AgentReport, LayerStatus, PullStatus, encode
+from testkit.util import free_port
 
 TARGET = 1.5
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def start_collector(port: int) -> subprocess.Popen[bytes]:

@@ -4,7 +4,6 @@ SSE stream that resumes, reports its connection state and survives a collector r
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -16,13 +15,8 @@ from pulltrace.client.collector import CollectorSource
 from pulltrace.client.endpoint import CollectorError, Endpoint
 from pulltrace.client.source import ConnectionState, Event, Message, Snapshot
 from testkit.kube.tls import TlsFront
+from testkit.util import free_port
 from tests.collector.conftest import FAST, Running, body, layer, pull, start
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,7 +24,7 @@ from testkit.images import ImagePusher
 from testkit.kube.apiserver import ApiServer
 from testkit.proxy import ThrottleProxy
 from testkit.stack import READ_TOKEN, Collector, EventRecorder, start_agent, start_collector
-from testkit.util import MiB
+from testkit.util import MiB, free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -41,14 +40,6 @@ FAST = 8 * MiB
 def api(tmp_path: Path) -> Iterator[ApiServer]:
     with ApiServer(token="kube") as server:
         yield server
-
-
-def free_port() -> int:
-    """A port for the collector to keep across its restart, as a Service keeps its address."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
 
 
 def kill_9(collector: Collector) -> None:
