@@ -274,11 +274,7 @@ def source_flags(*, containerd: bool) -> Callable[[Callable[..., int]], Callable
             for p in inspect.signature(body, eval_str=True).parameters.values()
             if p.name != "source"
         ]
-        arguments = [
-            p
-            for p in own
-            if isinstance(p.default, typer.models.ArgumentInfo) or _is_argument(p.annotation)
-        ]
+        arguments = [p for p in own if _is_argument(p.annotation)]
         options = [p for p in own if p not in arguments]
 
         @functools.wraps(body)
@@ -294,6 +290,7 @@ def source_flags(*, containerd: bool) -> Callable[[Callable[..., int]], Callable
 
 
 def _is_argument(annotation: object) -> bool:
+    """Whether an ``Annotated`` parameter is a Typer argument (the only style used here)."""
     return any(
         isinstance(meta, typer.models.ArgumentInfo)
         for meta in getattr(annotation, "__metadata__", ())
