@@ -455,3 +455,21 @@ def test_the_fast_paths_leave_the_heavy_modules_unloaded(
     loaded = set(json.loads(out.stdout.strip().splitlines()[-1]))
     assert ran in loaded
     assert loaded.isdisjoint((*HEAVY, *also_absent)), loaded & {*HEAVY, *also_absent}
+
+
+def test_demo_without_the_collector_extra(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``pip install pulltrace`` alone (the README's first command) has no collector: the
+    history commands' demo says which extra it needs, and ``watch --demo`` still runs,
+    simulated in the client."""
+    from pulltrace.cli import demo_collector, main
+    from pulltrace.tui.app import PulltraceApp
+
+    monkeypatch.setattr(demo_collector, "collector_installed", lambda: False)
+    assert main(["history", "--demo"]) == 2
+    assert capsys.readouterr().err.splitlines() == [f"pulltrace: {demo_collector.MISSING_SERVER}"]
+    ran: list[PulltraceApp] = []
+    monkeypatch.setattr(PulltraceApp, "run", lambda app: ran.append(app))
+    assert main(["watch", "--demo"]) == 0
+    assert [type(app.source).__name__ for app in ran] == ["DemoSource"]

@@ -389,9 +389,12 @@ def watch(
     with contextlib.ExitStack() as stack:
         live = plan.source(namespaces)
         history = plan.endpoint
-        if plan.kind == "demo":
+        from pulltrace.cli.demo_collector import collector_installed
+
+        if plan.kind == "demo" and collector_installed():
             # Through the real collector: the simulated agents report to it, and its history
-            # and updates hold the seeded past week.
+            # and updates hold the seeded past week. Without the collector extra the demo
+            # still runs, simulated in the client, and :history says it needs a collector.
             from pulltrace.cli.demo_collector import demo_collector
             from pulltrace.client.collector import CollectorSource
 

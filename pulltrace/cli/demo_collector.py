@@ -21,11 +21,23 @@ if TYPE_CHECKING:
     from pulltrace.sim import SimCluster
 
 READY_DEADLINE = 30.0
+"""Seconds for the collector to answer its first ``/healthz``."""
 STEP = 0.5
 """Seconds between the simulated agents' reports."""
 REPORTS_PER_SECOND = 10.0
 """The demo's per-node report rate limit: above the simulation's two a second."""
-"""Seconds for the collector to answer its first ``/healthz``."""
+MISSING_SERVER = (
+    "the demo's collector needs the collector extra: pip install 'pulltrace[collector]'"
+)
+
+
+def collector_installed() -> bool:
+    """Whether this install can run a collector: ``pip install pulltrace`` alone cannot."""
+    import importlib.util
+
+    return all(importlib.util.find_spec(m) is not None for m in ("uvicorn", "starlette"))
+
+
 STOP_DEADLINE = 10.0
 _PROBE = 1.0
 """One readiness probe's deadline: the socket is bound before the server runs, so a probe
@@ -40,10 +52,14 @@ def demo_collector(seed: int = 7, *, live: bool = False) -> Iterator[Endpoint]:
     ``/api/v1/report`` every half second, pods matched by the simulation), so its pulls, nodes
     and event stream move too, not only its history. Raises ``CollectorError`` when it does not
     come up (the history database cannot be created, say): the user gets the line, not a
-    traceback from a thread."""
+    traceback from a thread; ``ResolveError`` when the install has no collector."""
     import asyncio
     import time
 
+    if not collector_installed():
+        from pulltrace.client.connect import ResolveError
+
+        raise ResolveError(MISSING_SERVER)
     from pulltrace.collector.config import CollectorConfig
     from pulltrace.collector.server import Service
     from pulltrace.sim import SimCluster
